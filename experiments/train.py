@@ -1,0 +1,134 @@
+"""Builds a run from a plain-dict experiment description and hands it to the runner.
+
+An experiment is a dict (from a config file in ``experiments/configs/`` and/or
+command-line overrides)::
+
+    {"model": "ease", "dataset": "ml-1m-lightgcn",
+     "model_config": {"l2": 500.0},          # fields of the model's Config
+     "data": {"heldout_users": 0.1},          # fields of recjax.data.pipeline.DataConfig
+     "train": {"epochs": 1, "seed": 0}}       # fields of recjax.train.runner.TrainConfig
+
+`split_overrides` sorts flat ``key=value`` overrides into those three groups by
+field name (a ``model.``/``data.``/``train.`` prefix picks the group explicitly).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+import time
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from recjax.data import pipeline
+from recjax.data.registry import load_dataset
+from recjax.models import registry as model_registry
+from recjax.train.runner import TrainConfig, train_and_evaluate
+
+GROUPS = ("model", "data", "train")
+
+
+def load_config_file(path: str) -> dict:
+  """Imports a config module and returns its ``get_config()`` dict."""
+  p = Path(path)
+  if not p.is_file():
+    raise FileNotFoundError(f"config file {path} not found")
+  spec = importlib.util.spec_from_file_location(f"recjax_config_{p.stem}", p)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ValueError(f"{path}: a config file must define get_config() -> dict")
+  return module.get_config()
+
+
+def _field_types(cls) -> dict[str, Any]:
+  hints = typing.get_type_hints(cls)
+  return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _parse_value(text: str, annotation, where: str):
+  """Parses a command-line string into the type a config field declares."""
+  args = typing.get_args(annotation)
+  origin = typing.get_origin(annotation)
+  if text.lower() in ("none", "null") and (annotation is type(None) or type(None) in args):
+    return None
+  if annotation is bool:
+    if text.lower() in ("true", "1", "yes"):
+      return True
+    if text.lower() in ("false", "0", "no"):
+      return False
+    raise ValueError(f"{where}: expected true/false, got {text!r}")
+  if annotation is str:
+    return text
+  if annotation in (int, float):
+    try:
+      return annotation(text) if annotation is float else int(text)
+    except ValueError:
+      raise ValueError(f"{where}: expected {annotation.__name__}, got {text!r}") from None
+  if origin in (typing.Union, types.UnionType):
+    errors = []
+    for a in args:
+      if a is type(None):
+        continue
+      try:
+        return _parse_value(text, a, where)
+      except ValueError as e:
+        errors.append(str(e))
+    raise ValueError(f"{where}: {text!r} matches none of {annotation}")
+  if origin is tuple:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    inner = args[0] if args else str
+    return tuple(_parse_value(t, inner, where) for t in items)
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def split_overrides(model_name: str, overrides: list[str]) -> dict[str, dict[str, Any]]:
+  """Sorts ``key=value`` strings into model/data/train groups, typed by their fields."""
+  model_cls = model_registry.MODELS[model_name][0] if model_name in model_registry.MODELS else None
+  tables = {"model": _field_types(model_cls) if model_cls else {},
+            "data": _field_types(pipeline.DataConfig), "train": _field_types(TrainConfig)}
+  out: dict[str, dict[str, Any]] = {g: {} for g in GROUPS}
+  for item in overrides:
+    if "=" not in item:
+      raise ValueError(f"override {item!r}: expected key=value")
+    key, text = item.split("=", 1)
+    key = key.strip()
+    group = None
+    if "." in key:
+      group, key = key.split(".", 1)
+      if group not in GROUPS:
+        raise ValueError(f"override {item!r}: prefix must be one of {GROUPS}")
+    else:
+      owners = [g for g in GROUPS if key in tables[g]]
+      if not owners:
+        valid = {g: sorted(t) for g, t in tables.items()}
+        raise ValueError(f"override {item!r}: no config field {key!r}; fields are {valid}")
+      group = owners[0]
+    if key not in tables[group]:
+      raise ValueError(f"override {item!r}: {group} config has no field {key!r}; "
+                       f"its fields: {sorted(tables[group])}")
+    out[group][key] = _parse_value(text.strip(), tables[group][key], f"override {item!r}")
+  return out
+
+
+def run_experiment(experiment: dict, workdir: str, data_dir: str | None = None,
+                   cache_dir: str | None = None, download: bool = True, log=print) -> dict:
+  """Loads the data, splits it, builds the model and runs train_and_evaluate."""
+  model_name = experiment["model"]
+  model = model_registry.get_model(model_name, experiment.get("model_config", {}))
+  data_config = pipeline.DataConfig(**experiment.get("data", {}))
+  train_config = TrainConfig(**experiment.get("train", {}))
+  t0 = time.perf_counter()
+  dataset = load_dataset(experiment["dataset"], data_dir=data_dir, cache_dir=cache_dir,
+                         download=download)
+  split, data_info = pipeline.ranking_split(dataset, data_config)
+  log(f"data {dataset.name}: {data_info['summary']} ({time.perf_counter() - t0:.1f}s)")
+  run_info = {"dataset": dataset.name, "data_config": dataclasses.asdict(data_config),
+              "data": data_info}
+  return train_and_evaluate(model, split, train_config, workdir, run_info=run_info, log=log)

@@ -1,0 +1,57 @@
+"""The model protocol the runner speaks.
+
+A model is a bundle of pure functions over explicit state (see DESIGN.md):
+
+* ``init(key, train) -> (params, factors)``: ``params`` is the pytree optax
+  trains (may be empty ``{}``); ``factors`` holds closed-form state (EASE's
+  item-item weights, ALS's U/V, popularity counts) that never passes through
+  optax.
+* ``prepare(train) -> aux``: host-side, once per run: whatever the block step
+  needs from the training matrix (a Gram matrix, bucketed rows).  Optional.
+* ``block_step(params, factors, aux, key) -> factors``: one closed-form update
+  per epoch.  It is called by the runner *outside* ``jit``: a closed-form step
+  may need host staging (EASE's in-place LAPACK inverse on CPU), so the model
+  composes it from jitted kernels in ``recjax.ops``.  Optional.
+* ``loss(params, factors, batch, key) -> (loss, aux_metrics)``: differentiable
+  in ``params``; ``batch`` is a dict with ``rows`` [B, I] float32, ``mask`` [B]
+  bool and ``index`` [B] int32 (training row ids, -1 for padding).  The runner
+  jits the optax step around it.  Optional.
+* ``score(params, factors, inputs) -> scores``: pure and jittable; ``inputs``
+  are dense fold-in rows [B, I]; returns [B, I] scores (higher is better).
+  Users that training never saw are folded in here.
+
+A model with only ``block_step`` trains in closed form (EASE, popularity);
+one with only ``loss`` trains by gradient (Mult-VAE); hybrids have both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import optax
+import scipy.sparse as sp
+
+Params = Any
+Factors = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """A model as the runner sees it; see the module docstring for each field."""
+
+  name: str
+  config: Any
+  init: Callable[..., tuple[Params, Factors]]
+  score: Callable[[Params, Factors, Any], Any]
+  prepare: Callable[[sp.csr_matrix], Any] | None = None
+  block_step: Callable[[Params, Factors, Any, Any], Factors] | None = None
+  loss: Callable[..., tuple[Any, dict]] | None = None
+  optimizer: optax.GradientTransformation | None = None
+  train_defaults: dict = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    if self.block_step is None and self.loss is None:
+      raise ValueError(f"model {self.name!r} has neither a block step nor a loss")
+    if self.loss is not None and self.optimizer is None:
+      raise ValueError(f"model {self.name!r} has a loss but no optimizer")

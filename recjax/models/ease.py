@@ -1,0 +1,67 @@
+"""EASE (Steck, WWW 2019): a shallow item-item autoencoder solved in closed form.
+
+One block step computes B from the training users' Gram matrix (see
+`recjax.ops.ease`); users never seen in training are scored as ``x @ B`` from
+their fold-in row, so strong generalization needs no extra fold-in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
+
+from recjax.models.base import Model
+from recjax.ops import ease as ease_ops
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  l2: float = 500.0  # λ on the diagonal of XᵀX (Steck's ML-20M/Netflix choice: 500/1000).
+  solver: str = "auto"  # "device" (jitted Cholesky), "host" (in-place LAPACK), "auto".
+  host_above_items: int = 12_000  # "auto" uses the host solver on CPU above this catalog size.
+
+
+def make(config: Config) -> Model:
+  if config.solver not in ("auto", "device", "host"):
+    raise ValueError(f"ease: solver must be 'auto', 'device' or 'host', got {config.solver!r}")
+  if config.l2 <= 0:
+    raise ValueError(f"ease: l2 must be > 0, got {config.l2}")
+
+  def init(key, train: sp.csr_matrix):
+    del key
+    n = train.shape[1]
+    return {}, {"weights": jax.ShapeDtypeStruct((n, n), jnp.float32)}
+
+  def prepare(train: sp.csr_matrix):
+    return {"gram": ease_ops.sparse_gram(train)}
+
+  def block_step(params, factors, aux: dict, key):
+    """Solves for B once; the solve consumes the Gram matrix (its memory is reused).
+
+    Later epochs, if any are asked for, keep B: EASE has nothing left to fit.
+    """
+    del params, key
+    gram = aux.pop("gram", None)
+    if gram is None:
+      return factors
+    n = gram.shape[0]
+    on_cpu = jax.default_backend() == "cpu"
+    host = config.solver == "host" or (
+        config.solver == "auto" and on_cpu and n > config.host_above_items)
+    if host:
+      weights = jnp.asarray(ease_ops.ease_weights_host(gram, config.l2, overwrite=True))
+    else:
+      weights = ease_ops.ease_weights(jnp.asarray(gram), config.l2)
+    del gram
+    return {"weights": weights}
+
+  def score(params, factors, inputs):
+    del params
+    return inputs @ factors["weights"]
+
+  return Model(name="ease", config=config, init=init, prepare=prepare,
+               block_step=block_step, score=score, train_defaults={"epochs": 1})

@@ -1,0 +1,38 @@
+"""The explicit registry of models: name -> (config class, factory)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from recjax.models import ease, popularity
+from recjax.models.base import Model
+
+MODELS: dict[str, tuple[type, Any]] = {
+    "popularity": (popularity.Config, popularity.make),
+    "ease": (ease.Config, ease.make),
+}
+
+
+def list_models() -> list[str]:
+  return sorted(MODELS)
+
+
+def model_config(name: str, overrides: dict[str, Any] | None = None):
+  """The model's config dataclass with `overrides` applied (unknown keys raise)."""
+  if name not in MODELS:
+    raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
+  config_cls, _ = MODELS[name]
+  overrides = dict(overrides or {})
+  fields = {f.name: f for f in dataclasses.fields(config_cls)}
+  unknown = sorted(set(overrides) - set(fields))
+  if unknown:
+    raise ValueError(
+        f"model {name!r} has no config field(s) {unknown}; its fields: {sorted(fields) or 'none'}")
+  return config_cls(**overrides)
+
+
+def get_model(name: str, overrides: dict[str, Any] | None = None) -> Model:
+  """Builds a registered model from its name and config overrides."""
+  config = model_config(name, overrides)
+  return MODELS[name][1](config)

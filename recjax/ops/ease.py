@@ -1,0 +1,120 @@
+"""EASE (Steck 2019): the closed-form item-item autoencoder.
+
+B = argmin ||X - X B||² + λ||B||²  s.t. diag(B) = 0
+  = I - P · diagMat(1 / diag(P)),  P = (XᵀX + λI)⁻¹,
+so B_ij = -P_ij / P_jj off the diagonal and 0 on it.
+
+Two solvers for the same formula:
+
+* `ease_weights` -- jitted JAX (Cholesky, then a triangular solve against the
+  identity).  Use it on accelerators and for catalogs that fit a few copies of
+  an items x items matrix in memory.
+* `ease_weights_host` -- LAPACK ``potrf``/``potri`` from scipy, in place, so the
+  peak is about one items x items float32 matrix (6.7 GB at 41k items instead of
+  ~27 GB for the JAX path on CPU, where XLA cannot factor in place).
+
+The Gram matrix is built from the sparse matrix on the host
+(`sparse_gram`), in column blocks: a dense Gram product over a 0.4%-dense
+matrix wastes >99% of its FLOPs (see NOTES-jax-cpu.md).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.linalg.lapack as lapack
+import scipy.sparse as sp
+
+
+def sparse_gram(matrix: sp.csr_matrix, block: int = 2048, dtype=np.float32) -> np.ndarray:
+  """Dense XᵀX of a sparse users x items matrix, computed on the host in blocks.
+
+  Args:
+    matrix: csr [n_users, n_items].
+    block: number of item columns per block (bounds the temporary memory).
+    dtype: dtype of the result.
+
+  Returns:
+    [n_items, n_items] symmetric dense array (C order).
+  """
+  x = sp.csr_matrix(matrix, dtype=np.float64)
+  xt = x.T.tocsr()
+  xc = x.tocsc()
+  n = x.shape[1]
+  gram = np.empty((n, n), dtype=dtype)
+  for start in range(0, n, block):
+    stop = min(n, start + block)
+    cols = xc[:, start:stop]
+    gram[:, start:stop] = (xt @ cols).toarray()
+  return gram
+
+
+@jax.jit
+def ease_weights(gram: jax.Array, l2: float) -> jax.Array:
+  """EASE's item-item weights from a Gram matrix (jitted, any device).
+
+  Args:
+    gram: [I, I] XᵀX.
+    l2: λ, the L2 penalty added to the diagonal.
+
+  Returns:
+    [I, I] weights B with zero diagonal; scores are X @ B.
+  """
+  n = gram.shape[0]
+  eye = jnp.eye(n, dtype=gram.dtype)
+  chol = jnp.linalg.cholesky(gram + l2 * eye)
+  precision = jax.scipy.linalg.cho_solve((chol, True), eye)
+  diag = jnp.diagonal(precision)
+  weights = -precision / diag[None, :]
+  return jnp.where(eye > 0, 0.0, weights)
+
+
+def ease_weights_host(gram: np.ndarray, l2: float, overwrite: bool = False) -> np.ndarray:
+  """Same result as `ease_weights`, computed in place with LAPACK on the host.
+
+  Args:
+    gram: [I, I] float32 or float64 XᵀX.  Overwritten when `overwrite`.
+    l2: λ.
+    overwrite: reuse `gram`'s memory for the result.
+
+  Returns:
+    [I, I] weights B with zero diagonal, same dtype as `gram`.
+
+  Raises:
+    np.linalg.LinAlgError: when XᵀX + λI is not positive definite (λ too small
+      for the precision used).
+  """
+  a = gram if overwrite else gram.copy()
+  n = a.shape[0]
+  a[np.diag_indices(n)] += l2
+  # A symmetric C-ordered matrix is its own transpose, so its transpose is a
+  # Fortran-ordered view that LAPACK can work on in place.
+  af = a.T
+  potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (af,))
+  chol, info = potrf(af, lower=False, overwrite_a=True, clean=False)
+  if info != 0:
+    raise np.linalg.LinAlgError(f"EASE: XᵀX + {l2}·I is not positive definite (potrf info={info})")
+  inv, info = potri(chol, lower=False, overwrite_c=True)
+  if info != 0:
+    raise np.linalg.LinAlgError(f"EASE: inverse failed (potri info={info})")
+  p = inv.T  # back to the C-ordered buffer: the valid triangle is now the lower one.
+  _symmetrize_from_lower(p)
+  diag = np.diagonal(p).copy()
+  p /= -diag[None, :]
+  p[np.diag_indices(n)] = 0.0
+  return p
+
+
+def _symmetrize_from_lower(p: np.ndarray, block: int = 1024) -> None:
+  """Copies the lower triangle of `p` onto its upper triangle, in place, tile by tile."""
+  n = p.shape[0]
+  starts = range(0, n, block)
+  for bi in starts:
+    ri = slice(bi, min(n, bi + block))
+    tile = p[ri, ri]
+    p[ri, ri] = np.tril(tile) + np.tril(tile, -1).T
+    for bj in starts:
+      if bj > bi:
+        rj = slice(bj, min(n, bj + block))
+        p[ri, rj] = p[rj, ri].T

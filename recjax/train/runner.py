@@ -1,0 +1,233 @@
+"""The runner: closed-form block steps and optax gradient steps, epoch by epoch.
+
+The runner knows no model by name.  Per epoch it runs the model's block step
+(if any), then one pass of jitted optax steps over shuffled, fixed-shape
+training batches (if the model has a loss), evaluates on the validation users,
+keeps the best state by ``select_metric``, checkpoints, and stops early after
+``patience`` epochs without improvement.  At the end it evaluates the best
+state on the test users and writes ``results.json``.
+
+Outputs under ``workdir``: ``config.json``, ``metrics.jsonl`` (one record per
+epoch), ``results.json`` (``{"validation": {...}, "test": {...}, ...}``) and
+``checkpoints/`` (orbax).  Re-running the same command resumes from the last
+checkpoint and ends with the same results as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from recjax.data import batching
+from recjax.eval.ranking import evaluate_ranking
+from recjax.models.base import Model
+from recjax.train import sharding as shd
+from recjax.train.checkpoint import Checkpointer
+from recjax.train.progress import ProgressBar
+from recjax.train.state import TrainState
+from recjax.train.writer import MetricWriter, write_json
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """How the runner trains and evaluates; every field can be set from the command line."""
+
+  epochs: int | None = None  # Epochs to run; None takes the model's default (1 for closed-form models).
+  batch_size: int = 500  # Training users per optax step (rounded up to a multiple of the devices).
+  eval_batch_size: int = 500  # Users per evaluation batch.
+  metrics: tuple[str, ...] = ("recall@20", "recall@50", "ndcg@100")  # Reported metrics.
+  select_metric: str = "ndcg@100"  # Validation metric that picks the best epoch.
+  patience: int = 0  # Stop after this many evaluations without improvement; 0 never stops early.
+  eval_every: int = 1  # Evaluate on validation users every this many epochs (and at the last).
+  seed: int = 0  # Seeds parameters, dropout and batch order (the split has its own seed).
+  checkpoint: bool = True  # Save a checkpoint after every epoch and resume from the latest.
+  keep_checkpoints: int = 2  # How many checkpoints orbax keeps.
+  item_chunk: int | None = None  # Reduce scores to top-k in item chunks of this size.
+  n_devices: int | None = None  # Devices on the mesh's data axis; None uses all.
+  progress: bool = True  # Progress bar inside epochs with several batches.
+
+
+def _replicate(tree, sharding):
+  def put(x):
+    if isinstance(x, jax.ShapeDtypeStruct):
+      return x
+    return jax.device_put(x, sharding)
+  return jax.tree.map(put, tree)
+
+
+def _copy(tree):
+  return jax.tree.map(lambda x: x if isinstance(x, jax.ShapeDtypeStruct) else jnp.copy(x), tree)
+
+
+def _make_train_step(model: Model):
+  optimizer = model.optimizer
+
+  def train_step(params, opt_state, factors, batch, key):
+    (loss, aux), grads = jax.value_and_grad(model.loss, has_aux=True)(params, factors, batch, key)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    n = jnp.sum(batch["mask"].astype(jnp.float32))
+    sums = {"loss": loss * n, **{k: v * n for k, v in aux.items()}}
+    return params, opt_state, sums, n
+
+  return jax.jit(train_step, donate_argnums=(0, 1))
+
+
+def _score_fn(model: Model):
+  def score(state, inputs):
+    params, factors = state
+    return model.score(params, factors, inputs)
+  return score
+
+
+def _fmt(metrics: dict) -> str:
+  return " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "users")
+
+
+def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | Path,
+                       run_info: dict[str, Any] | None = None, log=print) -> dict:
+  """Trains `model` on `split.train`, selects on validation users, reports test users.
+
+  Args:
+    model: a `recjax.models.base.Model`.
+    split: a `recjax.data.splits.RankingSplit` (train matrix, validation and test
+      `EvalSet`s of fold-in / held-out rows).
+    config: `TrainConfig`.
+    workdir: output directory (created); an existing checkpoint there is resumed.
+    run_info: extra JSON-able description of the run (dataset, model config...)
+      written to config.json and results.json.
+    log: where the one-line-per-epoch progress goes.
+
+  Returns:
+    The dict written to results.json.
+  """
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  epochs = config.epochs if config.epochs is not None else model.train_defaults.get("epochs", 1)
+  if config.select_metric not in config.metrics:
+    config = dataclasses.replace(config, metrics=tuple(config.metrics) + (config.select_metric,))
+  mesh = shd.make_mesh(config.n_devices)
+  rep = shd.replicated(mesh)
+  batch_sh = shd.batch_sharding(mesh)
+  train = split.train
+  info = {"model": model.name, "model_config": dataclasses.asdict(model.config),
+          "train_config": dataclasses.asdict(dataclasses.replace(config, epochs=epochs)),
+          "devices": f"{mesh.devices.size} x {jax.devices()[0].device_kind}",
+          "train_shape": list(train.shape), "train_nnz": int(train.nnz),
+          "validation_users": int(split.validation.fold_in.shape[0]),
+          "test_users": int(split.test.fold_in.shape[0]), **(run_info or {})}
+  write_json(workdir / "config.json", info)
+
+  key = jax.random.PRNGKey(config.seed)
+  params, factors = model.init(jax.random.fold_in(key, 0), train)
+  opt_state = model.optimizer.init(params) if model.loss is not None else {}
+  params, opt_state, factors = (_replicate(t, rep) for t in (params, opt_state, factors))
+  state = TrainState.create(params, opt_state, factors, config.seed)
+  donates = model.loss is not None
+
+  writer = MetricWriter(workdir)
+  ckpt = Checkpointer(workdir, config.keep_checkpoints) if config.checkpoint else None
+  if ckpt is not None and ckpt.latest_epoch() is not None:
+    state = ckpt.restore(state, rep)
+    if donates and state.best_is_current:
+      state = state.replace(best_params=_copy(state.params))
+    writer.truncate_after(state.epoch)
+    log(f"resumed from {ckpt.directory} at epoch {state.epoch} "
+        f"(best {config.select_metric}={state.best_metric:.4f} at epoch {state.best_epoch})")
+  else:
+    writer.truncate_after(0)
+
+  score_fn = _score_fn(model)
+  evaluate = lambda st, eval_set: evaluate_ranking(
+      score_fn, st, eval_set, metrics=tuple(config.metrics), batch_size=config.eval_batch_size,
+      item_chunk=config.item_chunk, sharding=batch_sh)
+
+  aux_data = None
+  stopped = config.patience > 0 and state.bad_epochs >= config.patience
+  if state.epoch < epochs and not stopped:
+    if model.block_step is not None and model.prepare is not None:
+      t0 = time.perf_counter()
+      aux_data = model.prepare(train)
+      log(f"prepared block-step data in {time.perf_counter() - t0:.1f}s")
+    train_step = _make_train_step(model) if model.loss is not None else None
+    batch_size = shd.round_up_to_devices(config.batch_size, mesh)
+    n_batches = batching.n_batches(train.shape[0], batch_size)
+
+  while state.epoch < epochs and not stopped:
+    epoch = state.epoch + 1
+    t0 = time.perf_counter()
+    record: dict[str, Any] = {"epoch": epoch}
+    params, opt_state, factors, step = state.params, state.opt_state, state.factors, state.step
+    if model.block_step is not None:
+      tb = time.perf_counter()
+      factors = model.block_step(params, factors, aux_data, jax.random.fold_in(state.rng, -epoch))
+      factors = jax.block_until_ready(_replicate(factors, rep))
+      record["block_seconds"] = time.perf_counter() - tb
+    if train_step is not None:
+      order = batching.shuffled_order(train.shape[0], config.seed, epoch)
+      bar = ProgressBar(n_batches, f"epoch {epoch}", enabled=config.progress)
+      sums, count = None, jnp.zeros(())
+      for rb in batching.dense_row_batches(train, batch_size, order=order):
+        batch = {"rows": rb.rows, "mask": rb.mask, "index": rb.index.astype(np.int32)}
+        batch = jax.device_put(batch, batch_sh)
+        key_t = jax.random.fold_in(state.rng, step)
+        params, opt_state, s, n = train_step(params, opt_state, factors, batch, key_t)
+        sums = s if sums is None else jax.tree.map(jnp.add, sums, s)
+        count = count + n
+        step = step + 1
+        bar.update()
+      train_metrics = {k: float(v) / max(float(count), 1.0) for k, v in jax.device_get(sums).items()}
+      if not all(math.isfinite(v) for v in train_metrics.values()):
+        raise FloatingPointError(
+            f"epoch {epoch}: non-finite training metrics {train_metrics}; the last good "
+            f"checkpoint (epoch {state.epoch}) is kept under {workdir / 'checkpoints'}")
+      record["train"] = train_metrics
+    state = state.replace(params=params, opt_state=opt_state, factors=factors, step=step,
+                          epoch=epoch, best_is_current=False)
+    if epoch % config.eval_every == 0 or epoch == epochs:
+      val = evaluate((params, factors), split.validation)
+      record["validation"] = val
+      current = val[config.select_metric]
+      if current > state.best_metric:
+        best_params = _copy(params) if donates else params
+        state = state.replace(best_params=best_params, best_factors=factors,
+                              best_metric=float(current), best_epoch=epoch, bad_epochs=0,
+                              best_is_current=True)
+      else:
+        state = state.replace(bad_epochs=state.bad_epochs + 1)
+      stopped = config.patience > 0 and state.bad_epochs >= config.patience
+    record["seconds"] = time.perf_counter() - t0
+    if ckpt is not None:
+      ckpt.save(state)
+    writer.write(record)
+    parts = [f"epoch {epoch}/{epochs}"]
+    if "train" in record:
+      parts.append(_fmt(record["train"]))
+    if "validation" in record:
+      parts.append("val " + _fmt(record["validation"]))
+    parts.append(f"({record['seconds']:.1f}s)")
+    log(" ".join(parts))
+    if stopped:
+      log(f"early stop: no {config.select_metric} improvement in {config.patience} evaluations")
+
+  best = (state.best_params, state.best_factors)
+  t0 = time.perf_counter()
+  val = evaluate(best, split.validation)
+  test = evaluate(best, split.test)
+  results = {"validation": val, "test": test, "best_epoch": state.best_epoch,
+             "epochs_run": state.epoch, "select_metric": config.select_metric,
+             "eval_seconds": time.perf_counter() - t0, "run": info}
+  write_json(workdir / "results.json", results)
+  log(f"best epoch {state.best_epoch}: val {_fmt(val)}")
+  log(f"test ({test['users']} users): {_fmt(test)}")
+  if ckpt is not None:
+    ckpt.close()
+  return results
