@@ -18,6 +18,7 @@ class Config:
   dim: int = 8
   learning_rate: float = 0.01
   dropout: float = 0.5
+  optimizer: str = "adam"  # or "sgd"
 
 
 def make(config: Config = Config()) -> Model:
@@ -44,4 +45,12 @@ def make(config: Config = Config()) -> Model:
     return logits(params, inputs)
 
   return Model(name="toy", config=config, init=init, score=score, loss=loss,
-               optimizer=optax.adam(config.learning_rate), train_defaults={"epochs": 5})
+               optimizer=getattr(optax, config.optimizer)(config.learning_rate), train_defaults={"epochs": 5})
+
+
+def make_split():
+  """Seeded synthetic clicks with strong taste clusters, split for strong generalization."""
+  from recjax.data import splits, synthetic
+  matrix = synthetic.synthetic_implicit(n_users=400, n_items=120, nnz=6000, seed=1, n_clusters=6,
+                                        cluster_strength=0.8)
+  return splits.strong_generalization(matrix, n_heldout_users=60, seed=2)

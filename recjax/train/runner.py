@@ -67,6 +67,11 @@ def _copy(tree):
   return jax.tree.map(lambda x: x if isinstance(x, jax.ShapeDtypeStruct) else jnp.copy(x), tree)
 
 
+def _block_key(rng, epoch: int):
+  """Block-step keys: a stream of their own, apart from the per-step keys fold_in(rng, step)."""
+  return jax.random.fold_in(jax.random.fold_in(rng, 0x7FFFFFFF), epoch)
+
+
 def _make_train_step(model: Model):
   optimizer = model.optimizer
 
@@ -168,7 +173,7 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
     params, opt_state, factors, step = state.params, state.opt_state, state.factors, state.step
     if model.block_step is not None:
       tb = time.perf_counter()
-      factors = model.block_step(params, factors, aux_data, jax.random.fold_in(state.rng, -epoch))
+      factors = model.block_step(params, factors, aux_data, _block_key(state.rng, epoch))
       factors = jax.block_until_ready(_replicate(factors, rep))
       record["block_seconds"] = time.perf_counter() - tb
     if train_step is not None:

@@ -1,0 +1,126 @@
+"""The runner: determinism, resume after SIGKILL, 1 device against 4, early stopping, outputs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import toy_model
+from recjax.models.registry import get_model
+from recjax.train.runner import TrainConfig, train_and_evaluate
+
+HERE = Path(__file__).parent
+SCRIPT = HERE / "run_toy.py"
+
+
+_split = toy_model.make_split
+
+
+def _config(**kw):
+  base = dict(epochs=4, batch_size=32, eval_batch_size=33, n_devices=1, progress=False,
+              metrics=("recall@20", "ndcg@100", "map@50"))
+  base.update(kw)
+  return TrainConfig(**base)
+
+
+def _run_script(workdir, *extra, timeout=240):
+  out = subprocess.run([sys.executable, str(SCRIPT), str(workdir), *extra], capture_output=True,
+                       text=True, timeout=timeout, cwd=HERE.parent)
+  assert out.returncode == 0, out.stderr[-3000:]
+  line = [l for l in out.stdout.splitlines() if l.startswith("RESULTS ")][-1]
+  return json.loads(line[len("RESULTS "):]), out.stdout
+
+
+def test_same_seed_is_bit_identical_and_outputs_are_written(tmp_path):
+  split = _split()
+  logs = []
+  a = train_and_evaluate(toy_model.make(), split, _config(), tmp_path / "a", log=logs.append)
+  b = train_and_evaluate(toy_model.make(), split, _config(checkpoint=False), tmp_path / "b",
+                         log=lambda s: None)
+  assert a["validation"] == b["validation"] and a["test"] == b["test"]
+  c = train_and_evaluate(toy_model.make(), split, _config(seed=1, checkpoint=False),
+                         tmp_path / "c", log=lambda s: None)
+  assert c["validation"] != a["validation"]
+  results = json.loads((tmp_path / "a" / "results.json").read_text())
+  assert set(results) >= {"validation", "test"}
+  assert set(results["test"]) == {"recall@20", "ndcg@100", "map@50", "users"}
+  records = [json.loads(l) for l in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+  assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+  assert all(np.isfinite(r["train"]["loss"]) and "ndcg@100" in r["validation"] for r in records)
+  assert json.loads((tmp_path / "a" / "config.json").read_text())["model"] == "toy"
+  assert sum(l.startswith("epoch ") for l in logs) == 4 and any(l.startswith("test") for l in logs)
+  # The model learns: training NLL falls and validation NDCG@100 beats popularity.
+  assert records[-1]["train"]["loss"] < records[0]["train"]["loss"]
+  pop = train_and_evaluate(get_model("popularity"), split, _config(checkpoint=False),
+                           tmp_path / "pop", log=lambda s: None)
+  assert a["validation"]["ndcg@100"] > pop["validation"]["ndcg@100"]
+
+
+def test_rerun_after_completion_resumes_and_reports_the_same(tmp_path):
+  split = _split()
+  a = train_and_evaluate(toy_model.make(), split, _config(), tmp_path, log=lambda s: None)
+  logs = []
+  b = train_and_evaluate(toy_model.make(), split, _config(), tmp_path, log=logs.append)
+  assert any("resumed" in l for l in logs) and not any(l.startswith("epoch ") for l in logs)
+  assert a["test"] == b["test"] and a["best_epoch"] == b["best_epoch"]
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+  reference, _ = _run_script(tmp_path / "ref", "--epochs", "8")
+  workdir = tmp_path / "killed"
+  proc = subprocess.Popen([sys.executable, str(SCRIPT), str(workdir), "--epochs", "8"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=HERE.parent)
+  metrics = workdir / "metrics.jsonl"
+  deadline = time.time() + 180
+  while time.time() < deadline:
+    if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+      break
+    if proc.poll() is not None:
+      pytest.fail("the run finished before it could be killed")
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  done = len(metrics.read_text().splitlines())
+  assert 3 <= done < 8, f"killed after {done} epochs"
+  resumed, stdout = _run_script(workdir, "--epochs", "8")
+  assert "resumed" in stdout
+  assert resumed == reference
+  records = [json.loads(l) for l in metrics.read_text().splitlines()]
+  assert [r["epoch"] for r in records] == list(range(1, 9))
+  ref_records = [json.loads(l) for l in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()]
+  assert [r["validation"] for r in records] == [r["validation"] for r in ref_records]
+
+
+def test_four_devices_match_one(tmp_path):
+  one, _ = _run_script(tmp_path / "one", "--host_devices", "4", "--devices", "1", "--epochs", "3")
+  four, _ = _run_script(tmp_path / "four", "--host_devices", "4", "--devices", "4", "--epochs", "3")
+  for part in ("validation", "test"):
+    assert one[part]["users"] == four[part]["users"]
+    for k, v in one[part].items():
+      np.testing.assert_allclose(four[part][k], v, rtol=1e-4, atol=1e-5, err_msg=f"{part} {k}")
+
+
+def test_early_stopping_and_best_state(tmp_path):
+  split = _split()
+  config = _config(epochs=30, patience=2, checkpoint=False)
+  model = toy_model.make(toy_model.Config(learning_rate=0.5))  # Overfits fast, so it stops early.
+  res = train_and_evaluate(model, split, config, tmp_path, log=lambda s: None)
+  records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert len(records) < 30
+  best = max(r["validation"]["ndcg@100"] for r in records)
+  assert res["validation"]["ndcg@100"] == pytest.approx(best, abs=1e-6)
+  assert records[res["best_epoch"] - 1]["validation"]["ndcg@100"] == pytest.approx(best, abs=1e-6)
+
+
+def test_non_finite_loss_raises_with_a_clear_message(tmp_path):
+  split = _split()
+  model = toy_model.make(toy_model.Config(learning_rate=1e30, optimizer="sgd"))
+  with pytest.raises(FloatingPointError, match="non-finite"):
+    train_and_evaluate(model, split, _config(epochs=5), tmp_path, log=lambda s: None)
