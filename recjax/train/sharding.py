@@ -19,7 +19,10 @@ def make_mesh(n_devices: int | None = None) -> Mesh:
   n = available if n_devices is None else n_devices
   if not 1 <= n <= available:
     raise ValueError(f"asked for {n} devices, {available} available ({jax.devices()[0].platform})")
-  return jax.make_mesh((n,), (DATA_AXIS,), devices=jax.devices()[:n])
+  # Auto axes: jit propagates the batch sharding through the step and inserts the
+  # gradient all-reduce; models need no sharding annotations of their own.
+  return jax.make_mesh((n,), (DATA_AXIS,), devices=jax.devices()[:n],
+                       axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -1,0 +1,1 @@
+"""Benchmarks of recjax kernels; see harness.py for the timing method."""

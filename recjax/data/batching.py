@@ -1,0 +1,190 @@
+"""Fixed-shape host batches of sparse rows, so nothing ragged reaches jax.jit.
+
+`dense_row_batches` turns csr rows into dense [B, n_items] blocks with one B
+for the whole pass (the last batch is padded and masked).  `bucketed_rows`
+packs rows by their number of non-zeros into a few padded shapes for
+row-wise solvers such as ALS.  numpy only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator, NamedTuple, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+
+class RowBatch(NamedTuple):
+  """A dense block of matrix rows.
+
+  Attributes:
+    rows: [B, n_items] dense values (zeros on padding rows).
+    mask: [B] bool, False on padding rows.
+    index: [B] int64 matrix row of each batch row, -1 on padding rows.
+  """
+
+  rows: np.ndarray
+  mask: np.ndarray
+  index: np.ndarray
+
+
+def _round_up(n: int, multiple: int) -> int:
+  return -(-n // multiple) * multiple
+
+
+def n_batches(n_rows: int, batch_size: int, pad_to_multiple_of: int = 1) -> int:
+  """Number of batches `dense_row_batches` yields for n_rows rows."""
+  return -(-n_rows // _round_up(batch_size, pad_to_multiple_of))
+
+
+def shuffled_order(n_rows: int, seed: int, epoch: int) -> np.ndarray:
+  """A permutation of range(n_rows) determined by (seed, epoch) alone."""
+  return np.random.default_rng([seed, epoch]).permutation(n_rows)
+
+
+def _canonical(matrix: sp.spmatrix) -> sp.csr_matrix:
+  m = sp.csr_matrix(matrix)
+  if not m.has_canonical_format:
+    m = m.copy()
+    m.sum_duplicates()
+  return m
+
+
+def dense_row_batches(matrix: sp.spmatrix, batch_size: int, *,
+                      order: np.ndarray | None = None, pad_to_multiple_of: int = 1,
+                      dtype=np.float32) -> Iterator[RowBatch]:
+  """Yields the rows of `matrix` as dense batches of one fixed shape.
+
+  The batch size is ``B = batch_size`` rounded up to a multiple of
+  ``pad_to_multiple_of`` (e.g. the device count, so batches shard evenly).
+  Every batch, the last one included, has B rows; the last is padded with
+  zero rows that have ``mask=False`` and ``index=-1``.  Each call allocates
+  fresh arrays, so yielded batches may be kept.
+
+  Args:
+    matrix: csr [n_rows, n_items]; duplicate entries are summed.
+    batch_size: rows per batch before rounding.
+    order: row indices in the order to yield them, e.g. `shuffled_order`
+      (a subset is allowed); default all rows in order.
+    pad_to_multiple_of: B is rounded up to a multiple of this.
+    dtype: dtype of `rows`.
+
+  Yields:
+    RowBatch.
+  """
+  m = _canonical(matrix)
+  b = _round_up(batch_size, pad_to_multiple_of)
+  if b <= 0:
+    raise ValueError(f"batch_size must be positive, got {batch_size}")
+  order = np.arange(m.shape[0]) if order is None else np.asarray(order, np.int64)
+  for start in range(0, len(order), b):
+    idx = order[start:start + b]
+    sub = m[idx]
+    rows = np.zeros((b, m.shape[1]), dtype)
+    r = np.repeat(np.arange(len(idx)), np.diff(sub.indptr))
+    rows[r, sub.indices] = sub.data
+    mask = np.zeros(b, bool)
+    mask[:len(idx)] = True
+    index = np.full(b, -1, np.int64)
+    index[:len(idx)] = idx
+    yield RowBatch(rows=rows, mask=mask, index=index)
+
+
+@dataclasses.dataclass(frozen=True)
+class Bucket:
+  """Rows of one padded length.
+
+  Attributes:
+    rows: int64 [R] matrix row ids, -1 on padding rows.
+    cols: int32 [R, L] column ids of the row's entries, 0 on padding.
+    vals: float32 [R, L] values, 0 on padding.
+    mask: bool [R, L], True on real entries.
+  """
+
+  rows: np.ndarray
+  cols: np.ndarray
+  vals: np.ndarray
+  mask: np.ndarray
+
+  @property
+  def length(self) -> int:
+    return self.cols.shape[1]
+
+  @property
+  def n_rows(self) -> int:
+    return self.cols.shape[0]
+
+
+def default_bucket_edges(max_len: int, min_len: int = 8, growth: float = 2.0) -> list[int]:
+  """Geometric padded lengths min_len, ceil(min_len * growth), ... up to >= max_len."""
+  if growth <= 1.0:
+    raise ValueError(f"growth must be > 1, got {growth}")
+  edges = [max(int(min_len), 1)]
+  while edges[-1] < max_len:
+    edges.append(max(edges[-1] + 1, int(np.ceil(edges[-1] * growth))))
+  return edges
+
+
+def bucketed_rows(matrix: sp.spmatrix, bucket_edges: Sequence[int] | None = None,
+                  rows_per_batch: int | None = None) -> list[Bucket]:
+  """Groups rows by their number of non-zeros into padded buckets.
+
+  A row with n entries goes to the smallest edge L >= n (empty rows to the
+  smallest bucket, all masked).  Only buckets with rows are returned, in
+  increasing L; rows keep increasing id order inside a bucket.  R is padded to
+  a multiple of ``rows_per_batch`` (e.g. a solver's batch times the device
+  count), so a caller that slices buckets into chunks of ``rows_per_batch``
+  rows sees at most one shape per edge.  With the default power-of-2
+  edges from 8, a row of length n > 8 costs < 2n slots; `padding_ratio` gives
+  the overhead of a result.
+
+  Args:
+    matrix: csr [n_rows, n_cols]; duplicates are summed.
+    bucket_edges: increasing padded lengths; the last must be >= the longest
+      row.  Default `default_bucket_edges(longest row)`.
+    rows_per_batch: pad each bucket's row count to a multiple of this.
+
+  Returns:
+    list of Bucket.
+  """
+  m = _canonical(matrix)
+  m.sort_indices()
+  lengths = np.diff(m.indptr)
+  max_len = int(lengths.max()) if len(lengths) else 0
+  edges = np.asarray(default_bucket_edges(max_len) if bucket_edges is None
+                     else bucket_edges, np.int64)
+  if len(edges) == 0 or np.any(np.diff(edges) <= 0) or edges[0] < 1:
+    raise ValueError(f"bucket_edges must be positive and increasing, got {edges}")
+  if max_len > edges[-1]:
+    raise ValueError(f"longest row has {max_len} entries > last bucket edge {edges[-1]}")
+  which = np.searchsorted(edges, lengths, side="left")
+  buckets = []
+  for b, length in enumerate(edges):
+    ids = np.flatnonzero(which == b)
+    if len(ids) == 0:
+      continue
+    n_real = len(ids)
+    n_pad = n_real if rows_per_batch is None else _round_up(n_real, rows_per_batch)
+    row_len = lengths[ids]
+    r = np.repeat(np.arange(n_real), row_len)
+    starts = m.indptr[ids]
+    pos = np.arange(len(r)) - np.repeat(np.cumsum(row_len) - row_len, row_len)
+    src = np.repeat(starts, row_len) + pos
+    cols = np.zeros((n_pad, length), np.int32)
+    vals = np.zeros((n_pad, length), np.float32)
+    mask = np.zeros((n_pad, length), bool)
+    cols[r, pos] = m.indices[src]
+    vals[r, pos] = m.data[src]
+    mask[r, pos] = True
+    rows = np.full(n_pad, -1, np.int64)
+    rows[:n_real] = ids
+    buckets.append(Bucket(rows=rows, cols=cols, vals=vals, mask=mask))
+  return buckets
+
+
+def padding_ratio(buckets: Sequence[Bucket]) -> float:
+  """Padding slots per real entry: (sum R * L - nnz) / nnz (0 = no overhead)."""
+  slots = sum(b.mask.size for b in buckets)
+  real = sum(int(b.mask.sum()) for b in buckets)
+  return (slots - real) / max(real, 1)

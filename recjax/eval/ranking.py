@@ -1,0 +1,180 @@
+"""The fold-in ranking protocol (Liang et al. 2018, §4.1–4.2).
+
+Each evaluated user's fold-in items go into the model, the fold-in items are
+removed from the ranking, and the top-K remaining items are scored against the
+user's held-out items.
+
+All the work on a batch (scoring, exclusion, top-K, metric sums) runs in one
+jitted function, cached at module level, so an evaluation every epoch compiles
+once.  Sums stay on device across batches; one `jax.device_get` at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
+from jax.sharding import NamedSharding, PartitionSpec
+
+from recjax.ops import ranking as ranking_ops
+
+ScoreFn = Callable[[Any, jax.Array], jax.Array]
+
+# (score_fn, metrics, k, item_chunk) -> jitted batch step.
+_BATCH_STEPS: dict[tuple, Callable] = {}
+
+
+def clear_cache() -> None:
+  """Forgets every cached batch step (and the score functions they hold)."""
+  _BATCH_STEPS.clear()
+
+
+def _batch_step(score_fn: ScoreFn, metrics: tuple[str, ...], item_chunk: int | None):
+  """The jitted `(state, inputs, held_out, n_held_out, row_mask, totals) -> totals`."""
+  k = max(ranking_ops.parse_metric(m)[1] for m in metrics)
+  key = (score_fn, metrics, k, item_chunk)
+  step = _BATCH_STEPS.get(key)
+  if step is None:
+
+    def step_fn(state, inputs, held_out, n_held_out, row_mask, totals):
+      scores = score_fn(state, inputs)
+      _, top = ranking_ops.top_k_excluding(scores, inputs != 0, k, item_chunk)
+      sums = ranking_ops.ranking_metric_sums(top, held_out, row_mask, metrics, n_held_out)
+      return jax.tree.map(jnp.add, totals, sums)
+
+    step = _BATCH_STEPS[key] = jax.jit(step_fn)
+  return step
+
+
+def _rows_to_evaluate(eval_set) -> np.ndarray:
+  """Row indices of `eval_set.fold_in` to evaluate.
+
+  When the matrices have one row per entry of `eval_set.users`, every row is
+  evaluated (`users` then only names them); otherwise `users` are the row
+  indices of the evaluated users in full-size matrices.
+  """
+  n_rows = eval_set.fold_in.shape[0]
+  users = np.asarray(eval_set.users)
+  if len(users) == n_rows:
+    return np.arange(n_rows)
+  if len(users) and (users.min() < 0 or users.max() >= n_rows):
+    raise ValueError(
+        f"EvalSet.users has {len(users)} entries for {n_rows} matrix rows, so they must be "
+        f"row indices, but they span [{users.min()}, {users.max()}]")
+  return users.astype(np.int64)
+
+
+def _dense_rows(matrix: sp.csr_matrix, rows: np.ndarray, batch_size: int) -> np.ndarray:
+  """`matrix[rows]` as a dense [batch_size, n_cols] array, zero-padded at the bottom."""
+  out = np.zeros((batch_size, matrix.shape[1]), matrix.dtype)
+  matrix[rows].toarray(out=out[:len(rows)])
+  return out
+
+
+def _data_shards(sharding: NamedSharding) -> int:
+  """How many ways `sharding` splits the leading (row) axis."""
+  spec = tuple(sharding.spec)
+  axes = spec[0] if spec else None
+  if axes is None:
+    return 1
+  if isinstance(axes, str):
+    axes = (axes,)
+  return math.prod(sharding.mesh.shape[a] for a in axes)
+
+
+def evaluate_ranking(
+    score_fn: ScoreFn,
+    state: Any,
+    eval_set,
+    metrics: tuple[str, ...] = ("recall@20", "recall@50", "ndcg@100"),
+    batch_size: int = 500,
+    item_chunk: int | None = None,
+    sharding: NamedSharding | None = None,
+) -> dict[str, float]:
+  """Ranking metrics of a model under the fold-in protocol.
+
+  Users are processed in fixed-size dense batches; the last one is padded with
+  masked rows, so one shape is compiled per (batch_size, n_items).  Items with a
+  nonzero fold-in value are excluded from the ranking.  Users without held-out
+  items are skipped.
+
+  Args:
+    score_fn: pure `(state, inputs [B, I] float32) -> scores [B, I]`, where
+      `inputs` are the users' dense fold-in rows.  The jitted batch step is
+      cached on the identity of `score_fn` (with `metrics` and `item_chunk`):
+      pass the same function object every epoch (a module-level function, or a
+      `functools.partial` built once), not a fresh lambda, or it recompiles.
+    state: pytree of arrays passed to `score_fn` unchanged (e.g. params);
+      it is not resharded.
+    eval_set: an object with `fold_in` and `held_out` (scipy sparse
+      [n_rows, n_items]) and `users` (np.ndarray).  If `len(users)` equals the
+      number of rows, all rows are evaluated; otherwise `users` are the row
+      indices to evaluate.
+    metrics: metric names (see `recjax.ops.ranking`); top-K uses their largest k.
+    batch_size: users per batch.
+    item_chunk: optional chunk size for the chunked top-K over the items.
+    sharding: optional `NamedSharding` whose spec splits the batch rows, e.g.
+      `NamedSharding(jax.make_mesh((n,), ("data",)), PartitionSpec("data"))`.
+      The batch size is rounded up to a multiple of the row shards and each
+      batch is `device_put` with it; `state` should already be replicated.
+
+  Returns:
+    {metric name (lower-case): mean over evaluated users, "users": their
+    number}.  Means are NaN when no user has a held-out item.
+  """
+  metrics = tuple(dict.fromkeys(m.strip().lower() for m in metrics))
+  if not metrics:
+    raise ValueError("evaluate_ranking: no metrics requested")
+  k = max(ranking_ops.parse_metric(m)[1] for m in metrics)
+  fold_in = sp.csr_matrix(eval_set.fold_in).astype(np.float32, copy=False)
+  held_out = sp.csr_matrix(eval_set.held_out).astype(bool)
+  held_out.eliminate_zeros()
+  held_out.sum_duplicates()
+  if fold_in.shape != held_out.shape:
+    raise ValueError(f"fold_in {fold_in.shape} and held_out {held_out.shape} differ in shape")
+  n_items = fold_in.shape[1]
+  if k > n_items:
+    raise ValueError(f"evaluate_ranking: top-{k} needs at least {k} items, got {n_items}")
+  rows = _rows_to_evaluate(eval_set)
+  # Counted on the host: a row sum over a dense bool batch is slow on XLA:CPU.
+  n_held_out_all = np.diff(held_out.indptr).astype(np.int32)
+
+  if sharding is not None:
+    shards = _data_shards(sharding)
+    batch_size = -(-batch_size // shards) * shards
+    row_sharding = NamedSharding(sharding.mesh, PartitionSpec(*tuple(sharding.spec)[:1]))
+    replicated = NamedSharding(sharding.mesh, PartitionSpec())
+    put_rows = lambda x: jax.device_put(x, sharding)
+    put_mask = lambda x: jax.device_put(x, row_sharding)
+    put_scalar = lambda x: jax.device_put(x, replicated)
+  else:
+    put_rows = put_mask = put_scalar = jax.device_put
+
+  step = _batch_step(score_fn, metrics, None if item_chunk is None else int(item_chunk))
+  totals = {m: np.zeros((), np.float32) for m in metrics}
+  totals["users"] = np.zeros((), np.int32)
+  totals = jax.tree.map(put_scalar, totals)
+  for start in range(0, len(rows), batch_size):
+    batch_rows = rows[start:start + batch_size]
+    row_mask = np.zeros((batch_size,), bool)
+    row_mask[:len(batch_rows)] = True
+    n_held_out = np.zeros((batch_size,), np.int32)
+    n_held_out[:len(batch_rows)] = n_held_out_all[batch_rows]
+    totals = step(
+        state,
+        put_rows(_dense_rows(fold_in, batch_rows, batch_size)),
+        put_rows(_dense_rows(held_out, batch_rows, batch_size)),
+        put_mask(n_held_out),
+        put_mask(row_mask),
+        totals,
+    )
+
+  totals = jax.device_get(totals)
+  users = int(totals["users"])
+  result = {m: float(totals[m]) / users if users else float("nan") for m in metrics}
+  result["users"] = users
+  return result
