@@ -10,7 +10,7 @@ workdir receives config.json, metrics.jsonl, results.json and checkpoints; the
 same command run again resumes where it stopped.  Only this file reads flags.
 """
 
-from absl import app, flags
+from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Model name (see --list).")
@@ -29,6 +29,8 @@ flags.DEFINE_bool("list", False, "List models and datasets, then exit.")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO.
   from experiments import train
   from recjax.data.registry import list_datasets
   from recjax.models.registry import list_models

@@ -85,3 +85,16 @@ def test_ease_config_validation():
     ease_model.make(ease_model.Config(solver="gpu"))
   with pytest.raises(ValueError, match="l2"):
     ease_model.make(ease_model.Config(l2=0.0))
+
+
+@pytest.mark.parametrize("n,max_rows", [(50, 7), (101, 30), (64, 1000)])
+def test_block_spd_inverse_matches_numpy(n, max_rows):
+  # Above max_rows the inverse goes through the 2x2 Schur-complement recursion
+  # (used for catalogs where OpenBLAS's potrf fails); it must equal the direct inverse.
+  rng = np.random.default_rng(n)
+  m = rng.standard_normal((n + 5, n))
+  a = m.T @ m + 0.5 * np.eye(n)
+  expected = np.linalg.inv(a)
+  out = ease_ops.spd_inverse_host(a, max_rows=max_rows)
+  assert out is a
+  np.testing.assert_allclose(a, expected, atol=1e-10)

@@ -171,7 +171,7 @@ def ranking_metric_sums(
   valid = jnp.logical_and(row_mask, n_relevant > 0)
   rel = jnp.take_along_axis(relevant, top_indices[:, :max_k], axis=-1).astype(jnp.float32)
 
-  ranks = jnp.arange(1, max_k + 1, dtype=jnp.float32)
+  ranks = jnp.arange(1, max_k + 1, dtype=jnp.float32)[None, :]
   discount = 1.0 / jnp.log2(ranks + 1.0)
   cum_hits = jnp.cumsum(rel, axis=-1)
   cum_dcg = jnp.cumsum(rel * discount, axis=-1)

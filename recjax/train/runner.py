@@ -44,7 +44,7 @@ class TrainConfig:
   batch_size: int = 500  # Training users per optax step (rounded up to a multiple of the devices).
   eval_batch_size: int = 500  # Users per evaluation batch.
   metrics: tuple[str, ...] = ("recall@20", "recall@50", "ndcg@100")  # Reported metrics.
-  select_metric: str = "ndcg@100"  # Validation metric that picks the best epoch.
+  select_metric: str | None = None  # Validation metric that picks the best epoch; None: the last of `metrics`.
   patience: int = 0  # Stop after this many evaluations without improvement; 0 never stops early.
   eval_every: int = 1  # Evaluate on validation users every this many epochs (and at the last).
   seed: int = 0  # Seeds parameters, dropout and batch order (the split has its own seed).
@@ -117,7 +117,9 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   epochs = config.epochs if config.epochs is not None else model.train_defaults.get("epochs", 1)
-  if config.select_metric not in config.metrics:
+  if config.select_metric is None:
+    config = dataclasses.replace(config, select_metric=config.metrics[-1])
+  elif config.select_metric not in config.metrics:
     config = dataclasses.replace(config, metrics=tuple(config.metrics) + (config.select_metric,))
   mesh = shd.make_mesh(config.n_devices)
   rep = shd.replicated(mesh)
