@@ -24,6 +24,7 @@ args = parser.parse_args()
 if args.host_devices > 1:
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                              f" --xla_force_host_platform_device_count={args.host_devices}")
+  os.environ["JAX_PLATFORMS"] = "cpu"  # The multi-device check is about CPU devices, also on a GPU host.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
