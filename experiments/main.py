@@ -10,6 +10,8 @@ workdir receives config.json, metrics.jsonl, results.json and checkpoints; the
 same command run again resumes where it stopped.  Only this file reads flags.
 """
 
+import sys
+
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
@@ -51,12 +53,23 @@ def main(argv):
   if experiment["model"] not in list_models():
     raise app.UsageError(
         f"unknown model {experiment['model']!r}; valid models: {', '.join(list_models())}")
-  groups = train.split_overrides(experiment["model"], FLAGS.set)
+  try:
+    groups = train.split_overrides(experiment["model"], FLAGS.set)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   for group, values in groups.items():
     key = "model_config" if group == "model" else group
     experiment[key] = {**experiment.get(key, {}), **values}
-  train.run_experiment(experiment, FLAGS.workdir, data_dir=FLAGS.data_dir,
-                       cache_dir=FLAGS.cache_dir, download=FLAGS.download)
+  try:
+    train.run_experiment(experiment, FLAGS.workdir, data_dir=FLAGS.data_dir,
+                         cache_dir=FLAGS.cache_dir, download=FLAGS.download)
+  except (FileNotFoundError, ValueError) as e:
+    # Bad input (missing data, malformed file, bad override): the message says what
+    # and where; the traceback is noise unless asked for with --verbosity.
+    if FLAGS["verbosity"].present:
+      raise
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def make(config: Config = Config()) -> Model:
     return params, {}
 
   def logits(params, x):
-    return jnp.tanh(x @ params["enc"]) @ params["dec"] + params["bias"]
+    return jnp.tanh(x @ params["enc"]) @ params["dec"] + params["bias"][None, :]
 
   def loss(params, factors, batch, key):
     x = batch["rows"]

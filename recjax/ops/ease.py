@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg.lapack as lapack
+from scipy.linalg.blas import get_blas_funcs
 import scipy.sparse as sp
 
 
@@ -123,18 +124,42 @@ def spd_inverse_host(a: np.ndarray, max_rows: int = LAPACK_MAX_ROWS) -> np.ndarr
   spd_inverse_host(a11, max_rows)  # a11 <- A11⁻¹
   x = a11 @ a12  # A11⁻¹ A12
   s = np.ascontiguousarray(a[h:, h:])
-  s -= a12.T @ x  # Schur complement, SPD when A is.
+  _gemm_update(s, x, a12)  # s <- A22 - A12ᵀ x: the Schur complement, SPD when A is.
   del a12
   spd_inverse_host(s, max_rows)  # s <- S⁻¹
   p12 = x @ s
   p12 *= -1.0  # P12 = -A11⁻¹ A12 S⁻¹
-  a11 -= p12 @ x.T  # P11 = A11⁻¹ + A11⁻¹ A12 S⁻¹ A12ᵀ A11⁻¹ = A11⁻¹ - P12 xᵀ
+  _gemm_update(a11, p12.T, x.T)  # P11 = A11⁻¹ + A11⁻¹ A12 S⁻¹ A12ᵀ A11⁻¹ = A11⁻¹ - P12 xᵀ
   del x
   a[:h, :h] = a11
   a[:h, h:] = p12
   a[h:, :h] = p12.T
   a[h:, h:] = s
   return a
+
+
+def _gemm_update(c: np.ndarray, left: np.ndarray, right: np.ndarray) -> None:
+  """c -= leftᵀ @ right, in place through BLAS gemm (no temporary the size of c).
+
+  `c` is C-contiguous, so BLAS sees its Fortran-ordered transpose and the
+  update is computed as cᵀ -= rightᵀ left.  Operands are passed as they lie in
+  memory with a transpose flag, so nothing is copied.
+  """
+  gemm, = get_blas_funcs(("gemm",), (c,))
+  a, trans_a = _blas_operand(right.T)
+  b, trans_b = _blas_operand(left)
+  out = gemm(-1.0, a, b, beta=1.0, c=c.T, trans_a=trans_a, trans_b=trans_b, overwrite_c=True)
+  if not np.shares_memory(out, c):
+    raise RuntimeError("BLAS gemm did not update in place")
+
+
+def _blas_operand(m: np.ndarray) -> tuple[np.ndarray, int]:
+  """(array, transpose flag) such that BLAS reads `m` without a copy."""
+  if m.flags.f_contiguous:
+    return m, 0
+  if m.flags.c_contiguous:
+    return m.T, 1
+  return np.asfortranarray(m), 0
 
 
 def _lapack_inverse(a: np.ndarray) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,11 @@ def _replicate(tree, sharding):
 
 def _copy(tree):
   return jax.tree.map(lambda x: x if isinstance(x, jax.ShapeDtypeStruct) else jnp.copy(x), tree)
+
+
+def _peak_rss_gb() -> float:
+  """Peak resident memory of this process so far (Linux reports KiB)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def _block_key(rng, epoch: int):
@@ -212,6 +218,7 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
         state = state.replace(bad_epochs=state.bad_epochs + 1)
       stopped = config.patience > 0 and state.bad_epochs >= config.patience
     record["seconds"] = time.perf_counter() - t0
+    record["peak_host_memory_gb"] = _peak_rss_gb()
     if ckpt is not None:
       ckpt.save(state)
     writer.write(record)
@@ -220,7 +227,7 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
       parts.append(_fmt(record["train"]))
     if "validation" in record:
       parts.append("val " + _fmt(record["validation"]))
-    parts.append(f"({record['seconds']:.1f}s)")
+    parts.append(f"({record['seconds']:.1f}s, peak {record['peak_host_memory_gb']:.1f} GB)")
     log(" ".join(parts))
     if stopped:
       log(f"early stop: no {config.select_metric} improvement in {config.patience} evaluations")
