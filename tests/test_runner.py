@@ -109,7 +109,7 @@ def test_four_devices_match_one(tmp_path):
 
 def test_early_stopping_and_best_state(tmp_path):
   split = _split()
-  config = _config(epochs=30, patience=2, checkpoint=False)
+  config = _config(epochs=30, patience=2, checkpoint=False, select_metric="ndcg@100")
   model = toy_model.make(toy_model.Config(learning_rate=0.5))  # Overfits fast, so it stops early.
   res = train_and_evaluate(model, split, config, tmp_path, log=lambda s: None)
   records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -117,6 +117,13 @@ def test_early_stopping_and_best_state(tmp_path):
   best = max(r["validation"]["ndcg@100"] for r in records)
   assert res["validation"]["ndcg@100"] == pytest.approx(best, abs=1e-6)
   assert records[res["best_epoch"] - 1]["validation"]["ndcg@100"] == pytest.approx(best, abs=1e-6)
+  assert res["select_metric"] == "ndcg@100"
+
+
+def test_select_metric_defaults_to_the_last_reported_metric(tmp_path):
+  res = train_and_evaluate(toy_model.make(), _split(), _config(epochs=2, checkpoint=False),
+                           tmp_path, log=lambda s: None)
+  assert res["select_metric"] == "map@50"
 
 
 def test_non_finite_loss_raises_with_a_clear_message(tmp_path):
