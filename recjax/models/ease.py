@@ -53,9 +53,10 @@ def make(config: Config) -> Model:
     host = config.solver == "host" or (
         config.solver == "auto" and on_cpu and n > config.host_above_items)
     if host:
-      weights = jnp.asarray(ease_ops.ease_weights_host(gram, config.l2, overwrite=True))
+      # device_put, not jnp.asarray: the latter makes a transient extra host copy.
+      weights = jax.device_put(ease_ops.ease_weights_host(gram, config.l2, overwrite=True))
     else:
-      weights = ease_ops.ease_weights(jnp.asarray(gram), config.l2)
+      weights = ease_ops.ease_weights(jax.device_put(gram), config.l2)
     del gram
     return {"weights": weights}
 
