@@ -131,3 +131,35 @@ def test_non_finite_loss_raises_with_a_clear_message(tmp_path):
   model = toy_model.make(toy_model.Config(learning_rate=1e30, optimizer="sgd"))
   with pytest.raises(FloatingPointError, match="non-finite"):
     train_and_evaluate(model, split, _config(epochs=5), tmp_path, log=lambda s: None)
+
+
+def test_train_step_compiles_once_across_epochs(tmp_path):
+  import dataclasses
+  model = toy_model.make()
+  loss = model.loss
+  traces = []
+
+  def counting_loss(*args):
+    traces.append(1)  # Runs only while jax traces the step.
+    return loss(*args)
+
+  model = dataclasses.replace(model, loss=counting_loss)
+  train_and_evaluate(model, _split(), _config(epochs=3, checkpoint=False), tmp_path,
+                     log=lambda s: None)
+  assert len(traces) == 1  # 9 batches per epoch x 3 epochs, one trace (last batch is padded).
+
+
+def test_progress_bar_logs_without_a_terminal():
+  import io
+  from recjax.train.progress import ProgressBar
+  stream = io.StringIO()
+  bar = ProgressBar(4, "epoch 1", log_every_s=0.0, stream=stream)
+  for _ in range(4):
+    bar.update()
+  lines = stream.getvalue().splitlines()
+  assert len(lines) == 4 and lines[-1].startswith("epoch 1 [") and "4/4" in lines[-1]
+  quiet = io.StringIO()
+  bar = ProgressBar(4, "epoch 1", log_every_s=3600.0, stream=quiet)
+  for _ in range(4):
+    bar.update()
+  assert quiet.getvalue().count("\n") == 1  # Only the final line within the hour.
