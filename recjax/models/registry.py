@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from recjax.models import ease, popularity
+from recjax.models import ease, popularity, wmf
 from recjax.models.base import Model
 
 MODELS: dict[str, tuple[type, Any]] = {
     "popularity": (popularity.Config, popularity.make),
     "ease": (ease.Config, ease.make),
+    "wmf": (wmf.Config, wmf.make),
 }
 
 

@@ -1,0 +1,456 @@
+"""Alternating least squares: one row-wise solver family for the factors U and V.
+
+Weighted implicit ALS (Hu, Koren & Volinsky 2008).  For one row i (a user when
+solving U against fixed item factors Y = V, an item when solving V against
+Y = U), with confidence C_ij = a on observed entries and b elsewhere,
+preference p_ij = 1 on observed entries and 0 elsewhere, L2 penalty λ and an
+optional prior mean m_i (CDL/CVAE/CRAE: λ_v z_j pulls an item toward its
+content code):
+
+  x_i = argmin Σ_j C_ij (p_ij - xᵀy_j)² + λ ||x - m_i||²
+      = (b YᵀY + (a - b) Σ_{j∈obs(i)} y_j y_jᵀ + λ I)⁻¹ (a Σ_{j∈obs(i)} y_j + λ m_i),
+
+so that, with the Gram b YᵀY computed once per half sweep, a row costs
+O(n_i K² + K³) (Cholesky) or O(steps · (n_i K + K²)) (conjugate gradient).
+"Observed" means stored in the sparse matrix; the stored values are ignored by
+the implicit solver (confidence is a constant a).
+
+`weighted_lambda_bucket` is the explicit weighted-λ-regularized variant of
+Zhou et al. 2008 (collaborative RNN paper, Eq. 8): squared error on observed
+entries only and the penalty λ n_i ||x_i||², so
+
+  x_i = (Σ_{j∈obs(i)} y_j y_jᵀ + λ n_i I)⁻¹ Σ_{j∈obs(i)} r_ij y_j.
+
+Rows come in length buckets (`recjax.data.batching.bucketed_rows`): every
+bucket is one fixed [R, L] shape, so the jitted solve compiles once per
+(bucket length, chunk size) and never sees a ragged shape.  Rows whose id is -1
+are padding: they are solved (harmlessly, as empty rows) and never written.
+
+Empty rows (no observed entries) get the solution of the system with no
+observed terms: (b YᵀY + λI)⁻¹ λ m_i, i.e. 0 without a prior (and close to m_i
+when b YᵀY is small next to λ).  In the weighted-λ variant an empty row has no
+penalty and no data; it is set to 0.
+
+Deadlock guard.  jaxlib's batched LAPACK kernels (Cholesky, triangular solves)
+share one thread pool; two *independent* batched factorizations inside one jit
+can wait on each other forever on a 2-core CPU (see NOTES-jax-cpu.md).  So:
+each jitted call here contains at most ONE batched Cholesky (followed by the
+triangular solves that depend on it), and the host drivers block
+(`jax.block_until_ready`) on one chunk's result before launching the next, so
+no two factorizations are ever in flight at once on one device.  On a mesh of
+several CPU devices each device factors its own rows of the same call
+concurrently; the 4-device test runs that path under a timeout, and the "cg"
+solver (no LAPACK at all) is the fallback if it ever hangs.
+
+Sharding: with a 1-D mesh (axis "data"), the rows of each chunk are split over
+the devices (the chunk is padded to a multiple of the device count), Y and the
+Gram are replicated, and the Gram is computed from a row-sharded Y with
+`jax.shard_map` + `psum` over "data".
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from recjax.data.batching import Bucket, bucketed_rows
+
+DATA_AXIS = "data"
+SOLVERS = ("cholesky", "cg")
+
+# Number of times each jitted chunk function was traced (read by tests to bound recompiles).
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+
+# ----------------------------------------------------------------------------- pure pieces
+
+
+def implicit_gram(Y: jax.Array, b: float) -> jax.Array:
+  """The unobserved-confidence part of every row's system.
+
+  Args:
+    Y: [n, K] fixed factors.
+    b: confidence of unobserved entries.
+
+  Returns:
+    [K, K] b·YᵀY.
+  """
+  return b * (Y.T @ Y)
+
+
+def _gathered(Y: jax.Array, cols: jax.Array, mask: jax.Array) -> jax.Array:
+  """[R, L, K] factor rows of each row's entries, zero on padding slots."""
+  return jnp.where(mask[..., None], Y[cols], 0.0)
+
+
+def _cholesky_solve(A: jax.Array, rhs: jax.Array) -> jax.Array:
+  """Solves the SPD systems A[r] x[r] = rhs[r] with ONE batched Cholesky."""
+  chol = jnp.linalg.cholesky(A)
+  return jax.scipy.linalg.cho_solve((chol, True), rhs[..., None])[..., 0]
+
+
+def _conjugate_gradient(matvec, rhs: jax.Array, x0: jax.Array, steps: int) -> jax.Array:
+  """`steps` CG iterations per row, batched over rows; rows that converged stay put."""
+  r = rhs - matvec(x0)
+  rs = jnp.sum(r * r, axis=-1)
+  tiny = jnp.finfo(rhs.dtype).tiny
+
+  def body(_, carry):
+    x, r, p, rs = carry
+    ap = matvec(p)
+    pap = jnp.sum(p * ap, axis=-1)
+    alpha = jnp.where(pap > tiny, rs / jnp.where(pap > tiny, pap, 1.0), 0.0)
+    x = x + alpha[:, None] * p
+    r = r - alpha[:, None] * ap
+    rs_new = jnp.sum(r * r, axis=-1)
+    beta = jnp.where(rs > tiny, rs_new / jnp.where(rs > tiny, rs, 1.0), 0.0)
+    p = r + beta[:, None] * p
+    return x, r, p, rs_new
+
+  x, *_ = jax.lax.fori_loop(0, steps, body, (x0, r, r, rs))
+  return x
+
+
+def solve_bucket(Y: jax.Array, gram: jax.Array, cols: jax.Array, mask: jax.Array, *,
+                 a: float, b: float, reg: float, prior: jax.Array | None = None,
+                 x0: jax.Array | None = None, solver: str = "cholesky",
+                 cg_steps: int = 3) -> jax.Array:
+  """Weighted implicit ALS for the R rows of one bucket (pure, jittable).
+
+  Args:
+    Y: [n, K] fixed factors of the other side.
+    gram: [K, K] `implicit_gram(Y, b)`.
+    cols: int [R, L] column ids of each row's observed entries.
+    mask: bool [R, L], False on padding slots.
+    a: confidence of observed entries.
+    b: confidence of unobserved entries.
+    reg: λ, the L2 penalty (toward `prior` when given).
+    prior: [R, K] prior mean of each row, or None for 0.
+    x0: [R, K] CG starting point (e.g. the current factors); zeros when None;
+      ignored by "cholesky".
+    solver: "cholesky" (exact) or "cg" (matrix-free conjugate gradient).
+    cg_steps: CG iterations (static).
+
+  Returns:
+    [R, K] new factors.
+  """
+  if solver not in SOLVERS:
+    raise ValueError(f"unknown solver {solver!r}; valid: {SOLVERS}")
+  ys = _gathered(Y, cols, mask)
+  rhs = a * jnp.sum(ys, axis=1)
+  if prior is not None:
+    rhs = rhs + reg * prior
+  k = Y.shape[1]
+  if solver == "cholesky":
+    eye = jnp.eye(k, dtype=Y.dtype)
+    A = gram[None] + (a - b) * jnp.einsum("rlk,rlm->rkm", ys, ys) + reg * eye[None]
+    return _cholesky_solve(A, rhs)
+
+  def matvec(x):
+    along = jnp.einsum("rlk,rk->rl", ys, x)
+    return x @ gram + (a - b) * jnp.einsum("rlk,rl->rk", ys, along) + reg * x
+
+  start = jnp.zeros_like(rhs) if x0 is None else x0
+  return _conjugate_gradient(matvec, rhs, start, cg_steps)
+
+
+def weighted_lambda_bucket(Y: jax.Array, cols: jax.Array, vals: jax.Array, mask: jax.Array, *,
+                           reg: float) -> jax.Array:
+  """Weighted-λ-regularized least squares (Zhou et al. 2008) for one bucket (pure, jittable).
+
+  Args:
+    Y: [n, K] fixed factors of the other side.
+    cols: int [R, L] column ids of each row's observed entries.
+    vals: [R, L] observed values r_ij.
+    mask: bool [R, L], False on padding slots.
+    reg: λ; row i is penalized by λ n_i ||x_i||².
+
+  Returns:
+    [R, K] new factors (0 for rows with no entries).
+  """
+  ys = _gathered(Y, cols, mask)
+  n = jnp.sum(mask, axis=1).astype(Y.dtype)
+  diag = jnp.where(n > 0, reg * n, 1.0)
+  eye = jnp.eye(Y.shape[1], dtype=Y.dtype)
+  A = jnp.einsum("rlk,rlm->rkm", ys, ys) + diag[:, None, None] * eye[None]
+  rhs = jnp.einsum("rlk,rl->rk", ys, jnp.where(mask, vals, 0.0).astype(Y.dtype))
+  return _cholesky_solve(A, rhs)
+
+
+# ----------------------------------------------------------------------------- jitted chunks
+
+
+def _drop_index(rows: jax.Array, n: int) -> jax.Array:
+  """Row ids with padding (-1) sent out of bounds, so a 'drop' scatter skips them."""
+  return jnp.where(rows >= 0, rows, n)
+
+
+@functools.partial(jax.jit, static_argnames=("solver", "cg_steps"), donate_argnums=(0,))
+def _implicit_chunk(X, Y, gram, prior, rows, cols, mask, a, b, reg, *, solver, cg_steps):
+  TRACE_COUNTS["implicit_chunk"] += 1
+  safe = jnp.maximum(rows, 0)
+  sol = solve_bucket(Y, gram, cols, mask, a=a, b=b, reg=reg,
+                     prior=None if prior is None else prior[safe],
+                     x0=X[safe], solver=solver, cg_steps=cg_steps)
+  return X.at[_drop_index(rows, X.shape[0])].set(sol.astype(X.dtype), mode="drop")
+
+
+@functools.partial(jax.jit, donate_argnums=(0,))
+def _weighted_lambda_chunk(X, Y, rows, cols, vals, mask, reg):
+  TRACE_COUNTS["weighted_lambda_chunk"] += 1
+  sol = weighted_lambda_bucket(Y, cols, vals, mask, reg=reg)
+  return X.at[_drop_index(rows, X.shape[0])].set(sol.astype(X.dtype), mode="drop")
+
+
+_gram_jit = jax.jit(implicit_gram)
+
+
+def _n_devices(mesh: Mesh | None) -> int:
+  return 1 if mesh is None else mesh.devices.size
+
+
+def _replicate(x, mesh: Mesh | None):
+  if x is None:
+    return None
+  if mesh is None:
+    return jnp.asarray(x)
+  return jax.device_put(x, NamedSharding(mesh, P()))
+
+
+def _shard_rows(x, mesh: Mesh | None):
+  if mesh is None:
+    return jnp.asarray(x)
+  return jax.device_put(x, NamedSharding(mesh, P(DATA_AXIS)))
+
+
+@functools.lru_cache(maxsize=None)
+def _sharded_gram_fn(mesh: Mesh):
+  body = lambda part, b: jax.lax.psum(implicit_gram(part, b), DATA_AXIS)
+  return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=(P(DATA_AXIS), P()), out_specs=P()))
+
+
+def _gram(Y, b: float, mesh: Mesh | None) -> jax.Array:
+  """b·YᵀY; on a mesh, from row shards of Y (zero-padded) reduced with psum over "data"."""
+  n_dev = _n_devices(mesh)
+  if n_dev == 1:
+    return _gram_jit(_replicate(Y, mesh), b)
+  y = np.asarray(Y)
+  pad = -len(y) % n_dev
+  if pad:
+    y = np.concatenate([y, np.zeros((pad, y.shape[1]), y.dtype)])
+  return _sharded_gram_fn(mesh)(_shard_rows(y, mesh), _replicate(np.asarray(b, y.dtype), mesh))
+
+
+def chunk_rows(length: int, k: int, max_bytes: int, itemsize: int = 4) -> int:
+  """Rows per call so that one call's gathered factors and systems fit in `max_bytes`.
+
+  A call holds R·L·K gathered factor entries and (exact solver) R·K² system
+  entries, so R = max_bytes / (itemsize·(L·K + K²)), at least 1.
+  """
+  return max(1, int(max_bytes) // (itemsize * (length * k + k * k)))
+
+
+def _chunks(bucket: Bucket, rows_per_call: int | None, n_devices: int):
+  """Yields (rows, cols, vals, mask) numpy slices of one fixed shape per bucket.
+
+  The chunk size is rows_per_call (default: the bucket's row count), capped at
+  the bucket's row count and rounded up to a multiple of n_devices; the last
+  chunk is padded with -1 rows.
+  """
+  size = bucket.n_rows if rows_per_call is None else min(rows_per_call, bucket.n_rows)
+  size = -(-size // n_devices) * n_devices
+  for start in range(0, bucket.n_rows, size):
+    stop = min(start + size, bucket.n_rows)
+    pad = size - (stop - start)
+    rows, cols, vals, mask = (bucket.rows[start:stop], bucket.cols[start:stop],
+                              bucket.vals[start:stop], bucket.mask[start:stop])
+    if pad:
+      rows = np.concatenate([rows, np.full(pad, -1, rows.dtype)])
+      cols = np.concatenate([cols, np.zeros((pad, cols.shape[1]), cols.dtype)])
+      vals = np.concatenate([vals, np.zeros((pad, vals.shape[1]), vals.dtype)])
+      mask = np.concatenate([mask, np.zeros((pad, mask.shape[1]), bool)])
+    yield rows, cols, vals, mask
+
+
+def _rows_per_call(bucket: Bucket, k: int, rows_per_call: int | None,
+                   max_bytes_per_call: int | None) -> int | None:
+  if max_bytes_per_call is None:
+    return rows_per_call
+  budget = chunk_rows(bucket.length, k, max_bytes_per_call)
+  return budget if rows_per_call is None else min(rows_per_call, budget)
+
+
+def _check_mesh(mesh: Mesh | None):
+  if mesh is not None and tuple(mesh.axis_names) != (DATA_AXIS,):
+    raise ValueError(f"expected a 1-D mesh with axis {DATA_AXIS!r}, got {mesh.axis_names}")
+
+
+# ----------------------------------------------------------------------------- host drivers
+
+
+def half_sweep(X, Y, buckets: Sequence[Bucket], *, a: float, b: float, reg: float,
+               prior=None, solver: str = "cholesky", cg_steps: int = 3,
+               rows_per_call: int | None = None, mesh: Mesh | None = None,
+               max_bytes_per_call: int | None = None, extra_gram=None) -> jax.Array:
+  """Re-solves every row of X listed in `buckets` against fixed Y (weighted implicit ALS).
+
+  The Gram b·YᵀY is computed once; then one jitted call per chunk of a bucket
+  gathers, solves and scatters, and the driver blocks on it before the next
+  (at most one batched Cholesky in flight; see the module docstring).  Rows of
+  X not listed in any bucket, and padding rows (-1), keep their values.
+  Compiles once per (bucket length, chunk size) shape.
+
+  Args:
+    X: [n_rows, K] current factors (used as the CG starting point); not modified.
+    Y: [n_cols, K] fixed factors of the other side.
+    buckets: `bucketed_rows(matrix)` of the [n_rows, n_cols] interaction matrix.
+    a: confidence of observed entries.
+    b: confidence of unobserved entries.
+    reg: λ.
+    prior: [n_rows, K] prior mean per row, or None.
+    solver: "cholesky" or "cg".
+    cg_steps: CG iterations per row.
+    rows_per_call: rows per jitted call (bounds memory: R·L·K gathered factors
+      and, for Cholesky, R·K² systems); default a whole bucket per call.
+    mesh: optional 1-D mesh (axis "data") to split each chunk's rows over.
+    max_bytes_per_call: cap on one call's gathered factors and systems; sets
+      the rows per call of each bucket by its length (see `chunk_rows`).
+    extra_gram: optional [K, K] added to every row's system (e.g. collective
+      MF's μ ZᵀZ from a second matrix sharing these factors).
+
+  Returns:
+    [n_rows, K] new factors (replicated on the mesh when given).
+  """
+  if solver not in SOLVERS:
+    raise ValueError(f"unknown solver {solver!r}; valid: {SOLVERS}")
+  _check_mesh(mesh)
+  n_dev = _n_devices(mesh)
+  y = _replicate(Y, mesh)
+  gram = _gram(Y, b, mesh)
+  if extra_gram is not None:
+    gram = gram + jnp.asarray(extra_gram, gram.dtype)
+  gram = jax.block_until_ready(_replicate(gram, mesh))
+  prior = _replicate(prior, mesh)
+  x = _replicate(jnp.array(X, copy=True), mesh)
+  k = x.shape[1]
+  for bucket in buckets:
+    per_call = _rows_per_call(bucket, k, rows_per_call, max_bytes_per_call)
+    for rows, cols, _, mask in _chunks(bucket, per_call, n_dev):
+      x = _implicit_chunk(x, y, gram, prior, _shard_rows(rows, mesh), _shard_rows(cols, mesh),
+                          _shard_rows(mask, mesh), float(a), float(b), float(reg), solver=solver,
+                          cg_steps=cg_steps)
+      x = jax.block_until_ready(x)
+  return x
+
+
+def weighted_lambda_half_sweep(X, Y, buckets: Sequence[Bucket], *, reg: float,
+                               rows_per_call: int | None = None,
+                               mesh: Mesh | None = None,
+                               max_bytes_per_call: int | None = None) -> jax.Array:
+  """`half_sweep` for the weighted-λ-regularized explicit model (Zhou et al. 2008).
+
+  Args:
+    X: [n_rows, K] current factors; not modified.
+    Y: [n_cols, K] fixed factors of the other side.
+    buckets: `bucketed_rows(matrix)`; the stored values are the ratings r_ij.
+    reg: λ (row i is penalized by λ n_i ||x_i||²).
+    rows_per_call: rows per jitted call; default a whole bucket.
+    mesh: optional 1-D mesh (axis "data").
+    max_bytes_per_call: as in `half_sweep`.
+
+  Returns:
+    [n_rows, K] new factors; listed rows with no entries become 0.
+  """
+  _check_mesh(mesh)
+  n_dev = _n_devices(mesh)
+  y = _replicate(Y, mesh)
+  x = _replicate(jnp.array(X, copy=True), mesh)
+  k = x.shape[1]
+  for bucket in buckets:
+    per_call = _rows_per_call(bucket, k, rows_per_call, max_bytes_per_call)
+    for rows, cols, vals, mask in _chunks(bucket, per_call, n_dev):
+      x = _weighted_lambda_chunk(x, y, _shard_rows(rows, mesh), _shard_rows(cols, mesh),
+                                 _shard_rows(vals, mesh), _shard_rows(mask, mesh), float(reg))
+      x = jax.block_until_ready(x)
+  return x
+
+
+def fold_in(Y, matrix_rows_csr: sp.spmatrix, *, a: float, b: float, reg: float,
+            solver: str = "cholesky", cg_steps: int | None = None,
+            rows_per_call: int | None = None, mesh: Mesh | None = None) -> jax.Array:
+  """Factors for rows that training never saw: one implicit solve against fixed Y.
+
+  Args:
+    Y: [n_cols, K] trained factors of the other side.
+    matrix_rows_csr: csr [n_new, n_cols] interactions of the new rows.
+    a: confidence of observed entries.
+    b: confidence of unobserved entries.
+    reg: λ.
+    solver: "cholesky" or "cg" (from 0).
+    cg_steps: CG iterations; default K (exact in exact arithmetic).
+    rows_per_call: rows per jitted call; default a whole bucket.
+    mesh: optional 1-D mesh (axis "data").
+
+  Returns:
+    [n_new, K] factors (0 for rows without interactions).
+  """
+  k = np.shape(Y)[1]
+  x = jnp.zeros((matrix_rows_csr.shape[0], k), jnp.asarray(Y).dtype)
+  if matrix_rows_csr.shape[0] == 0:
+    return x
+  return half_sweep(x, Y, bucketed_rows(matrix_rows_csr), a=a, b=b, reg=reg, solver=solver,
+                    cg_steps=k if cg_steps is None else cg_steps,
+                    rows_per_call=rows_per_call, mesh=mesh)
+
+
+# ----------------------------------------------------------------------------- objective
+
+
+def implicit_objective(X, Y, matrix_csr: sp.spmatrix, *, a: float, b: float, reg_x: float,
+                       reg_y: float, prior_x=None, prior_y=None, chunk: int = 1 << 20) -> float:
+  """The weighted implicit ALS loss, exactly, in float64 on the host, in O((n+m)K² + nnz·K).
+
+  Σ_ij C_ij (p_ij - x_iᵀy_j)² + reg_x Σ_i ||x_i - m_i||² + reg_y Σ_j ||y_j - n_j||²,
+  with the sum over all (i, j) written as
+  b·tr((XᵀX)(YᵀY)) - 2b Σ_obs s_ij + b·nnz + (a - b) Σ_obs (1 - s_ij)², s = XYᵀ,
+  where only the stored entries' scores are computed.  Each `half_sweep`
+  minimizes exactly this over one side (X with reg_x, Y with reg_y).
+
+  Args:
+    X: [n_rows, K] row factors.
+    Y: [n_cols, K] column factors.
+    matrix_csr: [n_rows, n_cols]; stored entries are the observed ones.
+    a: confidence of observed entries.
+    b: confidence of unobserved entries.
+    reg_x: λ of the rows.
+    reg_y: λ of the columns.
+    prior_x: [n_rows, K] prior mean of the rows, or None.
+    prior_y: [n_cols, K] prior mean of the columns, or None.
+    chunk: non-zeros scored at a time (bounds host memory).
+
+  Returns:
+    The loss as a Python float.
+  """
+  x = np.asarray(X, np.float64)
+  y = np.asarray(Y, np.float64)
+  m = sp.coo_matrix(matrix_csr)
+  m.sum_duplicates()
+  dense = b * float(np.sum((x.T @ x) * (y.T @ y)))
+  sum_s = 0.0
+  sum_sq = 0.0
+  for start in range(0, m.nnz, chunk):
+    r, c = m.row[start:start + chunk], m.col[start:start + chunk]
+    s = np.einsum("nk,nk->n", x[r], y[c])
+    sum_s += float(s.sum())
+    sum_sq += float(np.sum((1.0 - s) ** 2))
+  loss = dense - 2.0 * b * sum_s + b * m.nnz + (a - b) * sum_sq
+  dx = x if prior_x is None else x - np.asarray(prior_x, np.float64)
+  dy = y if prior_y is None else y - np.asarray(prior_y, np.float64)
+  return float(loss + reg_x * np.sum(dx * dx) + reg_y * np.sum(dy * dy))
