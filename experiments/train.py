@@ -131,4 +131,8 @@ def run_experiment(experiment: dict, workdir: str, data_dir: str | None = None,
   log(f"data {dataset.name}: {data_info['summary']} ({time.perf_counter() - t0:.1f}s)")
   run_info = {"dataset": dataset.name, "data_config": dataclasses.asdict(data_config),
               "data": data_info}
-  return train_and_evaluate(model, split, train_config, workdir, run_info=run_info, log=log)
+  side = {}
+  if dataset.item_content is not None:
+    side["item_content"] = dataset.item_content[split.items]  # Rows follow the split's columns.
+  return train_and_evaluate(model, split, train_config, workdir, run_info=run_info, log=log,
+                            side=side)

@@ -6,8 +6,11 @@ A model is a bundle of pure functions over explicit state (see DESIGN.md):
   trains (may be empty ``{}``); ``factors`` holds closed-form state (EASE's
   item-item weights, ALS's U/V, popularity counts) that never passes through
   optax.
-* ``prepare(train) -> aux``: host-side, once per run: whatever the block step
-  needs from the training matrix (a Gram matrix, bucketed rows).  Optional.
+* ``prepare(train, **side) -> aux``: host-side, once per run: whatever the
+  block step needs from the training matrix (a Gram matrix, bucketed rows).
+  ``side`` carries the side information the model names in ``side_keys``
+  (e.g. ``item_content``: items x words, rows aligned with the split's item
+  columns).  Optional.
 * ``block_step(params, factors, aux, key) -> factors``: one closed-form update
   per epoch.  It is called by the runner *outside* ``jit``: a closed-form step
   may need host staging (EASE's in-place LAPACK inverse on CPU), so the model
@@ -49,6 +52,7 @@ class Model:
   loss: Callable[..., tuple[Any, dict]] | None = None
   optimizer: optax.GradientTransformation | None = None
   train_defaults: dict = dataclasses.field(default_factory=dict)
+  side_keys: tuple[str, ...] = ()  # Side information `prepare` needs, e.g. ("item_content",).
 
   def __post_init__(self):
     if self.block_step is None and self.loss is None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from recjax.models import ease, popularity, wmf
+from recjax.models import cmf, ease, logmf, popularity, slim, wmf
 from recjax.models.base import Model
 
 MODELS: dict[str, tuple[type, Any]] = {
     "popularity": (popularity.Config, popularity.make),
     "ease": (ease.Config, ease.make),
     "wmf": (wmf.Config, wmf.make),
+    "cmf": (cmf.Config, cmf.make),
+    "mf-logcount": (logmf.Config, logmf.make),
+    "slim": (slim.Config, slim.make),
 }
 
 

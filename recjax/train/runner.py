@@ -110,7 +110,8 @@ def _fmt(metrics: dict) -> str:
 
 
 def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | Path,
-                       run_info: dict[str, Any] | None = None, log=print) -> dict:
+                       run_info: dict[str, Any] | None = None, log=print,
+                       side: dict[str, Any] | None = None) -> dict:
   """Trains `model` on `split.train`, selects on validation users, reports test users.
 
   Args:
@@ -122,10 +123,18 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
     run_info: extra JSON-able description of the run (dataset, model config...)
       written to config.json and results.json.
     log: where the one-line-per-epoch progress goes.
+    side: side information by name (e.g. ``item_content`` aligned with the
+      split's item columns), passed to ``model.prepare`` for the keys in
+      ``model.side_keys``.
 
   Returns:
     The dict written to results.json.
   """
+  side = dict(side or {})
+  missing = [k for k in model.side_keys if side.get(k) is None]
+  if missing:
+    raise ValueError(f"model {model.name!r} needs side information {missing}; "
+                     f"this dataset provides {sorted(k for k, v in side.items() if v is not None)}")
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   epochs = config.epochs if config.epochs is not None else model.train_defaults.get("epochs", 1)
@@ -174,7 +183,7 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
   if state.epoch < epochs and not stopped:
     if model.block_step is not None and model.prepare is not None:
       t0 = time.perf_counter()
-      aux_data = model.prepare(train)
+      aux_data = model.prepare(train, **{k: side[k] for k in model.side_keys})
       log(f"prepared block-step data in {time.perf_counter() - t0:.1f}s")
     train_step = _make_train_step(model) if model.loss is not None else None
     batch_size = shd.round_up_to_devices(config.batch_size, mesh)
