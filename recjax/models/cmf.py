@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from recjax.data import batching
 from recjax.models.base import Model
 from recjax.ops import als
 
@@ -72,22 +70,14 @@ def make(config: Config) -> Model:
     raise ValueError(f"cmf: solver must be one of {als.SOLVERS}, got {config.solver!r}")
 
   def init(key, train: sp.csr_matrix):
-    ku, kv = jax.random.split(key)
-    n_users, n_items = train.shape
-    k = config.factors
-    return {}, {"U": config.init_scale * jax.random.normal(ku, (n_users, k), jnp.float32),
-                "V": config.init_scale * jax.random.normal(kv, (n_items, k), jnp.float32)}
+    return {}, als.init_factors(key, train.shape, config.factors, config.init_scale)
 
   def prepare(train: sp.csr_matrix, item_content: sp.csr_matrix):
     if item_content.shape[0] != train.shape[1]:
       raise ValueError(f"cmf: item_content has {item_content.shape[0]} rows for "
                        f"{train.shape[1]} items")
-    binary = train.copy()
-    binary.data[:] = 1.0
     x = scale_content(item_content, config.content_scale)
-    return {"users": batching.bucketed_rows(binary),
-            "items": batching.bucketed_rows(binary.T.tocsr()),
-            "content": x, "content_t": x.T.tocsr()}
+    return {**als.bucketed_sides(train), "content": x, "content_t": x.T.tocsr()}
 
   def block_step(params, factors, aux, key):
     del params, key

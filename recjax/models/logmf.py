@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from recjax.data import batching
 from recjax.models.base import Model
 from recjax.ops import als
 
@@ -46,15 +44,10 @@ def log_counts(matrix: sp.csr_matrix) -> sp.csr_matrix:
 
 def make(config: Config) -> Model:
   def init(key, train: sp.csr_matrix):
-    ku, kv = jax.random.split(key)
-    n_users, n_items = train.shape
-    k = config.factors
-    return {}, {"U": config.init_scale * jax.random.normal(ku, (n_users, k), jnp.float32),
-                "V": config.init_scale * jax.random.normal(kv, (n_items, k), jnp.float32)}
+    return {}, als.init_factors(key, train.shape, config.factors, config.init_scale)
 
   def prepare(train: sp.csr_matrix):
-    m = log_counts(train)
-    return {"users": batching.bucketed_rows(m), "items": batching.bucketed_rows(m.T.tocsr())}
+    return als.bucketed_sides(log_counts(train))
 
   def block_step(params, factors, buckets, key):
     del params, key

@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
-import jax.numpy as jnp
 import scipy.sparse as sp
 
-from recjax.data import batching
 from recjax.models.base import Model
 from recjax.ops import als
 
@@ -44,16 +41,10 @@ def make(config: Config) -> Model:
     raise ValueError(f"wmf: a (clicks) must be >= b (non-clicks), got a={config.a}, b={config.b}")
 
   def init(key, train: sp.csr_matrix):
-    ku, kv = jax.random.split(key)
-    n_users, n_items = train.shape
-    k = config.factors
-    return {}, {"U": config.init_scale * jax.random.normal(ku, (n_users, k), jnp.float32),
-                "V": config.init_scale * jax.random.normal(kv, (n_items, k), jnp.float32)}
+    return {}, als.init_factors(key, train.shape, config.factors, config.init_scale)
 
   def prepare(train: sp.csr_matrix):
-    binary = train.copy()
-    binary.data[:] = 1.0
-    return {"users": batching.bucketed_rows(binary), "items": batching.bucketed_rows(binary.T.tocsr())}
+    return als.bucketed_sides(train)  # The implicit solver reads only which entries are stored.
 
   def block_step(params, factors, buckets, key):
     del params, key

@@ -72,6 +72,19 @@ TRACE_COUNTS: collections.Counter = collections.Counter()
 # ----------------------------------------------------------------------------- pure pieces
 
 
+def init_factors(key: jax.Array, shape: tuple[int, int], k: int, scale: float) -> dict:
+  """Random U [n_rows, K] and V [n_cols, K], N(0, scale²), for a factor model of `shape`."""
+  ku, kv = jax.random.split(key)
+  return {"U": scale * jax.random.normal(ku, (shape[0], k), jnp.float32),
+          "V": scale * jax.random.normal(kv, (shape[1], k), jnp.float32)}
+
+
+def bucketed_sides(matrix: sp.spmatrix) -> dict:
+  """Length buckets of the rows ("users") and of the columns ("items") of a matrix."""
+  m = sp.csr_matrix(matrix)
+  return {"users": bucketed_rows(m), "items": bucketed_rows(m.T.tocsr())}
+
+
 def implicit_gram(Y: jax.Array, b: float) -> jax.Array:
   """The unobserved-confidence part of every row's system.
 
