@@ -79,6 +79,7 @@ flags.DEFINE_float("alpha", 10.0, "Confidence of an observed entry: a = alpha (i
 flags.DEFINE_float("reg", 0.01, "L2 penalty λ.")
 flags.DEFINE_integer("cg_steps", 3, "CG steps per row per half sweep (implicit's default).")
 flags.DEFINE_integer("n_iters", 3, "Timed iterations after the first.")
+flags.DEFINE_float("bucket_growth", 1.25, "Ratio of successive padded row lengths of the buckets.")
 flags.DEFINE_integer("max_bytes_per_call", 256 << 20, "half_sweep's per-call memory budget "
                      "(rows per call per bucket from its length; 0 = whole buckets).")
 flags.DEFINE_integer("rows_per_call", None, "half_sweep's rows_per_call, capped at each "
@@ -186,8 +187,8 @@ def _child(args: dict) -> None:
   jax.block_until_ready(jax.numpy.zeros(1))  # start the backend before the baseline
   base = _proc_status_gb("VmRSS")
   t0 = time.perf_counter()
-  user_buckets = batching.bucketed_rows(m)
-  item_buckets = batching.bucketed_rows(m.T.tocsr())
+  sides = als.bucketed_sides(m, args.get("bucket_growth", 2.0))
+  user_buckets, item_buckets = sides["users"], sides["items"]
   buckets_s = time.perf_counter() - t0
   del m
   kw = dict(a=args["a"], b=1.0, reg=args["reg"], solver=args["solver"],
@@ -289,7 +290,7 @@ def main(argv):
                   "cg_steps": FLAGS.cg_steps, "n_iters": FLAGS.n_iters}
         ours_out = os.path.join(tmp, f"recjax_{k}_{solver}.npz")
         child = dict(common, a=FLAGS.alpha, solver=solver, rows_per_call=FLAGS.rows_per_call,
-                     max_bytes_per_call=FLAGS.max_bytes_per_call,
+                     max_bytes_per_call=FLAGS.max_bytes_per_call, bucket_growth=FLAGS.bucket_growth,
                      factors_out=ours_out)
         ours = _summarize(_run([sys.executable, "-m", "benchmarks.bench_als", "--child",
                                 f"--child_args={json.dumps(child)}"], FLAGS.child_timeout))

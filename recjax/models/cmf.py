@@ -45,6 +45,7 @@ class Config:
   solver: str = "cholesky"  # "cholesky" or "cg" for the U and V half sweeps.
   cg_steps: int = 3  # CG steps when solver == "cg".
   init_scale: float = 0.01  # Standard deviation of the random initial factors.
+  bucket_growth: float = 1.25  # Ratio of successive padded row lengths (finer: less padding, more compiles).
   max_bytes_per_call: int = 256 << 20  # Memory of one jitted solve.
 
 
@@ -77,7 +78,7 @@ def make(config: Config) -> Model:
       raise ValueError(f"cmf: item_content has {item_content.shape[0]} rows for "
                        f"{train.shape[1]} items")
     x = scale_content(item_content, config.content_scale)
-    return {**als.bucketed_sides(train), "content": x, "content_t": x.T.tocsr()}
+    return {**als.bucketed_sides(train, config.bucket_growth), "content": x, "content_t": x.T.tocsr()}
 
   def block_step(params, factors, aux, key):
     del params, key

@@ -31,6 +31,7 @@ class Config:
   factors: int = 64  # D, the latent dimension.
   reg: float = 0.05  # λ of Eq. 8 (scaled by each row's number of observed entries).
   init_scale: float = 0.1  # Standard deviation of the random initial factors.
+  bucket_growth: float = 1.25  # Ratio of successive padded row lengths (finer: less padding, more compiles).
   max_bytes_per_call: int = 256 << 20  # Memory of one jitted solve.
 
 
@@ -47,7 +48,7 @@ def make(config: Config) -> Model:
     return {}, als.init_factors(key, train.shape, config.factors, config.init_scale)
 
   def prepare(train: sp.csr_matrix):
-    return als.bucketed_sides(log_counts(train))
+    return als.bucketed_sides(log_counts(train), config.bucket_growth)
 
   def block_step(params, factors, buckets, key):
     del params, key

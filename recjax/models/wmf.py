@@ -30,6 +30,7 @@ class Config:
   solver: str = "cholesky"  # "cholesky" (exact) or "cg" (warm-started conjugate gradient).
   cg_steps: int = 3  # CG steps per half sweep when solver == "cg".
   init_scale: float = 0.01  # Standard deviation of the random initial factors.
+  bucket_growth: float = 1.25  # Ratio of successive padded row lengths (finer: less padding, more compiles).
   max_bytes_per_call: int = 256 << 20  # Memory of one jitted solve (sets rows per call per bucket).
   fold_in_chunk: int = 512  # Items per step when folding in users (bounds a [batch, chunk, K] temporary).
 
@@ -44,7 +45,7 @@ def make(config: Config) -> Model:
     return {}, als.init_factors(key, train.shape, config.factors, config.init_scale)
 
   def prepare(train: sp.csr_matrix):
-    return als.bucketed_sides(train)  # The implicit solver reads only which entries are stored.
+    return als.bucketed_sides(train, config.bucket_growth)  # The implicit solver reads only which entries are stored.
 
   def block_step(params, factors, buckets, key):
     del params, key
