@@ -28,7 +28,7 @@ EXPLICIT_MIN_USER_COUNT = 5
 class DataConfig:
   """How a dataset becomes a ranking split; None means the dataset's default."""
 
-  protocol: str = "strong"  # "strong" (Liang et al. §4.3) or a predefined split name, e.g. "P1".
+  protocol: str = "strong"  # "strong" (Liang et al. §4.3), a name in PROTOCOLS, or a predefined split, e.g. "P1".
   heldout_users: float | None = None  # Validation (= test) users: a count (>= 1) or a fraction (< 1).
   binarize_threshold: float | None = None  # Keep events with value >= this, as 1.0.
   min_user_count: int | None = None  # Drop users with fewer distinct items (one pass).
@@ -65,6 +65,21 @@ def resolve(config: DataConfig, dataset: Dataset) -> DataConfig:
   return dataclasses.replace(config, **values)
 
 
+# Further protocols, each in its own module: name -> "module:function" with
+# function(dataset, config, info) -> split, where `config` is already resolved
+# and `info` (a dict) is filled with the counts worth logging.  The split has
+# `train` (csr), `validation` and `test` (eval sets with `n_users`, evaluated by
+# the protocol `recjax.eval.EVALUATORS` names for their class), `items`.
+PROTOCOLS: dict[str, str] = {
+}
+
+
+def _protocol_fn(name: str):
+  import importlib  # pylint: disable=import-outside-toplevel
+  module, fn = PROTOCOLS[name].split(":")
+  return getattr(importlib.import_module(module), fn)
+
+
 def ranking_split(dataset: Dataset, config: DataConfig) -> tuple[splits.RankingSplit, dict[str, Any]]:
   """Preprocesses and splits `dataset` for a ranking experiment.
 
@@ -77,6 +92,11 @@ def ranking_split(dataset: Dataset, config: DataConfig) -> tuple[splits.RankingS
   info: dict[str, Any] = {"resolved": dataclasses.asdict(config),
                           "raw": {"users": inter.n_users, "items": inter.n_items,
                                   "events": inter.n_events}}
+  if config.protocol in PROTOCOLS:
+    split = _protocol_fn(config.protocol)(dataset, config, info)
+    info.setdefault("summary", f"protocol {config.protocol}: {split.train.shape[0]} train rows, "
+                               f"{split.train.shape[1]} columns, {split.train.nnz} training entries")
+    return split, info
   if config.protocol == "strong":
     if config.binarize_threshold is not None:
       inter = preprocess.binarize(inter, config.binarize_threshold)
@@ -99,7 +119,7 @@ def ranking_split(dataset: Dataset, config: DataConfig) -> tuple[splits.RankingS
     test.data = np.ones_like(test.data)
     split = splits.weak_generalization_split(train, test)
   else:
-    valid = ["strong", *sorted(dataset.predefined_splits)]
+    valid = ["strong", *sorted(PROTOCOLS), *sorted(dataset.predefined_splits)]
     raise ValueError(f"dataset {dataset.name!r} has no protocol {config.protocol!r}; "
                      f"valid: {valid}")
   info["split"] = {"train_users": split.train.shape[0], "items": split.train.shape[1],

@@ -28,7 +28,7 @@ import numpy as np
 import optax
 
 from recjax.data import batching
-from recjax.eval.ranking import evaluate_ranking
+from recjax.eval import evaluate as evaluate_protocol
 from recjax.models.base import Model
 from recjax.train import sharding as shd
 from recjax.train.checkpoint import Checkpointer
@@ -150,8 +150,8 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
           "train_config": dataclasses.asdict(dataclasses.replace(config, epochs=epochs)),
           "devices": f"{mesh.devices.size} x {jax.devices()[0].device_kind}",
           "train_shape": list(train.shape), "train_nnz": int(train.nnz),
-          "validation_users": int(split.validation.fold_in.shape[0]),
-          "test_users": int(split.test.fold_in.shape[0]), **(run_info or {})}
+          "validation_users": int(split.validation.n_users),
+          "test_users": int(split.test.n_users), **(run_info or {})}
   write_json(workdir / "config.json", info)
 
   key = jax.random.PRNGKey(config.seed)
@@ -174,7 +174,7 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
     writer.truncate_after(0)
 
   score_fn = _score_fn(model)
-  evaluate = lambda st, eval_set: evaluate_ranking(
+  evaluate = lambda st, eval_set: evaluate_protocol(
       score_fn, st, eval_set, metrics=tuple(config.metrics), batch_size=config.eval_batch_size,
       item_chunk=config.item_chunk, sharding=batch_sh)
 
@@ -206,6 +206,7 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
       for rb in batching.dense_row_batches(train, batch_size, order=order):
         batch = {"rows": rb.rows, "mask": rb.mask, "index": rb.index.astype(np.int32)}
         batch = jax.device_put(batch, batch_sh)
+        batch["step"] = step  # optax updates so far (a replicated int32 scalar), e.g. for KL annealing.
         key_t = jax.random.fold_in(state.rng, step)
         params, opt_state, s, n = train_step(params, opt_state, factors, batch, key_t)
         sums = s if sums is None else jax.tree.map(jnp.add, sums, s)
