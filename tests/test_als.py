@@ -246,9 +246,11 @@ def test_each_jitted_chunk_holds_at_most_one_factorization():
   potrf = re.compile(r'custom_call_target="[^"]*potrf')
   for solver, expected in (("cholesky", 1), ("cg", 0)):
     for prior in (None, x):
-      hlo = als._implicit_chunk.lower(x, y, gram, prior, rows, cols, mask, 1.0, 1.0, 1.0,
-                                      solver=solver, cg_steps=3).compile().as_text()
-      assert len(potrf.findall(hlo)) == expected, (solver, prior is None)
+      for block_rows in (r, 8):  # One block, and 8 blocks under lax.map.
+        hlo = als._implicit_chunk.lower(x, y, gram, prior, rows, cols, mask, 1.0, 1.0, 1.0,
+                                        solver=solver, cg_steps=3,
+                                        block_rows=block_rows).compile().as_text()
+        assert len(potrf.findall(hlo)) == expected, (solver, prior is None, block_rows)
   hlo = als._weighted_lambda_chunk.lower(x, y, rows, cols, vals, mask, 1.0).compile().as_text()
   assert len(potrf.findall(hlo)) == 1
 
@@ -299,22 +301,25 @@ def test_one_and_four_devices_give_the_same_factors():
     dense = (rng.random((70, 45)) < 0.15) * rng.integers(1, 5, (70, 45))
     dense[5] = 0
     m = sp.csr_matrix(dense.astype(np.float32))
-    k = 6
+    k = 10  # > the short bucket's length 8: its exact solves take the Woodbury path.
     u0 = (0.3 * rng.standard_normal((70, k))).astype(np.float32)
     v0 = (0.3 * rng.standard_normal((45, k))).astype(np.float32)
     prior_v = (0.3 * rng.standard_normal((45, k))).astype(np.float32)
-    bu, bi = bucketed_rows(m, (64,)), bucketed_rows(m.T.tocsr(), (64,))
+    bu, bi = bucketed_rows(m, (8, 64)), bucketed_rows(m.T.tocsr(), (8, 64))
     results = {}
     for n in (1, 4):
       mesh = make_mesh(n)
-      for solver, rows_per_call in (("cholesky", None), ("cholesky", 6), ("cg", 6)):
+      # cache_bytes = 4·64·K·3 cuts each device's rows into blocks of 3 (lax.map).
+      for solver, rows_per_call, cache in (("cholesky", None, None), ("cholesky", 6, None),
+                                           ("cg", 6, None), ("cg", None, 4 * 64 * k * 3),
+                                           ("cholesky", None, 4 * 64 * k * 3)):
         u, v = u0, v0
         for _ in range(2):
           u = als.half_sweep(u, v, bu, a=5.0, b=0.5, reg=0.3, solver=solver,
-                             rows_per_call=rows_per_call, mesh=mesh)
+                             rows_per_call=rows_per_call, mesh=mesh, cache_bytes=cache)
           v = als.half_sweep(v, u, bi, a=5.0, b=0.5, reg=0.3, prior=prior_v, solver=solver,
-                             rows_per_call=rows_per_call, mesh=mesh)
-        results[n, solver, rows_per_call] = np.asarray(u), np.asarray(v)
+                             rows_per_call=rows_per_call, mesh=mesh, cache_bytes=cache)
+        results[n, solver, rows_per_call, cache] = np.asarray(u), np.asarray(v)
       w = als.weighted_lambda_half_sweep(u0, v0, bu, reg=0.2, rows_per_call=6, mesh=mesh)
       results[n, "wl"] = (np.asarray(w),)
       results[n, "gram"] = (np.asarray(als._gram(v0, 0.5, mesh)),)
@@ -339,9 +344,34 @@ def test_byte_budget_and_extra_gram_give_the_dense_solution():
   x = als.half_sweep(np.zeros((30, k), np.float32), y, bucketed_rows(m, bucket_edges=EDGES),
                      a=a, b=b, reg=reg, max_bytes_per_call=4 * 3 * (64 * k + k * k),
                      extra_gram=extra)
+  # Cache blocks of 2 rows (lax.map over blocks) inside one call per bucket: same solution.
+  x_blocked = als.half_sweep(np.zeros((30, k), np.float32), y,
+                             bucketed_rows(m, bucket_edges=EDGES), a=a, b=b, reg=reg,
+                             extra_gram=extra, cache_bytes=4 * 2 * 64 * k)
+  np.testing.assert_allclose(np.asarray(x_blocked), np.asarray(x), rtol=1e-5, atol=1e-6)
   for row in range(30):
     observed = m[row].toarray()[0] != 0
     c = np.where(observed, a, b)
     lhs = y.T.astype(np.float64) @ (c[:, None] * y) + extra + reg * np.eye(k)
     want = scipy.linalg.solve(lhs, y.T @ (c * observed), assume_a="pos")
     np.testing.assert_allclose(np.asarray(x)[row], want, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("with_prior", [False, True])
+def test_short_rows_solved_through_woodbury_match_scipy(with_prior):
+  # K = 16 > the padded length 8 of the short bucket: those rows take the [L, L]
+  # capacitance (Woodbury) path; the rows of the 64 bucket take the [K, K] path.
+  k, a, b, reg = 16, 20.0, 1.0, 0.3
+  m = _clicks(n_rows=40, n_cols=30)
+  y = _factors(m.shape[1], k, seed=7)
+  buckets = bucketed_rows(m, bucket_edges=EDGES)
+  assert any(bk.length < k for bk in buckets) and any(bk.length >= k for bk in buckets)
+  prior = _factors(40, k, seed=8) if with_prior else None
+  x = als.half_sweep(np.zeros((40, k), np.float32), y, buckets, a=a, b=b, reg=reg, prior=prior)
+  for row in range(40):
+    observed = m[row].toarray()[0] != 0
+    c = np.where(observed, a, b)
+    lhs = y.T.astype(np.float64) @ (c[:, None] * y) + reg * np.eye(k)
+    rhs = y.T @ (c * observed) + (0 if prior is None else reg * prior[row])
+    want = scipy.linalg.solve(lhs, rhs, assume_a="pos")
+    np.testing.assert_allclose(np.asarray(x)[row], want, rtol=5e-4, atol=5e-5, err_msg=str(row))

@@ -64,6 +64,8 @@ from recjax.data.batching import Bucket, bucketed_rows, default_bucket_edges
 
 DATA_AXIS = "data"
 SOLVERS = ("cholesky", "cg")
+# Gathered factor bytes per block of rows solved at once (see `_in_blocks`).
+CACHE_BYTES = 1 << 20
 
 # Number of times each jitted chunk function was traced (read by tests to bound recompiles).
 TRACE_COUNTS: collections.Counter = collections.Counter()
@@ -215,13 +217,115 @@ def _drop_index(rows: jax.Array, n: int) -> jax.Array:
   return jnp.where(rows >= 0, rows, n)
 
 
-@functools.partial(jax.jit, static_argnames=("solver", "cg_steps"), donate_argnums=(0,))
-def _implicit_chunk(X, Y, gram, prior, rows, cols, mask, a, b, reg, *, solver, cg_steps):
+def _in_blocks(fn, block_rows: int, *arrays):
+  """fn over the leading axis in blocks of `block_rows` rows, one block at a time (lax.map).
+
+  A block's gathered factor rows [block_rows, L, K] are sized to stay in the
+  CPU cache, so the conjugate-gradient matvecs (two passes over them per step)
+  and the Gram einsum read them from cache rather than from memory: gathering
+  all rows of a chunk first and sweeping them 2·(steps + 1) times was bound by
+  memory bandwidth (~10 GB/s here).  None entries pass through as None.
+  """
+  n_rows = next(a for a in arrays if a is not None).shape[0]
+  if block_rows >= n_rows:
+    return fn(*arrays)
+  n = n_rows // block_rows
+  split = lambda t: None if t is None else t.reshape((n, block_rows) + t.shape[1:])
+  out = jax.lax.map(lambda args: fn(*args), tuple(split(a) for a in arrays))
+  return jax.tree.map(lambda t: t.reshape((n_rows,) + t.shape[2:]), out)
+
+
+def _implicit_systems(Y, gram, cols, mask, prior, *, a, b, reg):
+  """(A, rhs) of the exact implicit solve for a block of rows."""
+  ys = _gathered(Y, cols, mask)
+  rhs = a * jnp.sum(ys, axis=1)
+  if prior is not None:
+    rhs = rhs + reg * prior
+  eye = jnp.eye(Y.shape[1], dtype=Y.dtype)
+  A = gram[None] + (a - b) * jnp.einsum("rlk,rlm->rkm", ys, ys) + reg * eye[None]
+  return A, rhs
+
+
+def _woodbury_parts(Y, minv, cols, mask, prior, *, a, b, reg):
+  """The pieces of the exact solve through the [L, L] capacitance system (for L < K).
+
+  With M = b YᵀY + λI (shared by all rows, inverse `minv`) and the row's
+  observed factors Yₛ [L, K], the system is A = M + (a - b) YₛᵀYₛ, and by the
+  Woodbury identity
+    A⁻¹ rhs = u - (a - b) Pᵀ S⁻¹ Yₛ u,  u = M⁻¹ rhs,  P = Yₛ M⁻¹,
+    S = I_L + (a - b) P Yₛᵀ,
+  so a row costs O(L K² + L² K + L³) instead of O(L K² + K³).  Padding slots
+  have zero factors: their rows of S are the identity and contribute nothing.
+  """
+  ys = _gathered(Y, cols, mask)
+  rhs = a * jnp.sum(ys, axis=1)
+  if prior is not None:
+    rhs = rhs + reg * prior
+  u = rhs @ minv
+  p = jnp.einsum("rlk,km->rlm", ys, minv)
+  eye = jnp.eye(cols.shape[1], dtype=Y.dtype)
+  s = eye[None] + (a - b) * jnp.einsum("rlk,rmk->rlm", p, ys)
+  t = jnp.einsum("rlk,rk->rl", ys, u)
+  return s, t, u, p
+
+
+def _solve_local(Y, gram, prior, x0, cols, mask, a, b, reg, *, solver, cg_steps, block_rows):
+  """One device's rows: CG block by block, or the exact systems block by block + ONE Cholesky.
+
+  For the exact solver, `gram` is M⁻¹ = (b YᵀY + λI)⁻¹ when the rows are
+  shorter than K (the Woodbury form, `_woodbury_parts`), else b YᵀY.
+  """
+  if solver == "cg":
+    return _in_blocks(
+        lambda c, m, p, x: solve_bucket(Y, gram, c, m, a=a, b=b, reg=reg, prior=p, x0=x,
+                                        solver="cg", cg_steps=cg_steps),
+        block_rows, cols, mask, prior, x0)
+  if _use_woodbury(cols.shape[1], Y.shape[1]):
+    s, t, u, p = _in_blocks(
+        lambda c, m, q: _woodbury_parts(Y, gram, c, m, q, a=a, b=b, reg=reg),
+        block_rows, cols, mask, prior)
+    z = _cholesky_solve(s, t)
+    return u - (a - b) * jnp.einsum("rlk,rl->rk", p, z)
+  A, rhs = _in_blocks(lambda c, m, p: _implicit_systems(Y, gram, c, m, p, a=a, b=b, reg=reg),
+                      block_rows, cols, mask, prior)
+  return _cholesky_solve(A, rhs)
+
+
+def _use_woodbury(length: int, k: int) -> bool:
+  """Rows of (padded) length L < K solve their [L, L] capacitance system instead of [K, K]."""
+  return length < k
+
+
+@jax.jit
+def _shared_inverse(gram, reg):
+  """(gram + λI)⁻¹ through one Cholesky: the M⁻¹ of the Woodbury form."""
+  k = gram.shape[0]
+  m = gram + reg * jnp.eye(k, dtype=gram.dtype)
+  return jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(m), True), jnp.eye(k, dtype=gram.dtype))
+
+
+@functools.partial(jax.jit, static_argnames=("solver", "cg_steps", "block_rows", "mesh"),
+                   donate_argnums=(0,))
+def _implicit_chunk(X, Y, gram, prior, rows, cols, mask, a, b, reg, *, solver, cg_steps,
+                    block_rows, mesh=None):
   TRACE_COUNTS["implicit_chunk"] += 1
   safe = jnp.maximum(rows, 0)
-  sol = solve_bucket(Y, gram, cols, mask, a=a, b=b, reg=reg,
-                     prior=None if prior is None else prior[safe],
-                     x0=X[safe], solver=solver, cg_steps=cg_steps)
+  prior_rows = None if prior is None else prior[safe]
+  solve = functools.partial(_solve_local, solver=solver, cg_steps=cg_steps,
+                            block_rows=block_rows)
+  if prior is None:  # shard_map specs need one entry per array argument.
+    inner = solve
+    solve = lambda Y, gram, x0, cols, mask, a, b, reg: inner(Y, gram, None, x0, cols, mask, a, b,
+                                                              reg)
+    args = (Y, gram, X[safe], cols, mask, a, b, reg)
+  else:
+    args = (Y, gram, prior_rows, X[safe], cols, mask, a, b, reg)
+  if mesh is not None and mesh.devices.size > 1:
+    # Each device solves its own rows (blocked locally); Y and the Gram are replicated.
+    row = P(DATA_AXIS)
+    specs = (P(), P()) + (row,) * (len(args) - 5) + (P(), P(), P())
+    solve = jax.shard_map(solve, mesh=mesh, in_specs=specs, out_specs=row)
+  sol = solve(*args)
   return X.at[_drop_index(rows, X.shape[0])].set(sol.astype(X.dtype), mode="drop")
 
 
@@ -280,15 +384,25 @@ def chunk_rows(length: int, k: int, max_bytes: int, itemsize: int = 4) -> int:
   return max(1, int(max_bytes) // (itemsize * (length * k + k * k)))
 
 
-def _chunks(bucket: Bucket, rows_per_call: int | None, n_devices: int):
-  """Yields (rows, cols, vals, mask) numpy slices of one fixed shape per bucket.
+def _block_layout(bucket: Bucket, k: int, rows_per_call: int | None, n_devices: int,
+                  cache_bytes: int | None) -> tuple[int, int]:
+  """(rows per call, rows per cache block) for one bucket.
 
-  The chunk size is rows_per_call (default: the bucket's row count), capped at
-  the bucket's row count and rounded up to a multiple of n_devices; the last
-  chunk is padded with -1 rows.
+  The call size is rows_per_call (default: the bucket's row count), capped at
+  the bucket's row count; each device's share is cut into equal blocks whose
+  gathered factors ([block, L, K] float32) fit in `cache_bytes` (None: one
+  block), and the call size is rounded up to n_devices x blocks x block rows.
   """
   size = bucket.n_rows if rows_per_call is None else min(rows_per_call, bucket.n_rows)
-  size = -(-size // n_devices) * n_devices
+  per_device = -(-size // n_devices)
+  cap = per_device if cache_bytes is None else max(1, cache_bytes // (4 * bucket.length * k))
+  n_blocks = -(-per_device // cap)
+  block = -(-per_device // n_blocks)
+  return block * n_blocks * n_devices, block
+
+
+def _chunks(bucket: Bucket, size: int):
+  """Yields (rows, cols, vals, mask) numpy slices of `size` rows; the last is padded with -1 rows."""
   for start in range(0, bucket.n_rows, size):
     stop = min(start + size, bucket.n_rows)
     pad = size - (stop - start)
@@ -321,7 +435,8 @@ def _check_mesh(mesh: Mesh | None):
 def half_sweep(X, Y, buckets: Sequence[Bucket], *, a: float, b: float, reg: float,
                prior=None, solver: str = "cholesky", cg_steps: int = 3,
                rows_per_call: int | None = None, mesh: Mesh | None = None,
-               max_bytes_per_call: int | None = None, extra_gram=None) -> jax.Array:
+               max_bytes_per_call: int | None = None, extra_gram=None,
+               cache_bytes: int | None = CACHE_BYTES) -> jax.Array:
   """Re-solves every row of X listed in `buckets` against fixed Y (weighted implicit ALS).
 
   The Gram b·YᵀY is computed once; then one jitted call per chunk of a bucket
@@ -347,6 +462,8 @@ def half_sweep(X, Y, buckets: Sequence[Bucket], *, a: float, b: float, reg: floa
       the rows per call of each bucket by its length (see `chunk_rows`).
     extra_gram: optional [K, K] added to every row's system (e.g. collective
       MF's μ ZᵀZ from a second matrix sharing these factors).
+    cache_bytes: size of the row blocks solved one at a time inside a call
+      (their gathered factors); None solves a call's rows in one block.
 
   Returns:
     [n_rows, K] new factors (replicated on the mesh when given).
@@ -363,12 +480,18 @@ def half_sweep(X, Y, buckets: Sequence[Bucket], *, a: float, b: float, reg: floa
   prior = _replicate(prior, mesh)
   x = _replicate(jnp.array(X, copy=True), mesh)
   k = x.shape[1]
+  minv = None
+  if solver == "cholesky" and any(_use_woodbury(bk.length, k) for bk in buckets):
+    minv = jax.block_until_ready(_replicate(_shared_inverse(gram, float(reg)), mesh))
   for bucket in buckets:
     per_call = _rows_per_call(bucket, k, rows_per_call, max_bytes_per_call)
-    for rows, cols, _, mask in _chunks(bucket, per_call, n_dev):
-      x = _implicit_chunk(x, y, gram, prior, _shard_rows(rows, mesh), _shard_rows(cols, mesh),
+    size, block = _block_layout(bucket, k, per_call, n_dev, cache_bytes)
+    shared = minv if solver == "cholesky" and _use_woodbury(bucket.length, k) else gram
+    for rows, cols, _, mask in _chunks(bucket, size):
+      x = _implicit_chunk(x, y, shared, prior, _shard_rows(rows, mesh), _shard_rows(cols, mesh),
                           _shard_rows(mask, mesh), float(a), float(b), float(reg), solver=solver,
-                          cg_steps=cg_steps)
+                          cg_steps=cg_steps, block_rows=block,
+                          mesh=mesh if n_dev > 1 else None)
       x = jax.block_until_ready(x)
   return x
 
@@ -398,7 +521,8 @@ def weighted_lambda_half_sweep(X, Y, buckets: Sequence[Bucket], *, reg: float,
   k = x.shape[1]
   for bucket in buckets:
     per_call = _rows_per_call(bucket, k, rows_per_call, max_bytes_per_call)
-    for rows, cols, vals, mask in _chunks(bucket, per_call, n_dev):
+    size, _ = _block_layout(bucket, k, per_call, n_dev, None)
+    for rows, cols, vals, mask in _chunks(bucket, size):
       x = _weighted_lambda_chunk(x, y, _shard_rows(rows, mesh), _shard_rows(cols, mesh),
                                  _shard_rows(vals, mesh), _shard_rows(mask, mesh), float(reg))
       x = jax.block_until_ready(x)
