@@ -84,6 +84,10 @@ flags.DEFINE_integer("max_bytes_per_call", 256 << 20, "half_sweep's per-call mem
                      "(rows per call per bucket from its length; 0 = whole buckets).")
 flags.DEFINE_integer("rows_per_call", None, "half_sweep's rows_per_call, capped at each "
                      "bucket's row count (default: whole bucket, or the byte budget's).")
+flags.DEFINE_integer("cache_bytes", 1 << 20, "half_sweep's cache_bytes: gathered-factor bytes "
+                     "of the row blocks solved one at a time inside a call (0 = one block).")
+flags.DEFINE_integer("n_devices", 1, "CPU devices for recjax (jax_num_cpu_devices); > 1 splits "
+                     "each call's rows over a 1-D mesh.")
 flags.DEFINE_string("peer_python", None, "A python with implicit installed "
                     "(`../shared/tools/peer-venvs.sh implicit`).")
 flags.DEFINE_bool("objective", True, "Compute the loss of both final factor pairs.")
@@ -178,8 +182,11 @@ def _summarize(rec: dict) -> dict:
 def _child(args: dict) -> None:
   """One recjax configuration; prints RESULT json (run in its own process)."""
   import jax  # pylint: disable=import-outside-toplevel
+  if args.get("n_devices", 1) > 1:
+    jax.config.update("jax_num_cpu_devices", args["n_devices"])
   from recjax.data import batching  # pylint: disable=import-outside-toplevel
   from recjax.ops import als  # pylint: disable=import-outside-toplevel
+  from recjax.train.sharding import make_mesh  # pylint: disable=import-outside-toplevel
 
   m = sp.load_npz(args["matrix"]).tocsr()
   init = np.load(args["init"])
@@ -193,7 +200,9 @@ def _child(args: dict) -> None:
   del m
   kw = dict(a=args["a"], b=1.0, reg=args["reg"], solver=args["solver"],
             cg_steps=args["cg_steps"], rows_per_call=args["rows_per_call"],
-            max_bytes_per_call=args.get("max_bytes_per_call") or None)
+            max_bytes_per_call=args.get("max_bytes_per_call") or None,
+            cache_bytes=args.get("cache_bytes") or None,
+            mesh=make_mesh(args["n_devices"]) if args.get("n_devices", 1) > 1 else None)
   u, v = jax.block_until_ready(jax.device_put((u0, v0)))
   del u0, v0
   iter_s, u_s, v_s = [], [], []
@@ -291,6 +300,7 @@ def main(argv):
         ours_out = os.path.join(tmp, f"recjax_{k}_{solver}.npz")
         child = dict(common, a=FLAGS.alpha, solver=solver, rows_per_call=FLAGS.rows_per_call,
                      max_bytes_per_call=FLAGS.max_bytes_per_call, bucket_growth=FLAGS.bucket_growth,
+                     cache_bytes=FLAGS.cache_bytes, n_devices=FLAGS.n_devices,
                      factors_out=ours_out)
         ours = _summarize(_run([sys.executable, "-m", "benchmarks.bench_als", "--child",
                                 f"--child_args={json.dumps(child)}"], FLAGS.child_timeout))
