@@ -88,6 +88,8 @@ flags.DEFINE_integer("cache_bytes", 1 << 20, "half_sweep's cache_bytes: gathered
                      "of the row blocks solved one at a time inside a call (0 = one block).")
 flags.DEFINE_integer("n_devices", 1, "CPU devices for recjax (jax_num_cpu_devices); > 1 splits "
                      "each call's rows over a 1-D mesh.")
+flags.DEFINE_integer("peer_threads", 2, "implicit's num_threads (OpenMP); 1 for a one-core "
+                     "comparison under `taskset -c 0`.")
 flags.DEFINE_string("peer_python", None, "A python with implicit installed "
                     "(`../shared/tools/peer-venvs.sh implicit`).")
 flags.DEFINE_bool("objective", True, "Compute the loss of both final factor pairs.")
@@ -130,7 +132,8 @@ init = np.load(args["init"])
 base = status_gb("VmRSS")
 model = AlternatingLeastSquares(factors=args["k"], regularization=args["reg"], alpha=args["alpha"],
                                 use_cg=args["use_cg"], iterations=1 + args["n_iters"],
-                                num_threads=2, calculate_training_loss=False, random_state=0)
+                                num_threads=args["threads"], calculate_training_loss=False,
+                                random_state=0)
 model.cg_steps = args["cg_steps"]
 model.user_factors = np.array(init["U"], np.float32)
 model.item_factors = np.array(init["V"], np.float32)
@@ -321,7 +324,8 @@ def main(argv):
         peer = None
         if FLAGS.peer_python:
           peer_out = os.path.join(tmp, f"implicit_{k}_{solver}.npz")
-          pargs = dict(common, alpha=FLAGS.alpha, use_cg=solver == "cg", factors_out=peer_out)
+          pargs = dict(common, alpha=FLAGS.alpha, use_cg=solver == "cg", factors_out=peer_out,
+                       threads=FLAGS.peer_threads)
           peer = _summarize(_run([FLAGS.peer_python, "-c", _PEER_SCRIPT, json.dumps(pargs)],
                                  FLAGS.child_timeout))
           peer.update(side="implicit", k=k, solver=solver)
