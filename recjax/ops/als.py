@@ -260,34 +260,46 @@ def _implicit_systems(Y, gram, cols, mask, prior, *, a, b, reg):
   return A, rhs
 
 
-def _woodbury_parts(Y, minv, cols, mask, prior, *, a, b, reg):
+def _woodbury_parts(Y, Yt, cols, mask, prior, *, a, b, reg):
   """The pieces of the exact solve through the [L, L] capacitance system (for L < K).
 
-  With M = b YᵀY + λI (shared by all rows, inverse `minv`) and the row's
-  observed factors Yₛ [L, K], the system is A = M + (a - b) YₛᵀYₛ, and by the
-  Woodbury identity
-    A⁻¹ rhs = u - (a - b) Pᵀ S⁻¹ Yₛ u,  u = M⁻¹ rhs,  P = Yₛ M⁻¹,
-    S = I_L + (a - b) P Yₛᵀ,
-  so a row costs O(L K² + L² K + L³) instead of O(L K² + K³).  Padding slots
-  have zero factors: their rows of S are the identity and contribute nothing.
+  With M = b YᵀY + λI (shared by all rows) and the row's observed factors
+  Yₛ [L, K], the system is A = M + (a - b) YₛᵀYₛ, and by the Woodbury identity
+    A⁻¹ rhs = u - (a - b) Ỹₛᵀ S⁻¹ Yₛ u,   u = M⁻¹ rhs,
+    S = I_L + (a - b) Ỹₛ Yₛᵀ,              Ỹ = Y M⁻¹ (precomputed once),
+  where Ỹₛ are the rows of Ỹ gathered like Yₛ, and u = a Σ Ỹₛ + λ M⁻¹ m_i.
+  A row costs O(L² K + L³) instead of O(L K² + K³): the K² work happens once,
+  in Ỹ.  Padding slots gather zero rows: their rows of S are the identity and
+  they contribute nothing.
+
+  Args:
+    Y: [n, K] fixed factors.
+    Yt: [n, K] Y M⁻¹.
+    cols, mask: [R, L] the rows' entries.
+    prior: [R, K] λ-weighted prior means already multiplied by M⁻¹
+      (λ M⁻¹ m_i), or None.
+
+  Returns:
+    (S [R, L, L], t [R, L], u [R, K], Ỹₛ [R, L, K]).
   """
+  del reg  # Folded into `prior` by the caller.
   ys = _gathered(Y, cols, mask)
-  rhs = a * jnp.sum(ys, axis=1)
+  yts = _gathered(Yt, cols, mask)
+  u = a * jnp.sum(yts, axis=1)
   if prior is not None:
-    rhs = rhs + reg * prior
-  u = rhs @ minv
-  p = jnp.einsum("rlk,km->rlm", ys, minv)
+    u = u + prior
   eye = jnp.eye(cols.shape[1], dtype=Y.dtype)
-  s = eye[None] + (a - b) * jnp.einsum("rlk,rmk->rlm", p, ys)
+  s = eye[None] + (a - b) * jnp.einsum("rlk,rmk->rlm", yts, ys)
   t = jnp.einsum("rlk,rk->rl", ys, u)
-  return s, t, u, p
+  return s, t, u, yts
 
 
 def _solve_local(Y, gram, prior, x0, cols, mask, a, b, reg, *, solver, cg_steps, block_rows):
   """One device's rows: CG block by block, or the exact systems block by block + ONE Cholesky.
 
-  For the exact solver, `gram` is M⁻¹ = (b YᵀY + λI)⁻¹ when the rows are
-  shorter than K (the Woodbury form, `_woodbury_parts`), else b YᵀY.
+  For the exact solver, `gram` is the pair (M⁻¹, Y M⁻¹) with M = b YᵀY + λI
+  when the rows are shorter than K (the Woodbury form, `_woodbury_parts`),
+  else b YᵀY.
   """
   if solver == "cg":
     return _in_blocks(
@@ -295,9 +307,11 @@ def _solve_local(Y, gram, prior, x0, cols, mask, a, b, reg, *, solver, cg_steps,
                                         solver="cg", cg_steps=cg_steps),
         block_rows, cols, mask, prior, x0)
   if _use_woodbury(cols.shape[1], Y.shape[1]):
+    minv, yt = gram
+    prior_u = None if prior is None else reg * (prior @ minv)
     s, t, u, p = _in_blocks(
-        lambda c, m, q: _woodbury_parts(Y, gram, c, m, q, a=a, b=b, reg=reg),
-        block_rows, cols, mask, prior)
+        lambda c, m, q: _woodbury_parts(Y, yt, c, m, q, a=a, b=b, reg=reg),
+        block_rows, cols, mask, prior_u)
     z = _cholesky_solve(s, t)
     return u - (a - b) * jnp.einsum("rlk,rl->rk", p, z)
   A, rhs = _in_blocks(lambda c, m, p: _implicit_systems(Y, gram, c, m, p, a=a, b=b, reg=reg),
@@ -305,17 +319,23 @@ def _solve_local(Y, gram, prior, x0, cols, mask, a, b, reg, *, solver, cg_steps,
   return _cholesky_solve(A, rhs)
 
 
+# Rows of padded length L <= WOODBURY_RATIO·K take the Woodbury path (see `_use_woodbury`).
+WOODBURY_RATIO = 1.0
+
+
 def _use_woodbury(length: int, k: int) -> bool:
-  """Rows of (padded) length L < K solve their [L, L] capacitance system instead of [K, K]."""
-  return length < k
+  """Whether rows of padded length L solve their [L, L] capacitance system instead of [K, K]."""
+  return length < k and length <= WOODBURY_RATIO * k
 
 
 @jax.jit
-def _shared_inverse(gram, reg):
-  """(gram + λI)⁻¹ through one Cholesky: the M⁻¹ of the Woodbury form."""
+def _shared_inverse(Y, gram, reg):
+  """(M⁻¹, Y M⁻¹) with M = gram + λI, through one Cholesky: the Woodbury form's shared part."""
   k = gram.shape[0]
   m = gram + reg * jnp.eye(k, dtype=gram.dtype)
-  return jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(m), True), jnp.eye(k, dtype=gram.dtype))
+  minv = jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(m), True), jnp.eye(k, dtype=gram.dtype))
+  minv = 0.5 * (minv + minv.T)
+  return minv, Y @ minv
 
 
 @functools.partial(jax.jit, static_argnames=("solver", "cg_steps", "block_rows", "mesh"),
@@ -496,7 +516,8 @@ def half_sweep(X, Y, buckets: Sequence[Bucket], *, a: float, b: float, reg: floa
   k = x.shape[1]
   minv = None
   if solver == "cholesky" and any(_use_woodbury(bk.length, k) for bk in buckets):
-    minv = jax.block_until_ready(_replicate(_shared_inverse(gram, float(reg)), mesh))
+    minv = jax.block_until_ready(
+        tuple(_replicate(t, mesh) for t in _shared_inverse(y, gram, float(reg))))
   for bucket in buckets:
     per_call = _rows_per_call(bucket, k, rows_per_call, max_bytes_per_call)
     size, block = _block_layout(bucket, k, per_call, n_dev, cache_bytes)
