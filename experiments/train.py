@@ -23,7 +23,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from recjax.data import pipeline
+from recjax.data import content, pipeline
 from recjax.data.registry import load_dataset
 from recjax.models import registry as model_registry
 from recjax.train.runner import TrainConfig, train_and_evaluate
@@ -134,5 +134,10 @@ def run_experiment(experiment: dict, workdir: str, data_dir: str | None = None,
   side = {}
   if dataset.item_content is not None:
     side["item_content"] = dataset.item_content[split.items]  # Rows follow the split's columns.
+  elif (dataset.item_text is not None and dataset.vocabulary is not None
+        and "item_content" in model.side_keys):  # citeulike-a: bag of words of the titles.
+    side["item_content"] = content.bag_of_words(dataset.item_text, dataset.vocabulary)[split.items]
+    log(f"item_content: bag of words of the item texts over the {len(dataset.vocabulary)}-word "
+        f"vocabulary ({side['item_content'].nnz} non-zeros)")
   return train_and_evaluate(model, split, train_config, workdir, run_info=run_info, log=log,
                             side=side)

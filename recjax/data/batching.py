@@ -188,3 +188,75 @@ def padding_ratio(buckets: Sequence[Bucket]) -> float:
   slots = sum(b.mask.size for b in buckets)
   real = sum(int(b.mask.sum()) for b in buckets)
   return (slots - real) / max(real, 1)
+
+
+class PaddedRowBatch(NamedTuple):
+  """Matrix rows as padded item lists (for models that read sparse rows).
+
+  Attributes:
+    items: [B, L] int32 column ids, ascending within a row; 0 on padding slots.
+    values: [B, L] values; 0 on padding slots (and on padding rows).
+    mask: [B] bool, False on padding rows.
+    index: [B] int64 matrix row of each batch row, -1 on padding rows.
+  """
+
+  items: np.ndarray
+  values: np.ndarray
+  mask: np.ndarray
+  index: np.ndarray
+
+
+def longest_row(matrix: sp.spmatrix) -> int:
+  """The largest number of stored nonzeros in a row (after summing duplicates)."""
+  m = _canonical(matrix)
+  m.eliminate_zeros()
+  return int(np.diff(m.indptr).max()) if m.shape[0] else 0
+
+
+def padded_row_batches(matrix: sp.spmatrix, batch_size: int, *,
+                       order: np.ndarray | None = None, max_len: int | None = None,
+                       pad_to_multiple_of: int = 1, dtype=np.float32) -> Iterator[PaddedRowBatch]:
+  """Yields the rows of `matrix` as padded item lists of one fixed shape [B, L].
+
+  Batches follow `dense_row_batches` (same B, order, padding rows and index),
+  but each row is its nonzero column ids and values, padded to ``L`` slots, so
+  the batch holds B·L entries instead of B·n_items.  ``L`` defaults to the
+  longest row of the whole matrix (so every batch of every epoch has one shape).
+
+  Args:
+    matrix: csr [n_rows, n_items]; duplicates are summed, explicit zeros dropped.
+    batch_size: rows per batch before rounding.
+    order: row indices in the order to yield them; default all rows in order.
+    max_len: L; must be >= the longest row.  Default `longest_row(matrix)` (at least 1).
+    pad_to_multiple_of: B is rounded up to a multiple of this.
+    dtype: dtype of `values`.
+
+  Yields:
+    PaddedRowBatch.
+  """
+  m = _canonical(matrix)
+  m.eliminate_zeros()
+  m.sort_indices()
+  longest = int(np.diff(m.indptr).max()) if m.shape[0] else 0
+  length = max(longest, 1) if max_len is None else int(max_len)
+  if length < longest:
+    raise ValueError(f"max_len={length} is shorter than the longest row ({longest} entries)")
+  b = _round_up(batch_size, pad_to_multiple_of)
+  if b <= 0:
+    raise ValueError(f"batch_size must be positive, got {batch_size}")
+  order = np.arange(m.shape[0]) if order is None else np.asarray(order, np.int64)
+  for start in range(0, len(order), b):
+    idx = order[start:start + b]
+    sub = m[idx]
+    row_len = np.diff(sub.indptr)
+    r = np.repeat(np.arange(len(idx)), row_len)
+    pos = np.arange(sub.nnz) - np.repeat(sub.indptr[:-1], row_len)
+    items = np.zeros((b, length), np.int32)
+    values = np.zeros((b, length), dtype)
+    items[r, pos] = sub.indices
+    values[r, pos] = sub.data
+    mask = np.zeros(b, bool)
+    mask[:len(idx)] = True
+    index = np.full(b, -1, np.int64)
+    index[:len(idx)] = idx
+    yield PaddedRowBatch(items=items, values=values, mask=mask, index=index)

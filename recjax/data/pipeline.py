@@ -71,6 +71,9 @@ def resolve(config: DataConfig, dataset: Dataset) -> DataConfig:
 # `train` (csr), `validation` and `test` (eval sets with `n_users`, evaluated by
 # the protocol `recjax.eval.EVALUATORS` names for their class), `items`.
 PROTOCOLS: dict[str, str] = {
+    "loo-sampled": "recjax.data.loo:loo_split",
+    "ratings": "recjax.data.ratings:user_rating_split",
+    "ratings-items": "recjax.data.ratings:item_rating_split",
 }
 
 

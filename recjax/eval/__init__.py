@@ -13,7 +13,9 @@ import importlib
 from typing import Any, Callable
 
 EVALUATORS: dict[str, str] = {
+    "SampledEvalSet": "recjax.eval.sampled:evaluate_sampled",
     "EvalSet": "recjax.eval.ranking:evaluate_ranking",
+    "RatingEvalSet": "recjax.eval.rating:evaluate_rating",
 }
 
 

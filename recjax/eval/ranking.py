@@ -24,7 +24,7 @@ from recjax.ops import ranking as ranking_ops
 
 ScoreFn = Callable[[Any, jax.Array], jax.Array]
 
-# (score_fn, metrics, k, item_chunk) -> jitted batch step.
+# (score_fn, metrics, k, item_chunk, exclude_fold_in) -> jitted batch step.
 _BATCH_STEPS: dict[tuple, Callable] = {}
 
 
@@ -33,16 +33,18 @@ def clear_cache() -> None:
   _BATCH_STEPS.clear()
 
 
-def _batch_step(score_fn: ScoreFn, metrics: tuple[str, ...], item_chunk: int | None):
+def _batch_step(score_fn: ScoreFn, metrics: tuple[str, ...], item_chunk: int | None,
+                exclude_fold_in: bool = True):
   """The jitted `(state, inputs, held_out, n_held_out, row_mask, totals) -> totals`."""
   k = max(ranking_ops.parse_metric(m)[1] for m in metrics)
-  key = (score_fn, metrics, k, item_chunk)
+  key = (score_fn, metrics, k, item_chunk, exclude_fold_in)
   step = _BATCH_STEPS.get(key)
   if step is None:
 
     def step_fn(state, inputs, held_out, n_held_out, row_mask, totals):
       scores = score_fn(state, inputs)
-      _, top = ranking_ops.top_k_excluding(scores, inputs != 0, k, item_chunk)
+      exclude = inputs != 0 if exclude_fold_in else jnp.zeros(inputs.shape, bool)
+      _, top = ranking_ops.top_k_excluding(scores, exclude, k, item_chunk)
       sums = ranking_ops.ranking_metric_sums(top, held_out, row_mask, metrics, n_held_out)
       return jax.tree.map(jnp.add, totals, sums)
 
@@ -94,6 +96,7 @@ def evaluate_ranking(
     batch_size: int = 500,
     item_chunk: int | None = None,
     sharding: NamedSharding | None = None,
+    exclude_fold_in: bool = True,
 ) -> dict[str, float]:
   """Ranking metrics of a model under the fold-in protocol.
 
@@ -121,6 +124,9 @@ def evaluate_ranking(
       `NamedSharding(jax.make_mesh((n,), ("data",)), PartitionSpec("data"))`.
       The batch size is rounded up to a multiple of the row shards and each
       batch is `device_put` with it; `state` should already be replicated.
+    exclude_fold_in: remove the fold-in items from the ranking (the default);
+      False ranks every item, fold-in items included (a convention some
+      published hybrid-model results use).
 
   Returns:
     {metric name (lower-case): mean over evaluated users, "users": their
@@ -154,7 +160,8 @@ def evaluate_ranking(
   else:
     put_rows = put_mask = put_scalar = jax.device_put
 
-  step = _batch_step(score_fn, metrics, None if item_chunk is None else int(item_chunk))
+  step = _batch_step(score_fn, metrics, None if item_chunk is None else int(item_chunk),
+                     bool(exclude_fold_in))
   totals = {m: np.zeros((), np.float32) for m in metrics}
   totals["users"] = np.zeros((), np.int32)
   totals = jax.tree.map(put_scalar, totals)

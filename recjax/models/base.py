@@ -5,9 +5,11 @@ A model is a bundle of pure functions over explicit state (see DESIGN.md):
 * ``init(key, train) -> (params, factors)``: ``params`` is the pytree optax
   trains (may be empty ``{}``); ``factors`` holds closed-form state (EASE's
   item-item weights, ALS's U/V, popularity counts) that never passes through
-  optax.
-* ``prepare(train, **side) -> aux``: host-side, once per run: whatever the
-  block step needs from the training matrix (a Gram matrix, bucketed rows).
+  optax.  A model with ``batches`` is called ``init(key, train, **side)``
+  (its ``side_keys``): its network is sized by the side information.
+* ``prepare(train, **side) -> aux``: host-side, once per run (whenever it is
+  set): whatever the block step or ``batches`` needs from the training matrix
+  (a Gram matrix, bucketed rows, scaled item content).
   ``side`` carries the side information the model names in ``side_keys``
   (e.g. ``item_content``: items x words, rows aligned with the split's item
   columns).  Optional.
@@ -17,8 +19,17 @@ A model is a bundle of pure functions over explicit state (see DESIGN.md):
   composes it from jitted kernels in ``recjax.ops``.  Optional.
 * ``loss(params, factors, batch, key) -> (loss, aux_metrics)``: differentiable
   in ``params``; ``batch`` is a dict with ``rows`` [B, I] float32, ``mask`` [B]
-  bool and ``index`` [B] int32 (training row ids, -1 for padding).  The runner
-  jits the optax step around it.  Optional.
+  bool and ``index`` [B] int32 (training row ids, -1 for padding), plus
+  ``step`` (optax updates so far).  The runner jits the optax step around it.
+  Optional.
+* ``batches(aux, batch_size, epoch, seed) -> (n_batches, iterator)``: for
+  models whose network trains on something other than the training user rows
+  (hybrids train theirs on item content).  The iterator yields ``n_batches``
+  dicts of host arrays, each with ``mask`` [batch_size] bool plus whatever the
+  loss reads (e.g. ``content`` [B, W], ``index`` [B] int32 item ids); every
+  array's leading axis is the batch (it is split over devices), and the
+  runner adds ``step``.  When set, the runner iterates these instead of the
+  user rows.  Optional; needs ``loss``.
 * ``score(params, factors, inputs) -> scores``: pure and jittable; ``inputs``
   are dense fold-in rows [B, I]; returns [B, I] scores (higher is better).
   Users that training never saw are folded in here.
@@ -53,9 +64,12 @@ class Model:
   optimizer: optax.GradientTransformation | None = None
   train_defaults: dict = dataclasses.field(default_factory=dict)
   side_keys: tuple[str, ...] = ()  # Side information `prepare` needs, e.g. ("item_content",).
+  batches: Callable[[Any, int, int, int], tuple[int, Any]] | None = None  # Own training batches.
 
   def __post_init__(self):
     if self.block_step is None and self.loss is None:
       raise ValueError(f"model {self.name!r} has neither a block step nor a loss")
     if self.loss is not None and self.optimizer is None:
       raise ValueError(f"model {self.name!r} has a loss but no optimizer")
+    if self.batches is not None and self.loss is None:
+      raise ValueError(f"model {self.name!r} has training batches but no loss")

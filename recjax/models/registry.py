@@ -6,6 +6,11 @@ import dataclasses
 from typing import Any
 
 from recjax.models import cmf, ease, logmf, popularity, slim, wmf
+from recjax.models import multvae
+from recjax.models import autorec, deeprec
+from recjax.models import cdae, ncf
+from recjax.models import cdl, cvae
+from recjax.models import ctr, deepmusic, svdfeature
 from recjax.models.base import Model
 
 MODELS: dict[str, tuple[type, Any]] = {
@@ -15,6 +20,14 @@ MODELS: dict[str, tuple[type, Any]] = {
     "cmf": (cmf.Config, cmf.make),
     "mf-logcount": (logmf.Config, logmf.make),
     "slim": (slim.Config, slim.make),
+    "mult-vae": (multvae.VAEConfig, multvae.make_vae),
+    "mult-dae": (multvae.DAEConfig, multvae.make_dae),
+    "autorec": (autorec.Config, autorec.make),
+    "deeprec": (deeprec.Config, deeprec.make),
+    "cdae": (cdae.Config, cdae.make),
+    "cvae": (cvae.Config, cvae.make), "cdl": (cdl.Config, cdl.make),
+    "ctr": (ctr.Config, ctr.make), "deepmusic": (deepmusic.Config, deepmusic.make), "svdfeature": (svdfeature.Config, svdfeature.make),
+    "ncf-gmf": (ncf.Config, ncf.make_gmf), "ncf-mlp": (ncf.Config, ncf.make_mlp), "ncf-neumf": (ncf.Config, ncf.make_neumf),
 }
 
 

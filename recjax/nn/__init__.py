@@ -1,0 +1,1 @@
+"""Pure Flax Linen modules (encoders, decoders, sparse input layers) and likelihoods."""

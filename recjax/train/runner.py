@@ -2,7 +2,8 @@
 
 The runner knows no model by name.  Per epoch it runs the model's block step
 (if any), then one pass of jitted optax steps over shuffled, fixed-shape
-training batches (if the model has a loss), evaluates on the validation users,
+training batches (if the model has a loss: the training user rows, or the
+batches of the model's own `batches` hook, e.g. item content), evaluates on the validation users,
 keeps the best state by ``select_metric``, checkpoints, and stops early after
 ``patience`` epochs without improvement.  At the end it evaluates the best
 state on the test users and writes ``results.json``.
@@ -42,7 +43,7 @@ class TrainConfig:
   """How the runner trains and evaluates; every field can be set from the command line."""
 
   epochs: int | None = None  # Epochs to run; None takes the model's default (1 for closed-form models).
-  batch_size: int = 500  # Training users per optax step (rounded up to a multiple of the devices).
+  batch_size: int = 500  # Training users (or items of a model's `batches`) per optax step (rounded up to a multiple of the devices).
   eval_batch_size: int = 500  # Users per evaluation batch.
   metrics: tuple[str, ...] = ("recall@20", "recall@50", "ndcg@100")  # Reported metrics.
   select_metric: str | None = None  # Validation metric that picks the best epoch; None: the last of `metrics`.
@@ -54,6 +55,7 @@ class TrainConfig:
   item_chunk: int | None = None  # Reduce scores to top-k in item chunks of this size.
   n_devices: int | None = None  # Devices on the mesh's data axis; None uses all.
   progress: bool = True  # Progress bar inside epochs with several batches.
+  exclude_fold_in: bool = True  # Remove fold-in items from the ranking; False ranks every item, fold-in items too.
 
 
 def _replicate(tree, sharding):
@@ -155,11 +157,15 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
   write_json(workdir / "config.json", info)
 
   key = jax.random.PRNGKey(config.seed)
-  params, factors = model.init(jax.random.fold_in(key, 0), train)
+  # Models that train on side information (a `batches` hook) size their networks from it.
+  init_side = {k: side[k] for k in model.side_keys} if model.batches is not None else {}
+  params, factors = model.init(jax.random.fold_in(key, 0), train, **init_side)
   opt_state = model.optimizer.init(params) if model.loss is not None else {}
   params, opt_state, factors = (_replicate(t, rep) for t in (params, opt_state, factors))
   state = TrainState.create(params, opt_state, factors, config.seed)
   donates = model.loss is not None
+  if donates:  # best_params must not alias the buffers the first step donates (eval_every > 1).
+    state = state.replace(best_params=_copy(state.params))
 
   writer = MetricWriter(workdir)
   ckpt = Checkpointer(workdir, config.keep_checkpoints) if config.checkpoint else None
@@ -174,17 +180,18 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
     writer.truncate_after(0)
 
   score_fn = _score_fn(model)
+  eval_extra = {} if config.exclude_fold_in else {"exclude_fold_in": False}  # Ranking protocol only.
   evaluate = lambda st, eval_set: evaluate_protocol(
       score_fn, st, eval_set, metrics=tuple(config.metrics), batch_size=config.eval_batch_size,
-      item_chunk=config.item_chunk, sharding=batch_sh)
+      item_chunk=config.item_chunk, sharding=batch_sh, **eval_extra)
 
   aux_data = None
   stopped = config.patience > 0 and state.bad_epochs >= config.patience
   if state.epoch < epochs and not stopped:
-    if model.block_step is not None and model.prepare is not None:
+    if model.prepare is not None:
       t0 = time.perf_counter()
       aux_data = model.prepare(train, **{k: side[k] for k in model.side_keys})
-      log(f"prepared block-step data in {time.perf_counter() - t0:.1f}s")
+      log(f"prepared host-side data in {time.perf_counter() - t0:.1f}s")
     train_step = _make_train_step(model) if model.loss is not None else None
     batch_size = shd.round_up_to_devices(config.batch_size, mesh)
     n_batches = batching.n_batches(train.shape[0], batch_size)
@@ -200,11 +207,18 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
       factors = jax.block_until_ready(_replicate(factors, rep))
       record["block_seconds"] = time.perf_counter() - tb
     if train_step is not None:
-      order = batching.shuffled_order(train.shape[0], config.seed, epoch)
-      bar = ProgressBar(n_batches, f"epoch {epoch}", enabled=config.progress)
+      if model.batches is not None:  # The model's own batches (e.g. item content), not user rows.
+        epoch_batches, source = model.batches(aux_data, batch_size, epoch, config.seed)
+      else:
+        order = batching.shuffled_order(train.shape[0], config.seed, epoch)
+        padded = model.train_defaults.get("batch_format") == "padded"  # Item lists instead of dense rows.
+        row_batches = batching.padded_row_batches if padded else batching.dense_row_batches
+        epoch_batches = n_batches
+        source = ({**rb._asdict(), "index": rb.index.astype(np.int32)}
+                  for rb in row_batches(train, batch_size, order=order))
+      bar = ProgressBar(epoch_batches, f"epoch {epoch}", enabled=config.progress)
       sums, count = None, jnp.zeros(())
-      for rb in batching.dense_row_batches(train, batch_size, order=order):
-        batch = {"rows": rb.rows, "mask": rb.mask, "index": rb.index.astype(np.int32)}
+      for batch in source:
         batch = jax.device_put(batch, batch_sh)
         batch["step"] = step  # optax updates so far (a replicated int32 scalar), e.g. for KL annealing.
         key_t = jax.random.fold_in(state.rng, step)

@@ -1,0 +1,14 @@
+"""Table 4 row: Logistic-DAE on ml-1m-lightgcn, multdae_ml1m.py with the logistic (Bernoulli) likelihood, Eq. 4."""
+
+
+def get_config():
+  return {
+      "model": "mult-dae",
+      "dataset": "ml-1m-lightgcn",
+      "model_config": {"hidden_dims": (), "latent_dim": 200, "dropout": 0.5,
+                       "weight_decay": 0.01, "learning_rate": 1e-3,
+                       "likelihood": "logistic"},
+      "data": {"protocol": "strong"},
+      "train": {"epochs": 200, "batch_size": 500,
+                "metrics": ("recall@20", "recall@50", "ndcg@100"), "select_metric": "ndcg@100"},
+  }

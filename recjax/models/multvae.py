@@ -1,0 +1,233 @@
+"""Mult-VAE^PR and Mult-DAE (Liang, Krishnan, Hoffman & Jebara, WWW 2018).
+
+Both read a user's whole click row x, L2-normalize it, apply dropout (0.5)
+and encode it with an MLP (`recjax.nn.autoencoders`); the decoder's logits
+f_θ(z) over all items feed a multinomial likelihood (Eq. 2), or the Gaussian
+(Eq. 3) or logistic (Eq. 4) one of Table 4.
+
+* ``mult-vae``: q(z | x) = N(mu, diag σ²); the loss is the negative of Eq. 6,
+  -E_q[log p(x | z)] + β · KL(q ‖ N(0, I)), one reparameterized sample per
+  user, with β = min(anneal_cap, step / total_anneal_steps) where step counts
+  the optax updates made so far (vae_cf's schedule).  No weight decay.
+* ``mult-dae``: z = g_φ(x) (a point), loss -log p(x | z) + λ Σ‖W‖² over the
+  kernels (vae_cf's ``2 · l2_regularizer(λ)``, λ = 0.01).
+
+Both are trained with Adam (lr 1e-3) on batches of 500 users.  ``score``
+folds in unseen users as the paper does (§2.4): the decoder's logits at the
+encoder mean (VAE) or output (DAE), without dropout.
+
+For large catalogs, ``sparse_input`` trains on padded item lists (the
+runner's ``batch_format = "padded"``) through a gather-sum first layer, and
+``sampled_softmax = S > 0`` replaces the full softmax normalizer in training
+by the user's own items plus S items drawn per step from a uniform or
+popularity proposal, with log-Q correction
+(`recjax.nn.likelihoods.sampled_multinomial_log_likelihood`); training then
+never builds a [B, I] array.  Scoring stays exact and dense.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import scipy.sparse as sp
+
+from recjax.models.base import Model
+from recjax.nn import autoencoders, likelihoods, sparse
+
+SAMPLERS = ("uniform", "popularity")
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig:
+  hidden_dims: tuple[int, ...] = (600,)  # Encoder hidden widths (decoder mirrors); () is [I → K → I].
+  latent_dim: int = 200  # K.
+  dropout: float = 0.5  # Dropout on the L2-normalized input (training only).
+  likelihood: str = "multinomial"  # "multinomial", "gaussian" or "logistic" (Table 4).
+  pos_weight: float = 1.0  # Gaussian only: confidence c_1 of clicked entries.
+  neg_weight: float = 1.0  # Gaussian only: confidence c_0 of the other entries.
+  learning_rate: float = 1e-3  # Adam's step size.
+  weight_decay: float = 0.0  # λ in λ Σ‖W‖² over kernels, added to the loss (the paper: 0 for VAEs).
+  total_anneal_steps: int = 200_000  # β grows linearly to anneal_cap over this many updates (0: β = cap).
+  anneal_cap: float = 0.2  # Largest β (select it with experiments/beta_select.py).
+  sparse_input: bool = False  # Train on padded item lists (no dense [B, I] input batch).
+  sampled_softmax: int = 0  # S > 0: sampled softmax normalizer with S items per step (needs sparse_input).
+  sampler: str = "uniform"  # Proposal for sampled items: "uniform" or "popularity" (training counts).
+
+
+@dataclasses.dataclass(frozen=True)
+class DAEConfig:
+  hidden_dims: tuple[int, ...] = (600,)  # Encoder hidden widths (decoder mirrors); () is [I → K → I].
+  latent_dim: int = 200  # K.
+  dropout: float = 0.5  # Dropout on the L2-normalized input (training only).
+  likelihood: str = "multinomial"  # "multinomial", "gaussian" or "logistic" (Table 4).
+  pos_weight: float = 1.0  # Gaussian only: confidence c_1 of clicked entries.
+  neg_weight: float = 1.0  # Gaussian only: confidence c_0 of the other entries.
+  learning_rate: float = 1e-3  # Adam's step size.
+  weight_decay: float = 0.01  # λ in λ Σ‖W‖² over kernels, added to the loss (vae_cf's lam).
+  sparse_input: bool = False  # Train on padded item lists (no dense [B, I] input batch).
+  sampled_softmax: int = 0  # S > 0: sampled softmax normalizer with S items per step (needs sparse_input).
+  sampler: str = "uniform"  # Proposal for sampled items: "uniform" or "popularity" (training counts).
+
+
+def anneal_beta(step, total_anneal_steps: int, anneal_cap: float):
+  """β after `step` updates: min(anneal_cap, step / total_anneal_steps); the cap when total is 0."""
+  if total_anneal_steps <= 0:
+    return jnp.asarray(anneal_cap, jnp.float32)
+  return jnp.minimum(jnp.float32(anneal_cap),
+                     jnp.asarray(step, jnp.float32) / jnp.float32(total_anneal_steps))
+
+
+def _kernel_sq_norm(params) -> jax.Array:
+  leaves = jax.tree_util.tree_leaves_with_path(params)
+  return sum(jnp.sum(jnp.square(x)) for path, x in leaves
+             if getattr(path[-1], "key", None) == "kernel")
+
+
+def _validate(name: str, config) -> None:
+  if config.likelihood not in likelihoods.LIKELIHOODS:
+    raise ValueError(f"{name}: likelihood must be one of {likelihoods.LIKELIHOODS}, "
+                     f"got {config.likelihood!r}")
+  if not 0.0 <= config.dropout < 1.0:
+    raise ValueError(f"{name}: dropout must be in [0, 1), got {config.dropout}")
+  if config.latent_dim < 1 or any(d < 1 for d in config.hidden_dims):
+    raise ValueError(f"{name}: layer widths must be >= 1, got hidden_dims={config.hidden_dims}, "
+                     f"latent_dim={config.latent_dim}")
+  if config.weight_decay < 0:
+    raise ValueError(f"{name}: weight_decay must be >= 0, got {config.weight_decay}")
+  if config.sampled_softmax < 0:
+    raise ValueError(f"{name}: sampled_softmax must be >= 0, got {config.sampled_softmax}")
+  if config.sampled_softmax and not config.sparse_input:
+    raise ValueError(f"{name}: sampled_softmax needs sparse_input=True (it reads each "
+                     "user's item list)")
+  if config.sampled_softmax and config.likelihood != "multinomial":
+    raise ValueError(f"{name}: sampled_softmax applies to the multinomial likelihood only, "
+                     f"got likelihood={config.likelihood!r}")
+  if config.sampler not in SAMPLERS:
+    raise ValueError(f"{name}: sampler must be one of {SAMPLERS}, got {config.sampler!r}")
+  if getattr(config, "anneal_cap", 0.0) < 0 or getattr(config, "total_anneal_steps", 0) < 0:
+    raise ValueError(f"{name}: anneal_cap and total_anneal_steps must be >= 0")
+
+
+def _make(name: str, config, variational: bool) -> Model:
+  _validate(name, config)
+  sampled = config.sampled_softmax > 0
+
+  def modules(n_items: int):
+    encoder = autoencoders.MLPEncoder(
+        n_items=n_items, hidden_dims=tuple(config.hidden_dims), latent_dim=config.latent_dim,
+        variational=variational, dropout_rate=config.dropout)
+    decoder = autoencoders.MLPDecoder(n_items=n_items,
+                                      hidden_dims=tuple(reversed(config.hidden_dims)))
+    return encoder, decoder
+
+  def init(key, train: sp.csr_matrix):
+    n_items = train.shape[1]
+    encoder, decoder = modules(n_items)
+
+    @jax.jit  # One compile instead of an eager dispatch per initializer op.
+    def init_params(key):
+      k_enc, k_dec = jax.random.split(key)
+      return {"encoder": encoder.init(k_enc, jnp.zeros((1, n_items), jnp.float32)),
+              "decoder": decoder.init(k_dec, jnp.zeros((1, config.latent_dim), jnp.float32))}
+
+    params = init_params(key)
+    factors = {}
+    if sampled:
+      if config.sampler == "popularity":
+        counts = np.bincount(sp.csr_matrix(train).indices, minlength=n_items).astype(np.float64)
+        q = (counts + 1.0) / (counts + 1.0).sum()  # +1: every item keeps a chance to be drawn.
+      else:
+        q = np.full(n_items, 1.0 / n_items)
+      factors = {"log_q": jnp.asarray(np.log(q), jnp.float32),
+                 "cdf": jnp.asarray(np.cumsum(q) / np.sum(q), jnp.float32)}
+    return params, factors
+
+  def encode(params, n_items, rows, deterministic, key=None):
+    encoder, _ = modules(n_items)
+    rngs = None if deterministic else {"dropout": key}
+    return encoder.apply(params["encoder"], rows, deterministic=deterministic, rngs=rngs)
+
+  def decode(params, n_items, z, items=None):
+    _, decoder = modules(n_items)
+    return decoder.apply(params["decoder"], z, items)
+
+  def log_likelihood(params, factors, n_items, rows, z, key):
+    """Per-user log p(x | z) for dense rows or padded rows."""
+    if sampled:
+      n_s = config.sampled_softmax
+      neg = jnp.searchsorted(factors["cdf"], jax.random.uniform(key, (n_s,)))
+      neg = jnp.minimum(neg, n_items - 1).astype(jnp.int32)
+      pos_logits = decode(params, n_items, z, rows.items)
+      neg_logits = decode(params, n_items, z, neg)
+      log_expected = jnp.log(jnp.float32(n_s)) + factors["log_q"][neg]
+      return likelihoods.sampled_multinomial_log_likelihood(
+          pos_logits, rows.values, neg_logits, log_expected, sparse.contains(rows, n_items, neg))
+    logits = decode(params, n_items, z)
+    if isinstance(rows, sparse.PaddedRows):
+      if config.likelihood == "multinomial":  # Σ_l v_l log π(items_l): no dense x needed.
+        log_pi = jax.nn.log_softmax(logits, axis=-1)
+        return jnp.sum(rows.values * jnp.take_along_axis(log_pi, rows.items, axis=1), axis=-1)
+      rows = sparse.to_dense(rows, n_items)
+    return likelihoods.log_likelihood(
+        config.likelihood, logits, rows,
+        **({"pos_weight": config.pos_weight, "neg_weight": config.neg_weight}
+           if config.likelihood == "gaussian" else {}))
+
+  def catalog_size(params) -> int:
+    return params["decoder"]["params"]["output"]["bias"].shape[0]
+
+  def loss(params, factors, batch, key):
+    if config.sparse_input:
+      rows = sparse.PaddedRows(batch["items"], batch["values"])
+      n_items = catalog_size(params)
+    else:
+      rows = batch["rows"]
+      n_items = rows.shape[-1]
+    k_drop, k_z, k_neg = jax.random.split(key, 3)
+    m = batch["mask"].astype(jnp.float32)
+    n = jnp.maximum(jnp.sum(m), 1.0)
+    out = encode(params, n_items, rows, deterministic=False, key=k_drop)
+    aux = {}
+    if variational:
+      mu, logvar = out
+      z = autoencoders.reparameterize(k_z, mu, logvar)
+      kl = jnp.sum(m * likelihoods.gaussian_kl(mu, logvar)) / n
+      beta = anneal_beta(batch["step"], config.total_anneal_steps, config.anneal_cap)
+      aux.update(kl=kl, beta=beta)
+    else:
+      z = out
+    neg_ll = -jnp.sum(m * log_likelihood(params, factors, n_items, rows, z, k_neg)) / n
+    total = neg_ll
+    if variational:
+      total = total + aux["beta"] * aux["kl"]
+    if config.weight_decay > 0:
+      total = total + config.weight_decay * _kernel_sq_norm(params)
+    aux["neg_ll"] = neg_ll
+    return total, aux
+
+  def score(params, factors, inputs):
+    del factors
+    n_items = inputs.shape[-1]
+    out = encode(params, n_items, inputs, deterministic=True)
+    z = out[0] if variational else out
+    return decode(params, n_items, z)
+
+  train_defaults = {"epochs": 200}
+  if config.sparse_input:
+    train_defaults["batch_format"] = "padded"
+  return Model(name=name, config=config, init=init, score=score, loss=loss,
+               optimizer=optax.adam(config.learning_rate), train_defaults=train_defaults)
+
+
+def make_vae(config: VAEConfig) -> Model:
+  """Mult-VAE^PR (or Gaussian-/Logistic-VAE^PR with `config.likelihood`)."""
+  return _make("mult-vae", config, variational=True)
+
+
+def make_dae(config: DAEConfig) -> Model:
+  """Mult-DAE (or Gaussian-/Logistic-DAE with `config.likelihood`)."""
+  return _make("mult-dae", config, variational=False)

@@ -1,0 +1,143 @@
+"""CDL: masking noise, padded = dense, ALS with the SDAE code as prior, cold items, a runner run."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recjax.data import splits
+from recjax.models import cdl
+from recjax.models.registry import get_model
+from recjax.nn import sdae as sdae_nn
+from recjax.nn import sparse
+from recjax.train.runner import TrainConfig, train_and_evaluate
+
+K = 4
+
+
+def _data(seed=0, n_users=50, n_items=36, n_words=24, cold=(0,)):
+  """Clicks and word counts that share 3 topics; items in `cold` get no clicks."""
+  rng = np.random.default_rng(seed)
+  item_topic = rng.integers(0, 3, n_items)
+  user_topic = rng.integers(0, 3, n_users)
+  word_topic = rng.integers(0, 3, n_words)
+  clicks = rng.random((n_users, n_items)) < np.where(user_topic[:, None] == item_topic[None, :],
+                                                      0.3, 0.02)
+  clicks[:, list(cold)] = False
+  counts = rng.poisson(np.where(item_topic[:, None] == word_topic[None, :], 1.5, 0.05))
+  return sp.csr_matrix(clicks.astype(np.float32)), sp.csr_matrix(counts.astype(np.float32))
+
+
+def _setup(**kw):
+  train, content = _data()
+  model = cdl.make(cdl.Config(factors=K, hidden=(10,), pretrain_epochs=0, **kw))
+  params, factors = model.init(jax.random.PRNGKey(0), train, item_content=content)
+  return model, train, content, params, factors, model.prepare(train, content)
+
+
+def test_masking_noise_zeroes_the_stated_share_and_padded_equals_dense():
+  x = jnp.ones((200, 50))
+  masked = sdae_nn.masking_noise(jax.random.PRNGKey(0), x, 0.3)
+  assert float(jnp.mean(masked == 0)) == pytest.approx(0.3, abs=0.02)
+  assert set(np.unique(np.asarray(masked)).tolist()) <= {0.0, 1.0}
+  with pytest.raises(ValueError, match="noise"):
+    sdae_nn.masking_noise(jax.random.PRNGKey(0), x, 1.0)
+  rng = np.random.default_rng(0)
+  dense = (rng.random((3, 9)) * (rng.random((3, 9)) < 0.4)).astype(np.float32)
+  f = rng.random((3, 9)).astype(np.float32)
+  padded = sparse.PaddedRows(jnp.broadcast_to(jnp.arange(9, dtype=jnp.int32)[None, :], (3, 9)),
+                             jnp.asarray(dense))
+  want = np.sum((f - dense) ** 2, axis=1)
+  np.testing.assert_allclose(sdae_nn.squared_error(jnp.asarray(f), jnp.asarray(dense)), want,
+                             rtol=1e-5)
+  np.testing.assert_allclose(sdae_nn.squared_error(jnp.asarray(f), padded), want, rtol=1e-5)
+
+
+def test_sdae_reads_padded_and_dense_rows_alike():
+  model, train, content, params, factors, aux = _setup()
+  x = aux["content"][:5]
+  dense = jnp.asarray(x.toarray())
+  batch = next(cdl.content_batches(x, 5))
+  padded = sparse.PaddedRows(batch["words"], batch["values"])
+  np.testing.assert_allclose(cdl.encode_clean(model.config, params, padded),
+                             cdl.encode_clean(model.config, params, dense), rtol=1e-5, atol=1e-6)
+  code = cdl.encode_clean(model.config, params, dense)
+  assert code.shape == (5, K) and float(code.min()) > 0 and float(code.max()) < 1  # Sigmoid code.
+
+
+def _weighted_ridge(Y, obs, a, b, reg, prior):
+  out = np.zeros((obs.shape[0], Y.shape[1]))
+  for r in range(obs.shape[0]):
+    c = np.where(obs[r], a, b)
+    A = Y.T @ (c[:, None] * Y) + reg * np.eye(Y.shape[1])
+    out[r] = np.linalg.solve(A, Y.T @ (c * obs[r]) + reg * prior[r])
+  return out
+
+
+def test_block_step_is_exact_als_with_the_clean_code_as_prior_and_cold_items_use_it():
+  model, train, content, params, factors, aux = _setup()
+  c = model.config
+  new = model.block_step(params, factors, aux, None)
+  theta = np.asarray(cdl.encode_clean(c, params, jnp.asarray(aux["content"].toarray())),
+                     np.float64)
+  np.testing.assert_allclose(new["mu"], theta, rtol=1e-5, atol=1e-6)
+  r = train.toarray() > 0
+  u = _weighted_ridge(np.asarray(factors["V"], np.float64), r, c.a, c.b, c.reg_u,
+                      np.zeros((r.shape[0], K)))
+  np.testing.assert_allclose(new["U"], u, rtol=1e-3, atol=1e-5)
+  v = _weighted_ridge(np.asarray(new["U"], np.float64), r.T, c.a, c.b, c.reg_v, theta)
+  np.testing.assert_allclose(new["V"], v, rtol=1e-3, atol=1e-5)
+  vecs = np.asarray(cdl.item_vectors(new))
+  np.testing.assert_array_equal(vecs[0], np.asarray(new["mu"][0]))  # Cold: θ_j alone.
+  np.testing.assert_array_equal(vecs[1:], np.asarray(new["V"][1:]))
+  scores = model.score(params, new, jnp.asarray(train[:4].toarray()))
+  assert scores.shape == (4, train.shape[1]) and bool(jnp.all(jnp.isfinite(scores)))
+
+
+def test_training_lowers_the_objective_and_pretraining_drops_the_prior():
+  model, train, content, params, factors, aux = _setup(learning_rate=1e-2)
+  c = model.config
+  key = jax.random.PRNGKey(5)
+  opt_state = model.optimizer.init(params)
+
+  @jax.jit
+  def step(p, o, f, batch, k):
+    grads = jax.grad(lambda q: model.loss(q, f, batch, k)[0])(p)
+    updates, o = model.optimizer.update(grads, o, p)
+    return jax.tree.map(jnp.add, p, updates), o
+
+  factors = model.block_step(params, factors, aux, None)
+  first = cdl.map_objective(c, params, factors, aux, key)["total"]
+  for epoch in range(1, 6):
+    factors = model.block_step(params, factors, aux, None)
+    _, it = model.batches(aux, 12, epoch, 0)
+    for i, batch in enumerate(it):
+      params, opt_state = step(params, opt_state, factors, batch, jax.random.PRNGKey(10 * epoch + i))
+  assert cdl.map_objective(c, params, factors, aux, key)["total"] < 0.9 * first
+  pre = cdl.make(cdl.Config(factors=K, hidden=(10,), pretrain_epochs=1))
+  assert all(np.all(b["prior_weight"] == 0) for b in pre.batches(aux, 12, 1, 0)[1])
+  assert all(np.all(b["prior_weight"] == 1) for b in pre.batches(aux, 12, 2, 0)[1])
+
+
+def test_end_to_end_tiny_run_through_the_runner(tmp_path):
+  clicks, content = _data(seed=2, n_users=80, n_items=40, cold=())
+  rng = np.random.default_rng(0)
+  train, test = clicks.tolil(), clicks.tolil()
+  for u in range(clicks.shape[0]):
+    items = clicks[u].indices
+    keep = set(rng.permutation(items)[:2].tolist())
+    for i in items:
+      (test if i in keep else train)[u, i] = 0
+  train, test = sp.csr_matrix(train), sp.csr_matrix(test)
+  train.eliminate_zeros()
+  test.eliminate_zeros()
+  split = splits.weak_generalization_split(train, test)
+  model = get_model("cdl", {"factors": K, "hidden": (10,), "pretrain_epochs": 2,
+                            "learning_rate": 1e-2})
+  res = train_and_evaluate(model, split,
+                           TrainConfig(epochs=6, eval_every=3, batch_size=8, progress=False,
+                                       n_devices=1, metrics=("recall@10", "recall_cdl@10")),
+                           tmp_path / "run", side={"item_content": content}, log=lambda s: None)
+  assert res["epochs_run"] == 6 and res["test"]["users"] > 0
+  assert 0.0 < res["test"]["recall_cdl@10"] <= 1.0

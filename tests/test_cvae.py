@@ -1,0 +1,269 @@
+"""CVAE: the VAE terms, tied weights, ALS with the network's prior, cold-start scoring, alternation."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recjax.data import splits
+from recjax.models import cvae
+from recjax.models.registry import get_model
+from recjax.nn import cvae as cvae_nn
+from recjax.nn import sparse
+from recjax.train.runner import TrainConfig, train_and_evaluate
+
+K = 4
+HIDDEN = (12, 6)
+
+
+def _data(seed=0, n_users=50, n_items=36, n_words=24, cold=(0, 1)):
+  """Clicks and word counts that share 3 topics; items in `cold` get no clicks."""
+  rng = np.random.default_rng(seed)
+  item_topic = rng.integers(0, 3, n_items)
+  user_topic = rng.integers(0, 3, n_users)
+  word_topic = rng.integers(0, 3, n_words)
+  clicks = rng.random((n_users, n_items)) < np.where(user_topic[:, None] == item_topic[None, :],
+                                                      0.3, 0.02)
+  clicks[:, list(cold)] = False
+  counts = rng.poisson(np.where(item_topic[:, None] == word_topic[None, :], 1.5, 0.05))
+  return sp.csr_matrix(clicks.astype(np.float32)), sp.csr_matrix(counts.astype(np.float32))
+
+
+def _model(**kw):
+  base = dict(factors=K, hidden=HIDDEN, pretrain_epochs=0, learning_rate=1e-2)
+  base.update(kw)
+  return cvae.make(cvae.Config(**base))
+
+
+def _setup(seed=0, **kw):
+  train, content = _data(seed)
+  model = _model(**kw)
+  params, factors = model.init(jax.random.PRNGKey(seed), train, item_content=content)
+  aux = model.prepare(train, content)
+  return model, train, content, params, factors, aux
+
+
+def _padded(x):
+  """Dense rows -> PaddedRows over all columns (values 0 where x is 0)."""
+  b, w = x.shape
+  return sparse.PaddedRows(jnp.broadcast_to(jnp.arange(w, dtype=jnp.int32)[None, :], (b, w)),
+                           jnp.asarray(x))
+
+
+def test_vae_terms_match_numpy_closed_forms():
+  rng = np.random.default_rng(0)
+  f = rng.normal(size=(3, 7)).astype(np.float32)
+  x = rng.random((3, 7)).astype(np.float32) * (rng.random((3, 7)) < 0.5)
+  p = 1.0 / (1.0 + np.exp(-f.astype(np.float64)))
+  bern = np.sum(x * np.log(p) + (1 - x) * np.log(1 - p), axis=1)
+  for rows in (jnp.asarray(x), _padded(x)):
+    np.testing.assert_allclose(cvae_nn.bernoulli_log_likelihood(jnp.asarray(f), rows), bern,
+                               rtol=1e-5)
+  lam = 2.5
+  gauss = np.sum(-0.5 * lam * (x - f) ** 2 + 0.5 * np.log(lam / (2 * np.pi)), axis=1)
+  for rows in (jnp.asarray(x), _padded(x)):
+    np.testing.assert_allclose(cvae_nn.gaussian_log_density(jnp.asarray(f), rows, lam), gauss,
+                               rtol=1e-5)
+  mu, logvar = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+  var = np.exp(logvar)
+  # KL(N(mu, var) || N(0, 1)) per dimension, summed: ½(var + mu² − 1 − log var).
+  kl = np.sum(0.5 * (var + mu ** 2 - 1.0 - logvar), axis=1)
+  np.testing.assert_allclose(cvae_nn.gaussian_kl(jnp.asarray(mu, jnp.float32),
+                                                 jnp.asarray(logvar, jnp.float32)), kl, rtol=1e-5)
+
+
+def test_tied_weights_are_one_parameter_with_gradient_from_both_uses():
+  model, train, content, params, factors, aux = _setup()
+  names = set(params["params"])
+  assert {"kernel_0", "kernel_1"} <= names
+  # No decoder copy of the tied matrices: every [W, h0] or [h0, h1] array is kernel_0/kernel_1.
+  shapes = {n: v.shape for n, v in params["params"].items() if not isinstance(v, dict)}
+  assert [n for n, s in shapes.items() if len(s) == 2] == ["kernel_0", "kernel_1"]
+  config = model.config
+  x = jnp.asarray(content[:8].toarray())
+  eps = jax.random.normal(jax.random.PRNGKey(3), (8, K))
+  net = cvae.network(config, params)
+
+  def loss_untied(p_enc, p_dec):
+    mu, logvar = net.apply(p_enc, x, method=cvae_nn.TiedVAE.encode)
+    f = net.apply(p_dec, mu + eps * jnp.exp(0.5 * logvar), method=cvae_nn.TiedVAE.decode)
+    return -jnp.sum(cvae_nn.bernoulli_log_likelihood(f, x))
+
+  def loss_tied(p):
+    f, _, _ = net.apply(p, x, eps)
+    return -jnp.sum(cvae_nn.bernoulli_log_likelihood(f, x))
+
+  loss_tied = jax.jit(loss_tied)
+  g = jax.jit(jax.grad(loss_tied))(params)["params"]
+  g_enc, g_dec = jax.jit(jax.grad(loss_untied, argnums=(0, 1)))(params, params)
+  for name in ("kernel_0", "kernel_1"):
+    from_enc, from_dec = g_enc["params"][name], g_dec["params"][name]
+    assert float(jnp.abs(from_enc).max()) > 0 and float(jnp.abs(from_dec).max()) > 0
+    np.testing.assert_allclose(g[name], from_enc + from_dec, rtol=1e-4, atol=1e-6)
+    # Perturbing the one parameter moves the loss as its gradient says (both uses at once).
+    d = jax.random.normal(jax.random.PRNGKey(7), params["params"][name].shape)
+    h = 1e-2
+    moved = lambda s: jax.tree_util.tree_map_with_path(
+        lambda path, v: v + s * h * d if path[-1].key == name else v, params)
+    fd = (float(loss_tied(moved(1.0))) - float(loss_tied(moved(-1.0)))) / (2 * h)
+    assert fd == pytest.approx(float(jnp.sum(g[name] * d)), rel=2e-2)
+    assert abs(float(jnp.sum(from_enc * d))) > 1e-3 * abs(fd)  # Both uses contribute.
+
+
+def _weighted_ridge(Y, obs, a, b, reg, prior):
+  """Row-by-row brute force: (Yᵀ C Y + λI)⁻¹ (Yᵀ C p + λ m), C = a on obs, b elsewhere."""
+  out = np.zeros((obs.shape[0], Y.shape[1]))
+  for r in range(obs.shape[0]):
+    c = np.where(obs[r], a, b)
+    A = Y.T @ (c[:, None] * Y) + reg * np.eye(Y.shape[1])
+    out[r] = np.linalg.solve(A, Y.T @ (c * obs[r]) + reg * prior[r])
+  return out
+
+
+def test_block_step_is_exact_als_with_the_inference_mean_as_prior():
+  model, train, content, params, factors, aux = _setup()
+  config = model.config
+  new = model.block_step(params, factors, aux, None)
+  x = aux["content"].toarray()  # Each word's counts over its largest count (the paper's scaling).
+  np.testing.assert_allclose(x, content.toarray() / np.maximum(content.toarray().max(0), 1)[None])
+  mu = np.asarray(cvae.encode(config, params, jnp.asarray(x))[0], np.float64)
+  np.testing.assert_allclose(new["mu"], mu, rtol=1e-4, atol=1e-5)
+  r = train.toarray() > 0
+  u = _weighted_ridge(np.asarray(factors["V"], np.float64), r, config.a, config.b, config.reg_u,
+                      np.zeros((r.shape[0], K)))
+  np.testing.assert_allclose(new["U"], u, rtol=1e-3, atol=1e-5)
+  v = _weighted_ridge(np.asarray(new["U"], np.float64), r.T, config.a, config.b, config.reg_v, mu)
+  np.testing.assert_allclose(new["V"], v, rtol=1e-3, atol=1e-5)
+
+
+def test_cold_item_is_scored_from_its_content_alone():
+  model, train, content, params, factors, aux = _setup()
+  cold = 0
+  assert train[:, cold].nnz == 0 and train[:, 2].nnz > 0
+  f1 = model.block_step(params, factors, aux, None)
+  inputs = jnp.asarray(train[:6].toarray())
+  s1 = model.score(params, f1, inputs)
+  vecs = np.asarray(cvae.item_vectors(f1))
+  np.testing.assert_array_equal(vecs[cold], np.asarray(f1["mu"][cold]))  # v† = 0: only μ_j.
+  np.testing.assert_array_equal(vecs[2], np.asarray(f1["V"][2]))  # v† + μ = v for rated items.
+
+  # 1. Change the cold item's content only: its score changes.
+  changed = content.tolil()
+  changed[cold] = content[5].toarray()
+  aux2 = model.prepare(train, sp.csr_matrix(changed))
+  f2 = model.block_step(params, factors, aux2, None)
+  s2 = model.score(params, f2, inputs)
+  assert float(jnp.max(jnp.abs(s2[:, cold] - s1[:, cold]))) > 1e-4
+  np.testing.assert_allclose(cvae.item_vectors(f2)[cold],
+                             cvae.encode(model.config, params,
+                                         jnp.asarray(aux2["content"][cold].toarray()))[0][0],
+                             rtol=1e-5, atol=1e-6)
+
+  # 2. Change other items' clicks only: the cold item's vector does not move (bit for bit),
+  #    while a clicked item's does.
+  more = train.tolil()
+  rng = np.random.default_rng(1)
+  for u_, i_ in zip(rng.integers(0, train.shape[0], 40), rng.integers(2, train.shape[1], 40)):
+    more[u_, i_] = 1.0
+  more = sp.csr_matrix(more)
+  assert more[:, cold].nnz == 0
+  _, fac3 = model.init(jax.random.PRNGKey(0), more, item_content=content)
+  f3 = model.block_step(params, fac3, model.prepare(more, content), None)
+  np.testing.assert_array_equal(np.asarray(cvae.item_vectors(f3))[cold], vecs[cold])
+  assert float(np.max(np.abs(np.asarray(cvae.item_vectors(f3))[2] - vecs[2]))) > 1e-5
+  # And its score is exactly u_iᵀ μ_j for the folded-in users.
+  s3 = np.asarray(model.score(params, f3, inputs))
+  items = np.asarray(cvae.item_vectors(f3))
+  users = np.linalg.lstsq(items, s3.T, rcond=None)[0].T  # Recover u_i from scores of all items.
+  np.testing.assert_allclose(s3[:, cold], users @ np.asarray(f3["mu"][cold]), rtol=1e-3,
+                             atol=1e-5)
+
+
+def test_alternation_lowers_the_joint_objective():
+  model, train, content, params, factors, aux = _setup(learning_rate=3e-3)
+  config = model.config
+  key = jax.random.PRNGKey(11)
+  objective = lambda p, f: cvae.map_objective(config, p, f, aux, key, n_samples=4)
+  opt_state = model.optimizer.init(params)
+
+  @jax.jit
+  def step(p, o, f, batch, k):
+    grads = jax.grad(lambda q: model.loss(q, f, batch, k)[0])(p)
+    updates, o = model.optimizer.update(grads, o, p)
+    return jax.tree.map(jnp.add, p, updates), o
+
+  factors = model.block_step(params, factors, aux, None)
+  history = [objective(params, factors)["total"]]
+  for epoch in range(1, 5):
+    before_als = objective(params, factors)["total"]
+    factors = model.block_step(params, factors, aux, None)
+    after_als = objective(params, factors)["total"]
+    assert after_als <= before_als + 1e-6 * abs(before_als)  # Exact block minimization.
+    _, it = model.batches(aux, 16, epoch, 0)
+    for i, batch in enumerate(it):
+      params, opt_state = step(params, opt_state, factors, batch, jax.random.PRNGKey(100 * epoch + i))
+    history.append(objective(params, factors)["total"])
+  assert history[-1] < 0.9 * history[0], history
+
+
+def test_batches_pretrain_then_prior_and_cover_every_item():
+  model, train, content, params, factors, aux = _setup(pretrain_epochs=2)
+  for epoch, weight in ((1, 0.0), (2, 0.0), (3, 1.0)):
+    n, it = model.batches(aux, 10, epoch, 0)
+    batches = list(it)
+    assert n == len(batches) == 4
+    index = np.concatenate([b["index"][b["mask"]] for b in batches])
+    assert sorted(index.tolist()) == list(range(content.shape[0]))
+    assert all(np.all(b["prior_weight"] == weight) for b in batches)
+    assert {b["words"].shape for b in batches} == {(10, int(np.diff(aux["content"].indptr).max()))}
+
+
+def test_end_to_end_tiny_run_through_the_runner(tmp_path):
+  clicks, content = _data(seed=2, n_users=80, n_items=40, cold=())
+  rng = np.random.default_rng(0)
+  train, test = clicks.tolil(), clicks.tolil()
+  for u in range(clicks.shape[0]):
+    items = clicks[u].indices
+    keep = rng.permutation(items)[:2]
+    for i in items:
+      if i in keep:
+        test[u, i] = 0
+      else:
+        train[u, i] = 0
+  train, test = sp.csr_matrix(train), sp.csr_matrix(test)
+  train.eliminate_zeros()
+  test.eliminate_zeros()
+  split = splits.weak_generalization_split(train, test)
+  model = get_model("cvae", {"factors": K, "hidden": HIDDEN, "pretrain_epochs": 10,
+                             "learning_rate": 2e-2})
+  config = TrainConfig(epochs=40, eval_every=10, batch_size=8, seed=1, progress=False,
+                       n_devices=1, metrics=("recall@10", "recall_cdl@10"))
+  res = train_and_evaluate(model, split, config, tmp_path / "run", side={"item_content": content},
+                           log=lambda s: None)
+  records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+  assert [r["epoch"] for r in records] == list(range(1, 41))
+  assert all(set(r["train"]) == {"loss", "neg_log_lik", "kl", "prior"} for r in records)
+  # Pretraining epochs minimize reconstruction + KL only; the λ_v term enters at epoch 11.
+  assert records[9]["train"]["loss"] < records[10]["train"]["loss"]
+  # Well above random ranking (10 of 40 items: random recall@10 ≈ 0.25); content kNN gets ~0.7.
+  assert res["test"]["recall_cdl@10"] > 0.5
+  # Same run, every item ranked (fold-in items not removed): resumes and only re-evaluates.
+  res2 = train_and_evaluate(model, split, TrainConfig(**{**config.__dict__,
+                                                         "exclude_fold_in": False}),
+                            tmp_path / "run", side={"item_content": content}, log=lambda s: None)
+  assert res2["epochs_run"] == 40
+  assert res2["test"]["recall_cdl@10"] <= res["test"]["recall_cdl@10"]
+
+
+def test_config_errors_are_clear():
+  with pytest.raises(ValueError, match="likelihood"):
+    cvae.make(cvae.Config(likelihood="poisson"))
+  model = _model()
+  train, content = _data()
+  with pytest.raises(ValueError, match="rows for"):
+    model.prepare(train, content[:-1])
+  with pytest.raises(ValueError, match=r"\[0, 1\]"):
+    _model(content_scale="none").prepare(train, content * 3)
