@@ -164,6 +164,8 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
   params, opt_state, factors = (_replicate(t, rep) for t in (params, opt_state, factors))
   state = TrainState.create(params, opt_state, factors, config.seed)
   donates = model.loss is not None
+  if donates:  # The train step donates params: best_params must not alias them (eval_every > 1).
+    state = state.replace(best_params=_copy(state.params))
   if donates:  # best_params must not alias the buffers the first step donates (eval_every > 1).
     state = state.replace(best_params=_copy(state.params))
 
