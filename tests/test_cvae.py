@@ -221,6 +221,25 @@ def test_batches_pretrain_then_prior_and_cover_every_item():
     assert {b["words"].shape for b in batches} == {(10, int(np.diff(aux["content"].indptr).max()))}
 
 
+def test_layerwise_pretraining_stages_train_one_layer_at_a_time():
+  model, train, content, params, factors, aux = _setup(layerwise_epochs=2, pretrain_epochs=1,
+                                                       reg_w=0.0)
+  want = [(0, 0.0), (0, 0.0), (1, 0.0), (1, 0.0), (2, 0.0), (2, 0.0), (3, 0.0), (3, 1.0)]
+  assert [cvae.schedule(model.config, e) for e in range(1, 9)] == want
+  grad = jax.jit(jax.grad(lambda p, f, b, k: model.loss(p, f, b, k)[0]))
+
+  def trained(epoch):  # The parameters the first batch of `epoch` moves.
+    batch = next(model.batches(aux, 12, epoch, 0)[1])
+    g = grad(params, factors, batch, jax.random.PRNGKey(epoch))["params"]
+    return {name for name, leaf in g.items()
+            if max(float(jnp.abs(x).max()) for x in jax.tree.leaves(leaf)) > 0}
+
+  assert trained(1) == {"kernel_0", "enc_bias_0", "dec_bias_0"}  # Layer 0's tied DAE.
+  assert trained(3) == {"kernel_1", "enc_bias_1", "dec_bias_1"}  # Layer 1's, layer 0 fixed.
+  assert trained(5) == {"mu", "logvar", "latent_in"}  # The latent VAE on fixed features.
+  assert trained(7) == set(params["params"])  # Then the whole network.
+
+
 def test_end_to_end_tiny_run_through_the_runner(tmp_path):
   clicks, content = _data(seed=2, n_users=80, n_items=40, cold=())
   rng = np.random.default_rng(0)
@@ -245,7 +264,7 @@ def test_end_to_end_tiny_run_through_the_runner(tmp_path):
                            log=lambda s: None)
   records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
   assert [r["epoch"] for r in records] == list(range(1, 41))
-  assert all(set(r["train"]) == {"loss", "neg_log_lik", "kl", "prior"} for r in records)
+  assert all(set(r["train"]) == {"loss", "neg_log_lik", "kl", "prior", "stage"} for r in records)
   # Pretraining epochs minimize reconstruction + KL only; the λ_v term enters at epoch 11.
   assert records[9]["train"]["loss"] < records[10]["train"]["loss"]
   # Well above random ranking (10 of 40 items: random recall@10 ≈ 0.25); content kNN gets ~0.7.

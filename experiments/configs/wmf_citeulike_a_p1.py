@@ -1,6 +1,8 @@
-"""wmf on citeulike-a: content = bag of words of the titles over the 8,000-word vocabulary (no abstracts here), the CVAE authors' P=1 split.
+"""wmf on citeulike-a: content = bag of words of the titles over the 8,000-word vocabulary
+(the abstracts are not in ../shared/data), the CVAE authors' P=1 split.
 
-WMF (implicit ALS) with the hybrids' a=1, b=0.01, K=50, λ=0.1 (λ_u of CVAE), 10 sweeps, 10 epochs.
+WMF (implicit ALS) with the hybrids' a=1, b=0.01, K=50 and λ=0.1 on U and V, 10 sweeps.
+
 Evaluated only after the last epoch (eval_every = epochs): the predefined split has no
 validation set of its own (weak_generalization_split makes validation = test), so no
 epoch or hyperparameter is chosen on it.

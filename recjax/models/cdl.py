@@ -26,9 +26,12 @@ Block coordinate descent, one runner epoch at a time:
   network, as the paper trains it.
 
 Pretraining ("the weights of the network are first pretrained in a plain
-SDAE manner", CVAE paper §3.3) is the first ``pretrain_epochs`` runner
-epochs: ``prior_weight = 0`` in their batches, so the network minimizes the
-reconstruction (+ weight decay) alone; the block step runs in them too.
+SDAE manner", CVAE paper §3.3) takes the first runner epochs (`schedule`):
+optionally greedy layerwise (``layerwise_epochs`` per encoder layer: the
+layer and its mirror decoder layer as a denoising autoencoder of the layer's
+input, lower layers fixed), then ``pretrain_epochs`` epochs of the whole SDAE
+with ``prior_weight = 0`` (reconstruction + weight decay alone).  The block
+step runs in them too.  The loss picks a batch's stage with `lax.switch`.
 
 Prediction (CDL Eq. 8): R*_ij = u_iᵀ v_j for items with a training click;
 an item with none ("out-of-matrix") has no offset ε_j and is scored from its
@@ -70,7 +73,8 @@ class Config:
   noise: float = 0.3  # Masking noise level on the network's input.
   dropout: float = 0.1  # Dropout on the non-code hidden layers in training.
   content_scale: str = "word_max"  # "word_max" (each word / its max count), "binary" or "none".
-  pretrain_epochs: int = 10  # First epochs train the SDAE alone (no λ_v term).
+  layerwise_epochs: int = 0  # Epochs per greedy layerwise pretraining stage (one per encoder layer); 0: none.
+  pretrain_epochs: int = 10  # Then epochs that train the whole SDAE alone (no λ_v term).
   learning_rate: float = 1e-3  # Adam.
   solver: str = "cholesky"  # ALS solver: "cholesky" (exact) or "cg".
   cg_steps: int = 3  # CG steps per half sweep when solver == "cg".
@@ -128,8 +132,9 @@ def make(config: Config) -> Model:
                      f"got {config.content_scale!r}")
   if config.solver not in als.SOLVERS:
     raise ValueError(f"cdl: solver must be one of {als.SOLVERS}, got {config.solver!r}")
-  if config.pretrain_epochs < 0:
-    raise ValueError(f"cdl: pretrain_epochs must be >= 0, got {config.pretrain_epochs}")
+  if config.pretrain_epochs < 0 or config.layerwise_epochs < 0:
+    raise ValueError(f"cdl: pretrain_epochs and layerwise_epochs must be >= 0, got "
+                     f"{config.pretrain_epochs} and {config.layerwise_epochs}")
   k = config.factors
   encode_jit = jax.jit(lambda params, x: encode_clean(config, params, x))
 
@@ -138,6 +143,14 @@ def make(config: Config) -> Model:
     k_net, k_fac = jax.random.split(key)
     module = sdae_nn.SDAE(n_inputs=n_words, hidden=(*config.hidden, k), dropout=config.dropout)
     params = module.init(k_net, jnp.zeros((1, n_words)), True)
+    # The output bias starts at the bias-only optimum (logit of each word's mean; see
+    # recjax.models.cvae.marginal_output_bias for why).
+    mean = np.clip(np.asarray(scale_content(item_content, config.content_scale).mean(axis=0),
+                              np.float64).ravel(), 1e-6, 1 - 1e-6)
+    last = f"dec_{len(config.hidden)}"
+    inner = dict(params["params"])
+    inner[last] = {**inner[last], "bias": jnp.asarray(np.log(mean) - np.log1p(-mean), jnp.float32)}
+    params = {**params, "params": inner}
     factors = als.init_factors(k_fac, train.shape, k, config.init_scale)
     factors["mu"] = jnp.zeros((train.shape[1], k), jnp.float32)  # θ_j used by the last block step.
     factors["rated"] = jnp.asarray(np.diff(sp.csc_matrix(train).indptr) > 0)
@@ -154,20 +167,39 @@ def make(config: Config) -> Model:
   def batches(aux, batch_size, epoch, seed):
     x = aux["content"]
     order = batching.shuffled_order(x.shape[0], seed, epoch)
-    weight = 0.0 if epoch <= config.pretrain_epochs else 1.0
-    return batching.n_batches(x.shape[0], batch_size), content_batches(x, batch_size, order, weight)
+    stage, weight = schedule(config, epoch)
+    return batching.n_batches(x.shape[0], batch_size), content_batches(
+        x, batch_size, order, weight, stage)
+
+  n_layers = len(config.hidden) + 1
 
   def loss(params, factors, batch, key):
     m = batch["mask"].astype(jnp.float32)
     v = factors["V"][jnp.maximum(batch["index"], 0)]
     rows = sparse.PaddedRows(batch["words"], batch["values"])
-    reconstruction, prior = item_terms(config, params, rows, v, key)
+    net = network(config, params)
+
+    def layer_dae(l):  # Stage l: encoder layer l + its mirror as a DAE; lower layers fixed.
+      def branch():
+        h = rows if l == 0 else jax.lax.stop_gradient(
+            net.apply(params, rows, l, method=sdae_nn.SDAE.features))
+        noisy = sdae_nn.masking_noise(key, h, config.noise)
+        recon = net.apply(params, noisy, l, method=sdae_nn.SDAE.layer_reconstruction)
+        return (0.5 * config.reg_n * sdae_nn.squared_error(recon, h),
+                jnp.zeros(m.shape, jnp.float32))
+      return branch
+
+    branches = [layer_dae(l) for l in range(n_layers)]
+    branches.append(lambda: item_terms(config, params, rows, v, key))
+    reconstruction, prior = jax.lax.switch(batch["stage"][0],
+                                           [lambda _, f=f: f() for f in branches], None)
     count = jnp.maximum(jnp.sum(m), 1.0)
     mean = lambda t: jnp.sum(t * m) / count
     n_items = factors["V"].shape[0]
     decay = 0.5 * config.reg_w / n_items * optax.tree_utils.tree_norm(params, squared=True)
     total = mean(reconstruction + batch["prior_weight"] * prior) + decay
-    return total, {"reconstruction": mean(reconstruction), "prior": mean(prior)}
+    return total, {"reconstruction": mean(reconstruction), "prior": mean(prior),
+                   "stage": mean(batch["stage"].astype(jnp.float32))}
 
   def block_step(params, factors, aux, key):
     del key
@@ -189,17 +221,35 @@ def make(config: Config) -> Model:
                train_defaults={"epochs": 200}, side_keys=("item_content",), batches=batches)
 
 
+def schedule(config: Config, epoch: int) -> tuple[int, float]:
+  """(stage, prior weight) of runner epoch `epoch` (1-based).
+
+  Stage l < len(hidden) + 1 is encoder layer l's denoising autoencoder
+  (`layerwise_epochs` epochs each); then stage len(hidden) + 1, the whole SDAE:
+  `pretrain_epochs` epochs without the λ_v term, then the MAP training.
+  """
+  n_layers = len(config.hidden) + 1
+  layerwise = n_layers * config.layerwise_epochs if config.layerwise_epochs > 0 else 0
+  if epoch <= layerwise:
+    return (epoch - 1) // config.layerwise_epochs, 0.0
+  return n_layers, 0.0 if epoch <= layerwise + config.pretrain_epochs else 1.0
+
+
 def content_batches(content: sp.csr_matrix, batch_size: int, order=None,
-                    prior_weight: float = 1.0):
+                    prior_weight: float = 1.0, stage: int | None = None):
   """The content rows as the loss reads them: padded word lists of one shape for the whole run.
 
   Yields dicts with "words" int32 [B, L] and "values" float32 [B, L] (L the
   longest row of `content`, padding value 0), "index" int32 [B] item ids (-1
-  on padding rows), "mask" bool [B] and "prior_weight" float32 [B].
+  on padding rows), "mask" bool [B], "prior_weight" float32 [B] and "stage"
+  int32 [B] (see `schedule`; None: the whole SDAE, a large index that
+  `lax.switch` clamps to the last branch).
   """
   for rb in batching.padded_row_batches(content, batch_size, order=order):
+    n = len(rb.mask)
     yield {"words": rb.items, "values": rb.values, "index": rb.index.astype(np.int32),
-           "mask": rb.mask, "prior_weight": np.full(len(rb.mask), prior_weight, np.float32)}
+           "mask": rb.mask, "prior_weight": np.full(n, prior_weight, np.float32),
+           "stage": np.full(n, 10_000 if stage is None else stage, np.int32)}
 
 
 def encode_items(encode_fn, params, content: sp.csr_matrix, batch_size: int) -> jax.Array:

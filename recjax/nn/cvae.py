@@ -18,6 +18,12 @@ set to be the transpose of the generation network").  Biases are not tied
 generation layer W_z have no counterpart and are their own parameters.
 Activations are sigmoids, as in the paper.
 
+Layerwise pretraining (the CVAE authors' code): each inference layer l is
+first trained as a tied denoising autoencoder of its own input
+(`layer_reconstruction`: σ(h̃ W_l + c_l) W_lᵀ + d_l with masking noise on h),
+then the latent heads as a small VAE of the top features
+(`latent_reconstruction`), before the whole network is trained.
+
 Content rows come dense [B, W] or as `recjax.nn.sparse.PaddedRows` (word
 ids and values, [B, L]): the first inference layer is then a gather-sum over
 the rows of W_1, and the likelihoods read the padded targets, so training
@@ -67,17 +73,40 @@ class TiedVAE(nn.Module):
     self.logvar_head = nn.Dense(self.latent, kernel_init=KERNEL_INIT, name="logvar")
     self.latent_in = nn.Dense(self.hidden[-1], kernel_init=KERNEL_INIT, name="latent_in")
 
+  def layer(self, h: sparse.Rows, l: int) -> jax.Array:
+    """Inference layer l: σ(h W_l + c_l), [B, hidden[l]]; h dense or (for l = 0) padded."""
+    w = self.kernels[l]
+    if isinstance(h, sparse.PaddedRows):  # Padding slots have value 0.
+      pre = jnp.einsum("bl,blh->bh", h.values, jnp.take(w, h.items, axis=0, mode="clip"))
+    else:
+      pre = h @ w
+    return nn.sigmoid(pre + self.enc_biases[l][None, :])
+
+  def features(self, x: sparse.Rows, n_layers: int) -> jax.Array:
+    """The output of the first `n_layers` inference layers (x itself for 0)."""
+    h = x
+    for l in range(n_layers):
+      h = self.layer(h, l)
+    return h
+
   def encode(self, x: sparse.Rows) -> tuple[jax.Array, jax.Array]:
     """The inference network: (μ, log σ²) of q(z | x), each [B, K]; x dense or padded."""
-    w0 = self.kernels[0]
-    if isinstance(x, sparse.PaddedRows):  # Padding slots have value 0.
-      h = jnp.einsum("bl,blh->bh", x.values, jnp.take(w0, x.items, axis=0, mode="clip"))
-    else:
-      h = x @ w0
-    h = nn.sigmoid(h + self.enc_biases[0][None, :])
-    for w, c in zip(self.kernels[1:], self.enc_biases[1:]):
-      h = nn.sigmoid(h @ w + c[None, :])
+    h = self.features(x, len(self.hidden))
     return self.mu_head(h), self.logvar_head(h)
+
+  def layer_reconstruction(self, h: sparse.Rows, l: int) -> jax.Array:
+    """Logits of layer l's own tied autoencoder, σ(h W_l + c_l) W_lᵀ + d_l (layerwise pretraining)."""
+    return self.layer(h, l) @ self.kernels[l].T + self.dec_biases[l][None, :]
+
+  def latent_reconstruction(self, h: jax.Array, eps: jax.Array):
+    """The latent layer as a VAE of the top features h [B, hidden[-1]] (layerwise pretraining).
+
+    Returns:
+      (logits of h given z = μ + σ ⊙ eps, μ, log σ²); the logits are the first
+      generation layer's pre-activations.
+    """
+    mu, logvar = self.mu_head(h), self.logvar_head(h)
+    return self.latent_in(mu + eps * jnp.exp(0.5 * logvar)), mu, logvar
 
   def decode(self, z: jax.Array) -> jax.Array:
     """The generation network: f(z) [B, n_inputs] (logits for Bernoulli, means for Gaussian)."""

@@ -10,7 +10,9 @@ X_0 is the corrupted content (masking noise is applied by the caller, which
 owns the random key), the middle layer X_{L/2} is the prior mean of the item
 factors v_j, and every layer is a sigmoid as in the paper.  Dropout (the
 paper's 0.1) acts on the non-code hidden layers in training.  Weights are not
-tied.
+tied.  For greedy layerwise pretraining, `layer_reconstruction` trains the
+encoder layer l and its mirror decoder layer as a one-hidden-layer
+autoencoder of the layer's input.
 
 Content rows come dense [B, W] or as `recjax.nn.sparse.PaddedRows`; the first
 layer reads either (`recjax.nn.sparse.InputDense`), and `squared_error`
@@ -83,6 +85,17 @@ class SDAE(nn.Module):
       if l < len(self.encoder) - 1:
         h = self.drop(h, deterministic=deterministic)
     return h
+
+  def features(self, x: sparse.Rows, n_layers: int) -> jax.Array:
+    """The first `n_layers` encoder layers without dropout (x itself for 0)."""
+    h = x
+    for layer in self.encoder[:n_layers]:
+      h = nn.sigmoid(layer(h))
+    return h
+
+  def layer_reconstruction(self, h: sparse.Rows, l: int) -> jax.Array:
+    """Layer pair l as its own autoencoder: σ(dec_{L-1-l}(σ(enc_l(h)))) (layerwise pretraining)."""
+    return nn.sigmoid(self.decoder[len(self.encoder) - 1 - l](nn.sigmoid(self.encoder[l](h))))
 
   def decode(self, code: jax.Array, deterministic: bool = True) -> jax.Array:
     """The reconstruction X_L [B, n_inputs] in (0, 1)."""
