@@ -35,6 +35,7 @@ from recjax.train.runner import TrainConfig, train_and_evaluate  # noqa: E402
 if __name__ == "__main__":
   config = TrainConfig(epochs=args.epochs, batch_size=args.batch, eval_batch_size=args.eval_batch,
                        n_devices=args.devices, patience=args.patience, progress=False,
+                       checkpoint_every_s=0.0,  # Every epoch: the kill test needs one mid-run.
                        metrics=("recall@20", "ndcg@100", "map@50"))
   results = train_and_evaluate(toy_model.make(), toy_model.make_split(), config, args.workdir)
   print("RESULTS " + json.dumps({"validation": results["validation"], "test": results["test"]}))

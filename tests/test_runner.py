@@ -163,3 +163,15 @@ def test_progress_bar_logs_without_a_terminal():
   for _ in range(4):
     bar.update()
   assert quiet.getvalue().count("\n") == 1  # Only the final line within the hour.
+
+
+def test_checkpoints_are_spaced_in_time_and_the_last_epoch_is_always_saved(tmp_path):
+  from recjax.train.checkpoint import Checkpointer
+  split = _split()
+  train_and_evaluate(toy_model.make(), split, _config(epochs=4, checkpoint_every_s=3600.0),
+                     tmp_path / "spaced", log=lambda s: None)
+  ckpt = Checkpointer(tmp_path / "spaced")
+  assert ckpt.manager.all_steps() == [4]  # None in between: an hour had not passed.
+  train_and_evaluate(toy_model.make(), split, _config(epochs=4, checkpoint_every_s=0.0),
+                     tmp_path / "every", log=lambda s: None)
+  assert Checkpointer(tmp_path / "every").manager.all_steps() == [3, 4]  # keep_checkpoints=2.

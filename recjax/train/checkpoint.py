@@ -1,4 +1,4 @@
-"""Checkpoints with orbax's CheckpointManager, one per completed epoch.
+"""Checkpoints with orbax's CheckpointManager, saved after completed epochs (the runner says which).
 
 A checkpoint holds three items:
 

@@ -50,7 +50,8 @@ class TrainConfig:
   patience: int = 0  # Stop after this many evaluations without improvement; 0 never stops early.
   eval_every: int = 1  # Evaluate on validation users every this many epochs (and at the last).
   seed: int = 0  # Seeds parameters, dropout and batch order (the split has its own seed).
-  checkpoint: bool = True  # Save a checkpoint after every epoch and resume from the latest.
+  checkpoint: bool = True  # Save checkpoints (see checkpoint_every_s) and resume from the latest.
+  checkpoint_every_s: float = 60.0  # Save after an epoch once this many seconds passed since the last save (0: every epoch); always after the last epoch and at an early stop.
   keep_checkpoints: int = 2  # How many checkpoints orbax keeps.
   item_chunk: int | None = None  # Reduce scores to top-k in item chunks of this size.
   n_devices: int | None = None  # Devices on the mesh's data axis; None uses all.
@@ -164,8 +165,6 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
   params, opt_state, factors = (_replicate(t, rep) for t in (params, opt_state, factors))
   state = TrainState.create(params, opt_state, factors, config.seed)
   donates = model.loss is not None
-  if donates:  # The train step donates params: best_params must not alias them (eval_every > 1).
-    state = state.replace(best_params=_copy(state.params))
   if donates:  # best_params must not alias the buffers the first step donates (eval_every > 1).
     state = state.replace(best_params=_copy(state.params))
 
@@ -198,6 +197,7 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
     batch_size = shd.round_up_to_devices(config.batch_size, mesh)
     n_batches = batching.n_batches(train.shape[0], batch_size)
 
+  saved_at = time.perf_counter()
   while state.epoch < epochs and not stopped:
     epoch = state.epoch + 1
     t0 = time.perf_counter()
@@ -251,8 +251,10 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
       stopped = config.patience > 0 and state.bad_epochs >= config.patience
     record["seconds"] = time.perf_counter() - t0
     record["peak_host_memory_gb"] = _peak_rss_gb()
-    if ckpt is not None:
+    last = epoch == epochs or stopped
+    if ckpt is not None and (last or time.perf_counter() - saved_at >= config.checkpoint_every_s):
       ckpt.save(state)
+      saved_at = time.perf_counter()
     writer.write(record)
     parts = [f"epoch {epoch}/{epochs}"]
     if "train" in record:
