@@ -213,15 +213,54 @@ def longest_row(matrix: sp.spmatrix) -> int:
   return int(np.diff(m.indptr).max()) if m.shape[0] else 0
 
 
+def length_grouped_order(matrix: sp.spmatrix, batch_size: int, seed: int, epoch: int, *,
+                         group_batches: int = 16, pad_to_multiple_of: int = 1) -> np.ndarray:
+  """A random row order whose consecutive batches hold rows of similar length.
+
+  The rows are shuffled by (seed, epoch) as in `shuffled_order`, cut into
+  groups of ``group_batches`` batches, each group sorted by row length and cut
+  into batches, and the batches of the whole epoch shuffled.  Every row
+  appears once; which rows share a batch is still random apart from length.
+  With ``padded_row_batches(..., bucket_lengths=True)`` a batch of short rows
+  then pads to a short L instead of the matrix's longest row (on gowalla the
+  longest row is ~25x the mean).
+
+  Returns:
+    int64 [n_rows], for `padded_row_batches`' ``order`` with the same
+    ``batch_size`` and ``pad_to_multiple_of``.
+  """
+  m = _canonical(matrix)
+  lengths = np.diff(m.indptr)
+  b = _round_up(batch_size, pad_to_multiple_of)
+  rng = np.random.default_rng([seed, epoch])
+  order = rng.permutation(m.shape[0])
+  span = b * max(int(group_batches), 1)
+  batches = []
+  for start in range(0, len(order), span):
+    group = order[start:start + span]
+    group = group[np.argsort(lengths[group], kind="stable")]
+    batches.extend(group[i:i + b] for i in range(0, len(group), b))
+  # A short last batch only at the end, so that batch boundaries stay multiples of b.
+  full = [x for x in batches if len(x) == b]
+  short = [x for x in batches if len(x) < b]
+  full = [full[i] for i in rng.permutation(len(full))]
+  return np.concatenate(full + short) if batches else order
+
+
 def padded_row_batches(matrix: sp.spmatrix, batch_size: int, *,
                        order: np.ndarray | None = None, max_len: int | None = None,
-                       pad_to_multiple_of: int = 1, dtype=np.float32) -> Iterator[PaddedRowBatch]:
-  """Yields the rows of `matrix` as padded item lists of one fixed shape [B, L].
+                       pad_to_multiple_of: int = 1, dtype=np.float32,
+                       bucket_lengths: bool = False) -> Iterator[PaddedRowBatch]:
+  """Yields the rows of `matrix` as padded item lists [B, L].
 
   Batches follow `dense_row_batches` (same B, order, padding rows and index),
   but each row is its nonzero column ids and values, padded to ``L`` slots, so
   the batch holds B·L entries instead of B·n_items.  ``L`` defaults to the
   longest row of the whole matrix (so every batch of every epoch has one shape).
+  With ``bucket_lengths``, each batch's L is instead the smallest power of two
+  (at least 8, at most ``max_len`` or the longest row) that holds the batch's
+  longest row: a handful of shapes, and with `length_grouped_order` far fewer
+  padding slots.
 
   Args:
     matrix: csr [n_rows, n_items]; duplicates are summed, explicit zeros dropped.
@@ -230,6 +269,7 @@ def padded_row_batches(matrix: sp.spmatrix, batch_size: int, *,
     max_len: L; must be >= the longest row.  Default `longest_row(matrix)` (at least 1).
     pad_to_multiple_of: B is rounded up to a multiple of this.
     dtype: dtype of `values`.
+    bucket_lengths: pad each batch to a power of two of its own longest row.
 
   Yields:
     PaddedRowBatch.
@@ -251,8 +291,12 @@ def padded_row_batches(matrix: sp.spmatrix, batch_size: int, *,
     row_len = np.diff(sub.indptr)
     r = np.repeat(np.arange(len(idx)), row_len)
     pos = np.arange(sub.nnz) - np.repeat(sub.indptr[:-1], row_len)
-    items = np.zeros((b, length), np.int32)
-    values = np.zeros((b, length), dtype)
+    width = length
+    if bucket_lengths:
+      need = int(row_len.max()) if len(row_len) else 1
+      width = min(length, max(8, 1 << max(need - 1, 0).bit_length()))
+    items = np.zeros((b, width), np.int32)
+    values = np.zeros((b, width), dtype)
     items[r, pos] = sub.indices
     values[r, pos] = sub.data
     mask = np.zeros(b, bool)

@@ -17,6 +17,7 @@ checkpoint and ends with the same results as an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import resource
 import time
@@ -56,6 +57,7 @@ class TrainConfig:
   item_chunk: int | None = None  # Reduce scores to top-k in item chunks of this size.
   n_devices: int | None = None  # Devices on the mesh's data axis; None uses all.
   progress: bool = True  # Progress bar inside epochs with several batches.
+  length_buckets: bool = True  # Padded-batch models: batch rows of similar length, each batch padded to a power of two (see batching.length_grouped_order).
   exclude_fold_in: bool = True  # Remove fold-in items from the ranking; False ranks every item, fold-in items too.
 
 
@@ -212,9 +214,13 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
       if model.batches is not None:  # The model's own batches (e.g. item content), not user rows.
         epoch_batches, source = model.batches(aux_data, batch_size, epoch, config.seed)
       else:
-        order = batching.shuffled_order(train.shape[0], config.seed, epoch)
         padded = model.train_defaults.get("batch_format") == "padded"  # Item lists instead of dense rows.
-        row_batches = batching.padded_row_batches if padded else batching.dense_row_batches
+        if padded and config.length_buckets:
+          order = batching.length_grouped_order(train, batch_size, config.seed, epoch)
+          row_batches = functools.partial(batching.padded_row_batches, bucket_lengths=True)
+        else:
+          order = batching.shuffled_order(train.shape[0], config.seed, epoch)
+          row_batches = batching.padded_row_batches if padded else batching.dense_row_batches
         epoch_batches = n_batches
         source = ({**rb._asdict(), "index": rb.index.astype(np.int32)}
                   for rb in row_batches(train, batch_size, order=order))
