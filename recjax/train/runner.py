@@ -57,7 +57,7 @@ class TrainConfig:
   item_chunk: int | None = None  # Reduce scores to top-k in item chunks of this size.
   n_devices: int | None = None  # Devices on the mesh's data axis; None uses all.
   progress: bool = True  # Progress bar inside epochs with several batches.
-  length_buckets: bool = True  # Padded-batch models: batch rows of similar length, each batch padded to a power of two (see batching.length_grouped_order).
+  group_by_length: bool = False  # Padded-batch models: batch rows of similar length (less padding, but batches are no longer uniformly random; see batching.length_grouped_order).
   exclude_fold_in: bool = True  # Remove fold-in items from the ranking; False ranks every item, fold-in items too.
 
 
@@ -215,12 +215,14 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
         epoch_batches, source = model.batches(aux_data, batch_size, epoch, config.seed)
       else:
         padded = model.train_defaults.get("batch_format") == "padded"  # Item lists instead of dense rows.
-        if padded and config.length_buckets:
+        if padded and config.group_by_length:
           order = batching.length_grouped_order(train, batch_size, config.seed, epoch)
-          row_batches = functools.partial(batching.padded_row_batches, bucket_lengths=True)
         else:
           order = batching.shuffled_order(train.shape[0], config.seed, epoch)
-          row_batches = batching.padded_row_batches if padded else batching.dense_row_batches
+        # Padded batches are as wide as a power of two of their own longest row (the same loss
+        # as padding to the longest row of the matrix; a few compiled shapes).
+        row_batches = (functools.partial(batching.padded_row_batches, bucket_lengths=True)
+                       if padded else batching.dense_row_batches)
         epoch_batches = n_batches
         source = ({**rb._asdict(), "index": rb.index.astype(np.int32)}
                   for rb in row_batches(train, batch_size, order=order))
