@@ -245,3 +245,73 @@ def test_sharded_steps_match_single_device_steps():
     np.testing.assert_allclose(four["losses"], one["losses"], rtol=1e-5, err_msg=tag)
     for a, b in zip(one["params"], four["params"]):
       np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=tag)
+
+
+# compute_dtype="bfloat16": bf16 matmul operands, f32 accumulation, f32 params and loss.
+# bf16 keeps 8 significant bits (relative rounding 2^-9 ≈ 0.2% per operand), so one layer's
+# output is off by up to ~0.4% of its scale (two rounded operands, errors of both signs
+# averaging out over the dot product).  The loss, a mean of log-softmax terms of size
+# ~log(I), moves far less (measured ~1e-6 relative here); rel=1e-3 leaves a wide margin yet
+# would catch a float16-style overflow or a layer left out of float32 accumulation.  Gradient
+# entries move by up to a few percent, so they are compared by direction and norm.
+
+
+def _bf16_pair(extra=None, n_users=24, n_items=200):
+  m = _train_matrix(n_users=n_users, n_items=n_items, seed=5)
+  cfg = {"hidden_dims": (64,), "latent_dim": 16, "dropout": 0.5, "total_anneal_steps": 10,
+         **(extra or {})}
+  f32 = get_model("mult-vae", cfg)
+  bf16 = get_model("mult-vae", {**cfg, "compute_dtype": "bfloat16"})
+  params, factors = f32.init(jax.random.PRNGKey(0), m)
+  return m, f32, bf16, params, factors
+
+
+def test_bf16_loss_close_to_float32_and_params_stay_float32():
+  m, f32, bf16, params, factors = _bf16_pair()
+  p16, _ = bf16.init(jax.random.PRNGKey(0), m)
+  # Same parameter tree, same float32 leaves: bf16 only changes how the matmuls run.
+  assert jax.tree.structure(p16) == jax.tree.structure(params)
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(p16))
+  batch, key = _dense_batch(m, step=4), jax.random.PRNGKey(2)  # Same key: same dropout and ε.
+  grad = lambda model: jax.jit(jax.value_and_grad(model.loss, has_aux=True))
+  (l32, a32), g32 = grad(f32)(params, factors, batch, key)
+  (l16, a16), g16 = grad(bf16)(params, factors, batch, key)
+  assert l16.dtype == jnp.float32 and a16["kl"].dtype == jnp.float32
+  assert float(l16) == pytest.approx(float(l32), rel=1e-3)
+  assert float(a16["kl"]) == pytest.approx(float(a32["kl"]), rel=2e-2, abs=1e-3)
+  assert float(l16) != float(l32)  # The bf16 path really ran.
+  for a, b in zip(jax.tree.leaves(g32), jax.tree.leaves(g16)):
+    assert b.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(b)))
+    a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
+    cos = a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30)
+    assert cos > 0.999 and np.linalg.norm(b) == pytest.approx(np.linalg.norm(a), rel=0.01)
+  # An Adam step keeps float32 master weights.
+  updates, _ = bf16.optimizer.update(g16, bf16.optimizer.init(params), params)
+  new = jax.tree.map(lambda p, u: p + u, params, updates)
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(new))
+  # Fold-in scores: float32 logits close to the float32 model's.
+  x = jnp.asarray(m.toarray())
+  s32, s16 = f32.score(params, factors, x), bf16.score(params, factors, x)
+  assert s16.dtype == jnp.float32
+  np.testing.assert_allclose(s16, s32, atol=2e-2 * float(jnp.max(jnp.abs(s32))))
+
+
+def test_bf16_sparse_and_sampled_paths_run_finite():
+  for extra in ({"sparse_input": True}, {"sparse_input": True, "sampled_softmax": 30}):
+    m, f32, bf16, params, factors = _bf16_pair(extra)
+    _, factors = bf16.init(jax.random.PRNGKey(0), m)
+    batch, key = _padded_batch(m, step=3), jax.random.PRNGKey(6)
+    (l32, _), _ = jax.value_and_grad(f32.loss, has_aux=True)(params, factors, batch, key)
+    (l16, _), g16 = jax.value_and_grad(bf16.loss, has_aux=True)(params, factors, batch, key)
+    assert float(l16) == pytest.approx(float(l32), rel=1e-3), extra
+    assert all(g.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g)))
+               for g in jax.tree.leaves(g16)), extra
+
+
+def test_bad_compute_dtype_raises():
+  for name in ("mult-vae", "mult-dae"):
+    with pytest.raises(ValueError, match="compute_dtype must be one of"):
+      get_model(name, {"compute_dtype": "float16"})
+  with pytest.raises(ValueError, match="compute_dtype"):
+    multvae.autoencoders.MLPDecoder(15, (4,), compute_dtype="bf16").init(
+        jax.random.PRNGKey(0), jnp.zeros((1, 3)))

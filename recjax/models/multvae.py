@@ -23,6 +23,11 @@ by the user's own items plus S items drawn per step from a uniform or
 popularity proposal, with log-Q correction
 (`recjax.nn.likelihoods.sampled_multinomial_log_likelihood`); training then
 never builds a [B, I] array.  Scoring stays exact and dense.
+
+``compute_dtype = "bfloat16"`` runs the layers' matmuls on bfloat16 operands
+with float32 accumulation (`recjax.nn.autoencoders.mixed_matmul`); the
+parameters (Adam's master weights), logits, softmax, log-likelihood and KL
+stay float32.  Scoring uses the same layers.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class VAEConfig:
   sparse_input: bool = False  # Train on padded item lists (no dense [B, I] input batch).
   sampled_softmax: int = 0  # S > 0: sampled softmax normalizer with S items per step (needs sparse_input).
   sampler: str = "uniform"  # Proposal for sampled items: "uniform" or "popularity" (training counts).
+  compute_dtype: str = "float32"  # "float32", or "bfloat16": bf16 matmul operands, f32 accumulation, params and loss.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +77,7 @@ class DAEConfig:
   sparse_input: bool = False  # Train on padded item lists (no dense [B, I] input batch).
   sampled_softmax: int = 0  # S > 0: sampled softmax normalizer with S items per step (needs sparse_input).
   sampler: str = "uniform"  # Proposal for sampled items: "uniform" or "popularity" (training counts).
+  compute_dtype: str = "float32"  # "float32", or "bfloat16": bf16 matmul operands, f32 accumulation, params and loss.
 
 
 def anneal_beta(step, total_anneal_steps: int, anneal_cap: float):
@@ -108,6 +115,9 @@ def _validate(name: str, config) -> None:
                      f"got likelihood={config.likelihood!r}")
   if config.sampler not in SAMPLERS:
     raise ValueError(f"{name}: sampler must be one of {SAMPLERS}, got {config.sampler!r}")
+  if config.compute_dtype not in autoencoders.COMPUTE_DTYPES:
+    raise ValueError(f"{name}: compute_dtype must be one of {autoencoders.COMPUTE_DTYPES}, "
+                     f"got {config.compute_dtype!r}")
   if getattr(config, "anneal_cap", 0.0) < 0 or getattr(config, "total_anneal_steps", 0) < 0:
     raise ValueError(f"{name}: anneal_cap and total_anneal_steps must be >= 0")
 
@@ -119,9 +129,10 @@ def _make(name: str, config, variational: bool) -> Model:
   def modules(n_items: int):
     encoder = autoencoders.MLPEncoder(
         n_items=n_items, hidden_dims=tuple(config.hidden_dims), latent_dim=config.latent_dim,
-        variational=variational, dropout_rate=config.dropout)
+        variational=variational, dropout_rate=config.dropout, compute_dtype=config.compute_dtype)
     decoder = autoencoders.MLPDecoder(n_items=n_items,
-                                      hidden_dims=tuple(reversed(config.hidden_dims)))
+                                      hidden_dims=tuple(reversed(config.hidden_dims)),
+                                      compute_dtype=config.compute_dtype)
     return encoder, decoder
 
   def init(key, train: sp.csr_matrix):
