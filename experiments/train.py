@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from recjax.data import content, pipeline
+from recjax.data import titles
 from recjax.data.registry import load_dataset
 from recjax.models import registry as model_registry
 from recjax.train.runner import TrainConfig, train_and_evaluate
@@ -139,5 +140,7 @@ def run_experiment(experiment: dict, workdir: str, data_dir: str | None = None,
     side["item_content"] = content.bag_of_words(dataset.item_text, dataset.vocabulary)[split.items]
     log(f"item_content: bag of words of the item texts over the {len(dataset.vocabulary)}-word "
         f"vocabulary ({side['item_content'].nnz} non-zeros)")
+  if "item_titles" in model.side_keys and dataset.item_text is not None and dataset.vocabulary:
+    side["item_titles"] = titles.title_sequences(dataset.item_text, dataset.vocabulary)[split.items]
   return train_and_evaluate(model, split, train_config, workdir, run_info=run_info, log=log,
                             side=side)

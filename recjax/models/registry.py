@@ -11,6 +11,7 @@ from recjax.models import autorec, deeprec
 from recjax.models import cdae, ncf
 from recjax.models import cdl, cvae
 from recjax.models import ctr, deepmusic, svdfeature
+from recjax.models import crae
 from recjax.models.base import Model
 
 MODELS: dict[str, tuple[type, Any]] = {
@@ -26,6 +27,7 @@ MODELS: dict[str, tuple[type, Any]] = {
     "deeprec": (deeprec.Config, deeprec.make),
     "cdae": (cdae.Config, cdae.make),
     "cvae": (cvae.Config, cvae.make), "cdl": (cdl.Config, cdl.make),
+    "crae": (crae.Config, crae.make),
     "ctr": (ctr.Config, ctr.make), "deepmusic": (deepmusic.Config, deepmusic.make), "svdfeature": (svdfeature.Config, svdfeature.make),
     "ncf-gmf": (ncf.Config, ncf.make_gmf), "ncf-mlp": (ncf.Config, ncf.make_mlp), "ncf-neumf": (ncf.Config, ncf.make_neumf),
 }
