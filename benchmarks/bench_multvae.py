@@ -54,7 +54,8 @@ float32 2048² matmul measured by `harness.matmul_peak_gflops` in the same run (
 core); "x roofline" = step time / roofline time (the target is <= 1.3 for fp32 dense).  For
 the variants the same fp32 roofline is the yardstick: below 1.0 means the variant beats the
 fp32 model's matmul lower bound.  A breakdown of the fp32 step (loss+gradient alone, the
-dropout mask alone, Adam alone) shows where the rest goes.
+dropout mask alone -- the model's one-bit mask and flax's float32 one -- Adam alone) shows
+where the rest goes.
 
 Variants: `dense` (fp32 baseline), `sparse` (sparse_input=True: padded item lists, a
 gather-sum first layer; the runner pads every row to the longest training row), `sampled`
@@ -108,6 +109,7 @@ from recjax.data.registry import load_dataset
 from recjax.eval.ranking import evaluate_ranking
 from recjax.models.registry import get_model
 from recjax.nn import autoencoders
+from recjax.nn.dropout import BitDropout
 from recjax.train import runner
 
 FLAGS = flags.FLAGS
@@ -502,14 +504,17 @@ def _breakdown(data: Data, flops: dict, peak: float) -> dict:
                              batch, jax.random.PRNGKey(1), name="loss+grad", **kw)
   dropout = harness.time_jitted(
       lambda key, x: nn.Dropout(0.5).apply({}, x, deterministic=False, rngs={"dropout": key}),
-      jax.random.PRNGKey(2), batch["rows"], name="dropout mask [B, I]", **kw)
+      jax.random.PRNGKey(2), batch["rows"], name="flax float32 dropout mask [B, I]", **kw)
+  bit_mask = harness.time_jitted(
+      lambda key, x: BitDropout(0.5).apply({}, x, deterministic=False, rngs={"dropout": key}),
+      jax.random.PRNGKey(2), batch["rows"], name="BitDropout mask [B, I] (the model's)", **kw)
   adam = harness.time_jitted(
       lambda p, s, g: optax.apply_updates(p, model.optimizer.update(g, s, p)[0]),
       params, opt_state, params, name="Adam update", **kw)
   busy.__exit__()
   n_params = sum(x.size for x in jax.tree.leaves(params))
   return {"dataset": data.name, "loss_grad_s": grad["median_s"], "others_cpu_share": busy.share,
-          "dropout_mask_s": dropout["median_s"], "adam_s": adam["median_s"],
+          "flax_dropout_mask_s": dropout["median_s"], "bit_dropout_mask_s": bit_mask["median_s"], "adam_s": adam["median_s"],
           "n_params": int(n_params), "roofline_s": flops["total"] / (peak * 1e9)}
 
 
@@ -646,7 +651,8 @@ def main(argv):
         bd = {"kind": "breakdown", **bd}
         records.append(bd)
         print(f"  fp32 step pieces: loss+grad {1e3 * bd['loss_grad_s']:.0f} ms (its dropout mask "
-              f"alone {1e3 * bd['dropout_mask_s']:.0f} ms), Adam on {bd['n_params'] / 1e6:.1f}M "
+              f"alone {1e3 * bd['bit_dropout_mask_s']:.1f} ms; flax's float32 mask would take "
+              f"{1e3 * bd['flax_dropout_mask_s']:.1f} ms), Adam on {bd['n_params'] / 1e6:.1f}M "
               f"params {1e3 * bd['adam_s']:.0f} ms; matmul roofline {1e3 * bd['roofline_s']:.0f} ms",
               flush=True)
       tables.append((data, flops, n_batches, rows, bd))

@@ -4,7 +4,8 @@ The architecture is symmetric, ``[I → hidden... → K → reversed(hidden)... 
 with tanh between layers and none on the outputs: ``hidden=(600,)``, ``K=200``
 gives ``[I → 600 → 200 → 600 → I]``; ``hidden=()`` the 0-hidden-layer
 ``[I → 200 → I]``.  The encoder L2-normalizes each input row and applies
-dropout to it (training only).  A variational encoder's last layer has 2K
+dropout to it (training only; `recjax.nn.dropout.BitDropout`, whose mask
+costs one random bit per entry at rate 0.5 instead of a float32 uniform).  A variational encoder's last layer has 2K
 outputs, split into the mean and log-variance of q(z | x) (no activation); a
 denoising encoder's K outputs go through tanh, as in vae_cf's MultiDAE.
 Kernels start Xavier-uniform, biases N(0, 0.001²) truncated (vae_cf).  No
@@ -33,6 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from recjax.nn import sparse
+from recjax.nn.dropout import BitDropout
 
 KERNEL_INIT = nn.initializers.xavier_uniform()
 BIAS_INIT = nn.initializers.truncated_normal(stddev=0.001)
@@ -176,7 +178,7 @@ class MLPEncoder(nn.Module):
     check_compute_dtype(self.compute_dtype)
     mixed = self.compute_dtype == "bfloat16"
     rows = l2_normalize_rows(rows)
-    dropped = nn.Dropout(self.dropout_rate)(sparse.row_values(rows), deterministic=deterministic)
+    dropped = BitDropout(self.dropout_rate)(sparse.row_values(rows), deterministic=deterministic)
     rows = sparse.with_values(rows, dropped)
     out_dims = (*self.hidden_dims, 2 * self.latent_dim if self.variational else self.latent_dim)
     h = (_MixedInputDense if mixed else sparse.InputDense)(
