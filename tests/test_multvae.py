@@ -315,3 +315,22 @@ def test_bad_compute_dtype_raises():
   with pytest.raises(ValueError, match="compute_dtype"):
     multvae.autoencoders.MLPDecoder(15, (4,), compute_dtype="bf16").init(
         jax.random.PRNGKey(0), jnp.zeros((1, 3)))
+
+
+def test_eps_std_scales_the_reparameterization_noise():
+  m = _train_matrix()
+  base = {**SMALL, "dropout": 0.0, "total_anneal_steps": 0, "anneal_cap": 0.0}
+  batch = _dense_batch(m, step=3)
+  losses = {}
+  for eps_std in (0.0, 0.01, 1.0):
+    model = get_model("mult-vae", {**base, "eps_std": eps_std})
+    params, factors = model.init(jax.random.PRNGKey(0), m)
+    losses[eps_std] = [float(model.loss(params, factors, batch, jax.random.PRNGKey(k))[1]["neg_ll"])
+                       for k in (1, 2)]
+  # ε = 0: z = μ, the same loss for every key; 0.01: keys barely matter; 1: they do.
+  assert losses[0.0][0] == losses[0.0][1]
+  spread = {s: abs(v[0] - v[1]) for s, v in losses.items()}
+  assert 0 < spread[0.01] < spread[1.0]
+  assert abs(losses[0.01][0] - losses[0.0][0]) < abs(losses[1.0][0] - losses[0.0][0])
+  with pytest.raises(ValueError, match="eps_std"):
+    get_model("mult-vae", {**base, "eps_std": -1.0})

@@ -62,6 +62,7 @@ class VAEConfig:
   sampled_softmax: int = 0  # S > 0: sampled softmax normalizer with S items per step (needs sparse_input).
   sampler: str = "uniform"  # Proposal for sampled items: "uniform" or "popularity" (training counts).
   compute_dtype: str = "float32"  # "float32", or "bfloat16": bf16 matmul operands, f32 accumulation, params and loss.
+  eps_std: float = 1.0  # Std of the reparameterization noise ε (the paper: 1; RecBole's MultiVAE uses 0.01).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +119,8 @@ def _validate(name: str, config) -> None:
   if config.compute_dtype not in autoencoders.COMPUTE_DTYPES:
     raise ValueError(f"{name}: compute_dtype must be one of {autoencoders.COMPUTE_DTYPES}, "
                      f"got {config.compute_dtype!r}")
+  if getattr(config, "eps_std", 1.0) < 0:
+    raise ValueError(f"{name}: eps_std must be >= 0, got {config.eps_std}")
   if getattr(config, "anneal_cap", 0.0) < 0 or getattr(config, "total_anneal_steps", 0) < 0:
     raise ValueError(f"{name}: anneal_cap and total_anneal_steps must be >= 0")
 
@@ -205,7 +208,7 @@ def _make(name: str, config, variational: bool) -> Model:
     aux = {}
     if variational:
       mu, logvar = out
-      z = autoencoders.reparameterize(k_z, mu, logvar)
+      z = autoencoders.reparameterize(k_z, mu, logvar, config.eps_std)
       kl = jnp.sum(m * likelihoods.gaussian_kl(mu, logvar)) / n
       beta = anneal_beta(batch["step"], config.total_anneal_steps, config.anneal_cap)
       aux.update(kl=kl, beta=beta)

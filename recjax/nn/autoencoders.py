@@ -220,6 +220,14 @@ class MLPDecoder(nn.Module):
         self.n_items, kernel_init=KERNEL_INIT, bias_init=BIAS_INIT, name="output")(h, items)
 
 
-def reparameterize(key: jax.Array, mu: jax.Array, logvar: jax.Array) -> jax.Array:
-  """z = mu + ε ⊙ exp(logvar / 2), ε ~ N(0, I): a differentiable draw from q(z | x)."""
-  return mu + jax.random.normal(key, mu.shape, mu.dtype) * jnp.exp(0.5 * logvar)
+def reparameterize(key: jax.Array, mu: jax.Array, logvar: jax.Array,
+                   eps_std: float = 1.0) -> jax.Array:
+  """z = mu + ε ⊙ exp(logvar / 2), ε ~ N(0, eps_std² I): a differentiable draw from q(z | x).
+
+  eps_std = 1 is the paper's (and the only one that samples q); RecBole's MultiVAE
+  draws ε with std 0.01, a near-deterministic code (kept here to compare against it).
+  """
+  eps = jax.random.normal(key, mu.shape, mu.dtype)
+  if eps_std != 1.0:
+    eps = eps * jnp.asarray(eps_std, mu.dtype)
+  return mu + eps * jnp.exp(0.5 * logvar)
