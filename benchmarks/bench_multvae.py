@@ -53,7 +53,7 @@ it.  Achieved GFLOP/s = F / step time.  The roofline time is F / peak, with the 
 float32 2048² matmul measured by `harness.matmul_peak_gflops` in the same run (on the same
 core); "x roofline" = step time / roofline time (the target is <= 1.3 for fp32 dense).  For
 the variants the same fp32 roofline is the yardstick: below 1.0 means the variant beats the
-fp32 model's matmul lower bound.  A breakdown of the fp32 step (loss+gradient alone, the
+fp32 model's matmul lower bound.  A breakdown of the fp32 step (the bare matmul chain fwd+bwd, loss+gradient alone, the
 dropout mask alone -- the model's one-bit mask and flax's float32 one -- Adam alone) shows
 where the rest goes.
 
@@ -500,6 +500,27 @@ def _time_variant(variant: str, data: Data, flops: dict, peak: float) -> dict:
   return rec
 
 
+def _chain_weights(n_items: int) -> list:
+  """Kernels of the fp32 network's four dense layers (random; only their shapes matter)."""
+  enc, dec = [n_items, *HIDDEN, 2 * LATENT], [LATENT, *reversed(HIDDEN), n_items]
+  shapes = list(zip(enc[:-1], enc[1:])) + list(zip(dec[:-1], dec[1:]))
+  keys = jax.random.split(jax.random.PRNGKey(4), len(shapes))
+  return [jax.random.normal(k, s, jnp.float32) / np.sqrt(s[0]) for k, s in zip(keys, shapes)]
+
+
+def _matmul_chain(ws, x):
+  """The step's matmuls with only tanh and a multinomial log-likelihood around them (no
+  normalization, dropout, sampling, KL, biases): a floor for what the model's loss+grad costs."""
+  n_enc = len(HIDDEN) + 1
+  h = x
+  for i, w in enumerate(ws[:n_enc]):
+    h = h @ w if i == n_enc - 1 else jnp.tanh(h @ w)
+  h = h[:, :LATENT]
+  for i, w in enumerate(ws[n_enc:]):
+    h = h @ w if i == len(ws) - n_enc - 1 else jnp.tanh(h @ w)
+  return -jnp.sum(jax.nn.log_softmax(h) * x)
+
+
 def _breakdown(data: Data, flops: dict, peak: float) -> dict:
   """Times the pieces of the fp32 dense step: loss+gradient, the dropout mask, Adam."""
   model = get_model("mult-vae", _config("dense"))
@@ -520,9 +541,12 @@ def _breakdown(data: Data, flops: dict, peak: float) -> dict:
   adam = harness.time_jitted(
       lambda p, s, g: optax.apply_updates(p, model.optimizer.update(g, s, p)[0]),
       params, opt_state, params, name="Adam update", **kw)
+  chain = harness.time_jitted(jax.grad(_matmul_chain), _chain_weights(data.train.shape[1]),
+                              batch["rows"], name="matmul chain fwd+bwd", **kw)
   busy.__exit__()
   n_params = sum(x.size for x in jax.tree.leaves(params))
   return {"dataset": data.name, "loss_grad_s": grad["median_s"], "others_cpu_share": busy.share,
+          "matmul_chain_grad_s": chain["median_s"],
           "flax_dropout_mask_s": dropout["median_s"], "bit_dropout_mask_s": bit_mask["median_s"], "adam_s": adam["median_s"],
           "n_params": int(n_params), "roofline_s": flops["total"] / (peak * 1e9)}
 
@@ -663,7 +687,8 @@ def main(argv):
         bd = _breakdown(data, flops, peak)
         bd = {"kind": "breakdown", **bd}
         records.append(bd)
-        print(f"  fp32 step pieces: loss+grad {1e3 * bd['loss_grad_s']:.0f} ms (its dropout mask "
+        print(f"  fp32 step pieces: the bare matmul chain fwd+bwd {1e3 * bd['matmul_chain_grad_s']:.0f} "
+              f"ms; loss+grad {1e3 * bd['loss_grad_s']:.0f} ms (its dropout mask "
               f"alone {1e3 * bd['bit_dropout_mask_s']:.1f} ms; flax's float32 mask would take "
               f"{1e3 * bd['flax_dropout_mask_s']:.1f} ms), Adam on {bd['n_params'] / 1e6:.1f}M "
               f"params {1e3 * bd['adam_s']:.0f} ms; matmul roofline {1e3 * bd['roofline_s']:.0f} ms",
