@@ -74,6 +74,8 @@ PROTOCOLS: dict[str, str] = {
     "loo-sampled": "recjax.data.loo:loo_split",
     "ratings": "recjax.data.ratings:user_rating_split",
     "ratings-items": "recjax.data.ratings:item_rating_split",
+    "strong-temporal": "recjax.data.temporal:strong_temporal_split",
+    "strong-temporal-ordered": "recjax.data.temporal:strong_temporal_ordered_split",
 }
 
 

@@ -12,6 +12,7 @@ from recjax.models import cdae, ncf
 from recjax.models import cdl, cvae
 from recjax.models import ctr, deepmusic, svdfeature
 from recjax.models import crae
+from recjax.models import svae
 from recjax.models.base import Model
 
 MODELS: dict[str, tuple[type, Any]] = {
@@ -28,6 +29,7 @@ MODELS: dict[str, tuple[type, Any]] = {
     "cdae": (cdae.Config, cdae.make),
     "cvae": (cvae.Config, cvae.make), "cdl": (cdl.Config, cdl.make),
     "crae": (crae.Config, crae.make),
+    "svae": (svae.Config, svae.make),
     "ctr": (ctr.Config, ctr.make), "deepmusic": (deepmusic.Config, deepmusic.make), "svdfeature": (svdfeature.Config, svdfeature.make),
     "ncf-gmf": (ncf.Config, ncf.make_gmf), "ncf-mlp": (ncf.Config, ncf.make_mlp), "ncf-neumf": (ncf.Config, ncf.make_neumf),
 }

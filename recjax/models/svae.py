@@ -1,0 +1,271 @@
+"""SVAE: sequential variational autoencoder (Sachdeva, Manco, Ritacco & Pudi, WSDM 2019).
+
+A user's items in time order x_1..x_T go through an item embedding and a GRU;
+at every step t the GRU state h_t (after reading x_1..x_t) gives
+q(z_t | x_{1:t}) = N(μ_t, diag σ²_t) through an MLP, and the decoder's
+softmax π(z_t) over all items models what the user consumes next
+(`recjax.nn.svae.SVAENet`; sizes E = 256, GRU 200, 150, K = 64 by default).
+
+Data: the protocol "strong-temporal-ordered" (`recjax.data.temporal`), whose
+training and fold-in rows hold each item's 1-based time rank.  ``prepare``
+turns the training rows into sequences, keeping each user's LAST
+``max_length`` events (default 200, as a cap on the unrolled length; earlier
+events are dropped, not windowed) and dropping users with fewer than 2 events
+(nothing to predict).  The model's own ``batches`` hook yields padded [B, L]
+item ids with lengths, L a power of two (>= 8) of the batch's longest sequence
+capped at ``max_length``, rows of similar length batched together when
+``group_by_length`` (random otherwise).
+
+Loss per user (a "valid step" is a step t < T that has a next item):
+
+  (1 / #valid steps) Σ_valid t [ -Σ_{j = t+1}^{min(t + next_k, T)} log π(z_t)[x_j]
+                                 + β · KL(q(z_t) ‖ N(0, I)) ]
+
+i.e. the multinomial log-likelihood of the multi-hot of the next ``next_k``
+items (default 1: next-item prediction; the authors' code offers next_k = 4),
+one reparameterized z_t per step, the KL in closed form, both averaged over
+the user's valid steps; the batch loss is the mean over its users.  β is
+annealed linearly to ``anneal_cap`` over ``total_anneal_steps`` updates by
+Mult-VAE's schedule (`recjax.models.multvae.anneal_beta`, the authors' code
+uses the same).  (The authors' code, one user per batch, sums the
+log-likelihood over the steps and divides by next_k while averaging the KL
+over the steps; averaging both per step, as here, makes β comparable across
+sequence lengths.)  Adam with ``weight_decay`` added to the gradient as
+PyTorch's Adam does (coupled L2 on every parameter; 0.01 by default, the value the survey reports;
+the authors' code has 5e-3).
+
+``score`` folds in a user from the dense fold-in row: the items with a nonzero
+value, ordered by value (the time ranks), the last ``max_length`` of them, run
+through the GRU; the scores are the decoder's logits of the LAST real step with
+z = μ.  It never sees the row as a set, only as a sequence, so a fold-in row
+that is binary (protocol "strong-temporal") has no order; ``prepare`` refuses
+such training rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import scipy.sparse as sp
+
+from recjax.data import batching
+from recjax.models.base import Model
+from recjax.models.multvae import anneal_beta  # Shared β schedule (the brief: reuse Mult-VAE's).
+from recjax.nn import likelihoods
+from recjax.nn.svae import SVAENet
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  embed_dim: int = 256  # Item embedding width E.
+  rnn_dim: int = 200  # GRU state width H.
+  hidden_dim: int = 150  # Hidden width of the encoder (H → hidden → 2K) and decoder (K → hidden → I).
+  latent_dim: int = 64  # K.
+  next_k: int = 1  # Step t is trained to predict the next next_k items (multi-hot); 1 = next item.
+  max_length: int = 200  # Sequences keep their last max_length events (training and fold-in).
+  learning_rate: float = 1e-3  # Adam's step size (PyTorch's default, which the authors use).
+  weight_decay: float = 0.01  # Coupled L2 (PyTorch Adam's weight_decay) on all parameters (survey: 0.01; authors' code: 5e-3); 0 disables.
+  total_anneal_steps: int = 200_000  # β grows linearly to anneal_cap over this many updates (0: β = cap).
+  anneal_cap: float = 0.2  # Largest β.
+  group_by_length: bool = True  # Batch sequences of similar length (less padding); False: uniformly random batches.
+
+
+def _validate(config: Config) -> None:
+  for field in ("embed_dim", "rnn_dim", "hidden_dim", "latent_dim", "next_k", "max_length"):
+    value = getattr(config, field)
+    if not isinstance(value, (int, np.integer)) or value < 1:
+      raise ValueError(f"svae: {field} must be an integer >= 1, got {value!r}")
+  if config.max_length < 2:
+    raise ValueError(f"svae: max_length must be >= 2 (a step needs a next item), "
+                     f"got {config.max_length}")
+  if not config.learning_rate > 0:
+    raise ValueError(f"svae: learning_rate must be > 0, got {config.learning_rate}")
+  if config.weight_decay < 0:
+    raise ValueError(f"svae: weight_decay must be >= 0, got {config.weight_decay}")
+  if config.anneal_cap < 0 or config.total_anneal_steps < 0:
+    raise ValueError(f"svae: anneal_cap and total_anneal_steps must be >= 0, got "
+                     f"{config.anneal_cap} and {config.total_anneal_steps}")
+
+
+def training_sequences(train: sp.csr_matrix, max_length: int
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Left-aligned time-ordered sequences of the training rows.
+
+  Args:
+    train: csr whose row values are 1-based time ranks (protocol
+      "strong-temporal-ordered").
+    max_length: keep each row's last max_length items.
+
+  Returns:
+    (items int32 [U', L], lengths int32 [U'], rows int64 [U']): the rows with
+    at least 2 items, L = min(max_length, their longest length).
+
+  Raises:
+    ValueError: when a row's values are not the ranks 1..n (e.g. binary rows).
+  """
+  m = sp.csr_matrix(train)
+  m.sort_indices()
+  n_u = np.diff(m.indptr)
+  rows = np.repeat(np.arange(m.shape[0]), n_u)
+  order = np.lexsort((m.data, rows))
+  pos = np.arange(m.nnz) - m.indptr[rows[order]]
+  if m.nnz and not np.array_equal(m.data[order], pos + 1):
+    bad = int(rows[order][np.flatnonzero(m.data[order] != pos + 1)[0]])
+    raise ValueError(
+        "svae needs each training row's values to be its items' time ranks 1..n "
+        f"(protocol 'strong-temporal-ordered'); row {bad} holds "
+        f"{np.sort(m[bad].data)[:8].tolist()}...  Binary rows (protocol 'strong' or "
+        "'strong-temporal') carry no order")
+  keep = np.flatnonzero(n_u >= 2)
+  lengths = np.minimum(n_u[keep], max_length).astype(np.int32)
+  width = int(lengths.max()) if len(keep) else 1
+  items = np.zeros((len(keep), width), np.int32)
+  sorted_items = m.indices[order]  # Row by row, in time order.
+  for j, u in enumerate(keep):  # Host-side, once per run.
+    seq = sorted_items[m.indptr[u]:m.indptr[u + 1]][-max_length:]
+    items[j, :len(seq)] = seq
+  return items, lengths, keep.astype(np.int64)
+
+
+def _next_targets(items: jax.Array, lengths: jax.Array, next_k: int
+                  ) -> tuple[jax.Array, jax.Array]:
+  """targets [B, T, k] = items at t+1..t+k and their validity (inside the sequence)."""
+  b, t = items.shape
+  ext = jnp.concatenate([items, jnp.zeros((b, next_k), items.dtype)], axis=1)
+  targets = jnp.stack([ext[:, 1 + k:1 + k + t] for k in range(next_k)], axis=-1)
+  pos = jnp.arange(t)[None, :, None] + 1 + jnp.arange(next_k)[None, None, :]
+  valid = pos < lengths[:, None, None]
+  return targets, valid
+
+
+def per_user_terms(net: SVAENet, params, items: jax.Array, lengths: jax.Array, next_k: int,
+                   key: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Per-user (NLL, KL) averaged over valid steps, and the number of valid steps.
+
+  Args:
+    net: the network.
+    params: its variables.
+    items: [B, T] int32 left-aligned item ids.
+    lengths: [B] int32 real lengths (0 for padding rows).
+    next_k: targets per step.
+    key: reparameterization key; None uses z = μ.
+
+  Returns:
+    (nll [B], kl [B], steps [B]); rows without a valid step give 0, 0, 0.
+  """
+  t = items.shape[1]
+  mask = jnp.arange(t)[None, :] < lengths[:, None]
+  logits, mu, logvar = net.apply(params, items, mask, key)
+  log_pi = jax.nn.log_softmax(logits, axis=-1)
+  targets, valid = _next_targets(items, lengths, next_k)
+  ll = jnp.take_along_axis(log_pi, targets, axis=2)  # [B, T, k]
+  nll_t = -jnp.sum(jnp.where(valid, ll, 0.0), axis=-1)
+  step = valid[..., 0]  # Step t is valid iff it has a next item.
+  kl_t = likelihoods.gaussian_kl(mu, logvar)  # [B, T]
+  steps = jnp.sum(step.astype(jnp.float32), axis=1)
+  denom = jnp.maximum(steps, 1.0)
+  nll = jnp.sum(jnp.where(step, nll_t, 0.0), axis=1) / denom
+  kl = jnp.sum(jnp.where(step, kl_t, 0.0), axis=1) / denom
+  return nll, kl, steps
+
+
+def fold_in_sequences(rows: jax.Array, max_length: int) -> tuple[jax.Array, jax.Array]:
+  """Right-aligned sequences of the last max_length nonzero entries of rows, by value.
+
+  Args:
+    rows: [B, I] values > 0 on fold-in items (time ranks), 0 elsewhere.
+    max_length: L (capped at I).
+
+  Returns:
+    (items [B, L] int32, mask [B, L] bool): oldest to newest, the newest at the last column;
+    padding (mask False) on the left.
+  """
+  length = min(max_length, rows.shape[-1])
+  values, idx = jax.lax.top_k(rows, length)  # Newest first.
+  return idx[:, ::-1].astype(jnp.int32), values[:, ::-1] > 0
+
+
+def make(config: Config) -> Model:
+  """SVAE (see the module docstring)."""
+  _validate(config)
+
+  def network(n_items: int) -> SVAENet:
+    return SVAENet(n_items=n_items, embed_dim=config.embed_dim, rnn_dim=config.rnn_dim,
+                   hidden_dim=config.hidden_dim, latent_dim=config.latent_dim)
+
+  def catalog_size(params) -> int:
+    return params["params"]["dec_out"]["bias"].shape[0]
+
+  def init(key, train: sp.csr_matrix):
+    n_items = train.shape[1]
+    net = network(n_items)
+    init_fn = jax.jit(lambda k: net.init(k, jnp.zeros((1, 2), jnp.int32),
+                                         jnp.ones((1, 2), bool)))
+    return init_fn(key), {}
+
+  def prepare(train: sp.csr_matrix):
+    items, lengths, rows = training_sequences(train, config.max_length)
+    if not len(rows):
+      raise ValueError("svae: no training user has 2 or more items")
+    lengths_csr = sp.csr_matrix((np.ones(int(lengths.sum()), np.float32),
+                                 np.concatenate([np.arange(n) for n in lengths]),
+                                 np.concatenate([[0], np.cumsum(lengths)])),
+                                shape=(len(rows), items.shape[1]))
+    return {"items": items, "lengths": lengths, "rows": rows, "by_length": lengths_csr}
+
+  def batches(aux, batch_size: int, epoch: int, seed: int):
+    n = len(aux["rows"])
+    if config.group_by_length:
+      order = batching.length_grouped_order(aux["by_length"], batch_size, seed, epoch)
+    else:
+      order = batching.shuffled_order(n, seed, epoch)
+    n_batches = batching.n_batches(n, batch_size)
+    cap = aux["items"].shape[1]
+
+    def gen():
+      for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        lengths = aux["lengths"][idx]
+        width = min(cap, max(8, 1 << max(int(lengths.max()) - 1, 0).bit_length()))
+        items = np.zeros((batch_size, width), np.int32)
+        items[:len(idx)] = aux["items"][idx, :width]
+        lens = np.zeros(batch_size, np.int32)
+        lens[:len(idx)] = lengths
+        mask = np.zeros(batch_size, bool)
+        mask[:len(idx)] = True
+        index = np.full(batch_size, -1, np.int32)
+        index[:len(idx)] = aux["rows"][idx]
+        yield {"items": items, "lengths": lens, "mask": mask, "index": index}
+
+    return n_batches, gen()
+
+  def loss(params, factors, batch, key):
+    del factors
+    net = network(catalog_size(params))
+    nll, kl, steps = per_user_terms(net, params, batch["items"], batch["lengths"],
+                                    config.next_k, key)
+    w = (batch["mask"] & (steps > 0)).astype(jnp.float32)
+    n = jnp.maximum(jnp.sum(w), 1.0)
+    neg_ll = jnp.sum(w * nll) / n
+    kl = jnp.sum(w * kl) / n
+    beta = anneal_beta(batch["step"], config.total_anneal_steps, config.anneal_cap)
+    return neg_ll + beta * kl, {"neg_ll": neg_ll, "kl": kl, "beta": beta}
+
+  def score(params, factors, inputs):
+    del factors
+    net = network(inputs.shape[-1])
+    items, mask = fold_in_sequences(inputs, config.max_length)
+    hs = net.apply(params, items, mask, method=SVAENet.states)
+    mu, _ = net.apply(params, hs[:, -1], method=SVAENet.latent)
+    return net.apply(params, mu, method=SVAENet.decode)
+
+  optimizer = optax.adam(config.learning_rate)
+  if config.weight_decay > 0:  # PyTorch Adam's weight_decay: λ·θ added to the gradient.
+    optimizer = optax.chain(optax.add_decayed_weights(config.weight_decay), optimizer)
+  return Model(name="svae", config=config, init=init, score=score, prepare=prepare,
+               loss=loss, optimizer=optimizer, batches=batches,
+               train_defaults={"epochs": 20})
