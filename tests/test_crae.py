@@ -307,6 +307,114 @@ def test_cold_item_is_scored_from_its_title_alone(toy):
                              atol=1e-6)
 
 
+def _reference_loss(config, params, factors, batch, key):
+  """`model.loss`'s value written out step by step, as the DRAE was first implemented.
+
+  One cell step at a time with the input product inside it, the output softmax
+  per decoder step, beta-pooling weights from scipy's betainc: an independent
+  check of the batched formulation (input products hoisted out of the scan,
+  one [B·T, K_W] x [K_W, S + 2] output product, tabulated Beta CDF).
+  """
+  p = params["params"]
+  k_s, k_t = crae_nn.kappa(config.precision), crae_nn.kappa(config.precision / 4)
+  eos = config.vocab_size + 1
+  tokens, lengths = batch["tokens"], batch["lengths"]
+  enc_tokens, enc_lengths = crae.corrupt(config, key, tokens, lengths)
+  emb = p["embed"]["embedding"]
+  dense = lambda d, x: x @ d["kernel"] + (d["bias"][None, :] if "bias" in d else 0.0)
+  sig = lambda t: jax.nn.sigmoid(k_s * t)
+
+  def run(c, h, s, toks, lens):
+    states = []
+    for t in range(toks.shape[1]):
+      z = dense(c["input"], emb[toks[:, t]]) + dense(c["recurrent"], h)
+      a, i, f, o = jnp.split(z, 4, axis=-1)
+      g = sig(a) if config.candidate == "sigmoid" else jnp.tanh(k_t * a)
+      s_new = sig(f) * s + sig(i) * g
+      h_new = jnp.tanh(k_t * s_new) * sig(o)
+      real = (t < lens)[:, None]
+      h, s = jnp.where(real, h_new, h), jnp.where(real, s_new, s)
+      states.append(jnp.concatenate([h, s], axis=-1))
+    return h, s, states
+
+  n_rows, width = tokens.shape
+  zero = jnp.zeros((n_rows, config.hidden))
+  h, s, enc_states = run(p["encoder"], zero, zero, enc_tokens, enc_lengths)
+  theta = dense(p["compress"], jnp.concatenate([h, s], axis=-1))
+  hs0 = dense(p["decompress"], jnp.tanh(k_t * theta))
+  lens = np.asarray(lengths)
+  dec_in = np.full((n_rows, width + 1), eos, np.int32)
+  targets = np.full((n_rows, width + 1), eos, np.int32)
+  for r in range(n_rows):
+    dec_in[r, 1:lens[r] + 1] = np.asarray(tokens)[r, :lens[r]]
+    targets[r, :lens[r]] = np.asarray(tokens)[r, :lens[r]]
+  _, _, dec_states = run(p["decoder"], hs0[:, :config.hidden], hs0[:, config.hidden:],
+                         jnp.asarray(dec_in), lengths + 1)
+  if config.pooling == "beta":
+    t_enc = np.asarray(enc_lengths)
+    w = np.zeros((n_rows, 2 * width + 1))  # Encoder states, then decoder states.
+    for r in range(n_rows):
+      n = max(t_enc[r] + lens[r], 1)
+      mass = np.diff(ss.betainc(config.pool_a, config.pool_b, np.arange(n + 1) / n))
+      w[r, :t_enc[r]] = mass[:t_enc[r]]
+      w[r, width:width + lens[r]] = mass[t_enc[r]:t_enc[r] + lens[r]]
+    pooled = sum(jnp.asarray(w[:, q:q + 1], jnp.float32) * st
+                 for q, st in enumerate(enc_states + dec_states))
+    gamma = jnp.tanh(dense(p["compress"], pooled))
+  else:
+    gamma = jnp.tanh(theta)
+  nll = 0.0
+  for t, st in enumerate(dec_states):
+    logp = jax.nn.log_softmax(dense(p["output"], st[:, :config.hidden]), axis=-1)
+    picked = logp[np.arange(n_rows), targets[:, t]]
+    nll = nll - jnp.where(t <= lengths, picked, 0.0)
+  v = factors["V"][np.maximum(np.asarray(batch["index"]), 0)]
+  prior = 0.5 * config.reg_v * jnp.sum(jnp.square(v - gamma), axis=-1)
+  m = jnp.asarray(batch["mask"], jnp.float32)
+  decay = 0.5 * config.reg_w / factors["V"].shape[0] * sum(
+      jnp.sum(jnp.square(x)) for x in jax.tree.leaves(params))
+  return jnp.sum(m * (nll + batch["prior_weight"] * prior)) / jnp.maximum(jnp.sum(m), 1.0) + decay
+
+
+@pytest.mark.parametrize("kw", [{}, dict(noise="drop", candidate="tanh", pool_a=2.0, pool_b=3.0),
+                                dict(pooling="last")])
+def test_loss_and_gradients_match_a_step_by_step_reference(kw):
+  model, train, titles, params, factors, aux = _setup(**kw)
+  config = model.config
+  factors = {**factors, "V": jnp.asarray(np.random.default_rng(0).normal(
+      size=factors["V"].shape), jnp.float32)}
+  loss_grad = jax.jit(jax.value_and_grad(lambda p, b, k: model.loss(p, factors, b, k)[0]))
+  batches = list(model.batches(aux, 16, 1, 0)[1])  # 16 items, then 14 and 2 padding rows.
+  assert not batches[-1]["mask"].all()
+  for i, batch in enumerate(batches):
+    key = jax.random.PRNGKey(7 + i)
+    # Also padded to 16 columns (the noise draws follow the width, the reference's too).
+    wide = {**batch, "tokens": np.pad(batch["tokens"], ((0, 0), (0, 16 - batch["tokens"].shape[1])))}
+    for b in (batch, wide):
+      want, want_grad = jax.value_and_grad(
+          lambda p: _reference_loss(config, p, factors, b, key))(params)
+      got, got_grad = loss_grad(params, b, key)
+      np.testing.assert_allclose(got, want, rtol=1e-5)
+      jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6),
+                   got_grad, want_grad)
+
+
+def test_tabulated_beta_pooling_weights_match_the_traced_betainc():
+  t_enc = np.asarray([1, 3, 7, 2, 0, 8], np.int32)
+  t_dec = np.asarray([1, 3, 7, 5, 0, 8], np.int32)
+  for a, b in ((1.0, 1.0), (0.4, 0.4), (400.0, 311.0), (10.0, 1.0), (9.8e7, 1e8)):
+    exact = np.zeros((6, 17))  # float64: 8 encoder columns, then 9 decoder columns.
+    for r in range(6):
+      n = max(t_enc[r] + t_dec[r], 1)
+      mass = np.diff(ss.betainc(a, b, np.arange(n + 1) / n))
+      exact[r, :t_enc[r]] = mass[:t_enc[r]]
+      exact[r, 8:8 + t_dec[r]] = mass[t_enc[r]:]
+    table = crae_nn.beta_pooling_weights(jnp.asarray(t_enc), jnp.asarray(t_dec), 8, 9, a, b)
+    np.testing.assert_allclose(np.concatenate(table, axis=1), exact, atol=1e-6)
+    traced = _weights(t_enc, t_dec, 8, 9, a, b)  # float32 betainc: ~1e-4 off at a, b ~ 400.
+    np.testing.assert_allclose(np.concatenate(traced, axis=1), exact, atol=2e-4)
+
+
 def test_loss_gradients_match_finite_differences():
   with jax.enable_x64(True):  # Learned beta-pooling: dF/da, dF/db are checked too.
     model, train, titles, params, factors, aux = _setup(learn_pool=True, pool_a=3.0, pool_b=2.0)

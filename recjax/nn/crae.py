@@ -46,11 +46,14 @@ keep the recurrent state and get zero pooling weight.  Both RRNs run under
 
 from __future__ import annotations
 
+import functools
 import math
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+import scipy.special
 
 CANDIDATES = ("sigmoid", "tanh")
 POOLINGS = ("beta", "last")
@@ -118,6 +121,18 @@ def _beta_cdf_jvp(primals, tangents):
   return f[0], pdf * dx + df_da * da + df_db * db
 
 
+@functools.lru_cache(maxsize=64)
+def _beta_cdf_table(a: float, b: float, width: int) -> np.ndarray:
+  """float32 [width + 1, width + 1]: row N holds F(min(q/N, 1); a, b) for q = 0..width (row 0 = row 1).
+
+  Every value `beta_pooling_weights` can need for fixed a, b (N = max(T' + T, 1)
+  never exceeds `width`), computed once on the host in float64.
+  """
+  n = np.maximum(np.arange(width + 1, dtype=np.float64), 1.0)[:, None]
+  edges = np.clip(np.arange(width + 1, dtype=np.float64)[None, :] / n, 0.0, 1.0)
+  return scipy.special.betainc(a, b, edges).astype(np.float32)
+
+
 def beta_pooling_weights(n_first: jax.Array, n_second: jax.Array, width_first: int,
                          width_second: int, a, b) -> tuple[jax.Array, jax.Array]:
   """Beta-pooling weights of two padded runs of states pooled as one sequence (§3.3).
@@ -132,15 +147,22 @@ def beta_pooling_weights(n_first: jax.Array, n_second: jax.Array, width_first: i
     n_second: int [B] states in the second run (the decoder's T).
     width_first: padded width of the first run.
     width_second: padded width of the second run.
-    a, b: Beta parameters (scalars, > 0).
+    a, b: Beta parameters (scalars, > 0).  Python numbers (fixed pooling)
+      read the CDF from a host-side table of `_beta_cdf_table`; arrays (learned
+      pooling, or traced) evaluate it, differentiably, with `beta_cdf`.
 
   Returns:
     (w_first [B, width_first], w_second [B, width_second]); 0 on padding.
   """
   width = width_first + width_second
-  total = jnp.maximum(n_first + n_second, 1).astype(jnp.float32)[:, None]
-  edges = jnp.clip(jnp.arange(width + 1, dtype=jnp.float32)[None, :] / total, 0.0, 1.0)
-  cdf = beta_cdf(edges, a, b)
+  total = jnp.maximum(n_first + n_second, 1)
+  if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+    table = jnp.asarray(_beta_cdf_table(float(a), float(b), width))
+    cdf = table[jnp.minimum(total, width)]  # [B, width + 1].
+  else:
+    edges = jnp.clip(jnp.arange(width + 1, dtype=jnp.float32)[None, :]
+                     / total.astype(jnp.float32)[:, None], 0.0, 1.0)
+    cdf = beta_cdf(edges, a, b)
   mass = cdf[:, 1:] - cdf[:, :-1]  # [B, width]: the bin of combined state q (0-based).
   p1 = jnp.arange(width_first)[None, :]
   w_first = jnp.where(p1 < n_first[:, None], mass[:, :width_first], 0.0)
@@ -224,7 +246,10 @@ class RRNCell(nn.Module):
 
   The four gate pre-activations come from one fused input Dense ("input",
   kernel [E, 4 K_W], bias) and one recurrent Dense ("recurrent", kernel
-  [K_W, 4 K_W], no bias), in the order (ā, h̄ⁱ, h̄ᶠ, h̄ᵒ).
+  [K_W, 4 K_W], no bias), in the order (ā, h̄ⁱ, h̄ᶠ, h̄ᵒ).  `project` is the
+  input half alone (it depends on x only, so a sequence's inputs are projected
+  for all steps at once, outside the recurrence) and `step` the rest;
+  ``cell(carry, x) == cell.step(carry, cell.project(x))``.
 
   Attributes:
     features: K_W, the width of h_t and s_t.
@@ -236,15 +261,20 @@ class RRNCell(nn.Module):
   precision: float = math.inf
   candidate: str = "sigmoid"
 
-  @nn.compact
-  def __call__(self, carry: tuple[jax.Array, jax.Array], x: jax.Array):
-    """(h [B, K_W], s [B, K_W]), x [B, E] -> ((h_t, s_t), (h_t, s_t))."""
+  def setup(self):
     if self.candidate not in CANDIDATES:
       raise ValueError(f"RRNCell: candidate must be one of {CANDIDATES}, got {self.candidate!r}")
+    self.input = nn.Dense(4 * self.features)
+    self.recurrent = nn.Dense(4 * self.features, use_bias=False, kernel_init=_recurrent_init)
+
+  def project(self, x: jax.Array) -> jax.Array:
+    """Y x + b, the input's share of the gate pre-activations: [..., E] -> [..., 4 K_W]."""
+    return self.input(x)
+
+  def step(self, carry: tuple[jax.Array, jax.Array], zx: jax.Array):
+    """(h [B, K_W], s [B, K_W]), zx = project(x) [B, 4 K_W] -> ((h_t, s_t), (h_t, s_t))."""
     h, s = carry
-    k = self.features
-    z = (nn.Dense(4 * k, name="input")(x)
-         + nn.Dense(4 * k, use_bias=False, kernel_init=_recurrent_init, name="recurrent")(h))
+    z = zx + self.recurrent(h)
     a, gi, gf, go = jnp.split(z, 4, axis=-1)
     sig = lambda t: robust_sigmoid(t, self.precision)
     g = sig(a) if self.candidate == "sigmoid" else robust_tanh(a, self.precision)
@@ -252,10 +282,14 @@ class RRNCell(nn.Module):
     h_new = robust_tanh(s_new, self.precision) * sig(go)
     return (h_new, s_new), (h_new, s_new)
 
+  def __call__(self, carry: tuple[jax.Array, jax.Array], x: jax.Array):
+    """(h [B, K_W], s [B, K_W]), x [B, E] -> ((h_t, s_t), (h_t, s_t))."""
+    return self.step(carry, self.project(x))
 
-def _masked_step(cell_call, carry, x, m):
+
+def _masked_step(step, carry, zx, m):
   """A cell step that keeps the carry where m is False; emits the (new or kept) state."""
-  new, _ = cell_call(carry, x)
+  new, _ = step(carry, zx)
   keep = m[:, None]
   out = (jnp.where(keep, new[0], carry[0]), jnp.where(keep, new[1], carry[1]))
   return out, out
@@ -304,22 +338,29 @@ class CRAENet(nn.Module):
     return special_ids(self.n_words)
 
   def beta_parameters(self):
-    """(a, b) of beta-pooling (learned ones through exp of their logs)."""
+    """(a, b) of beta-pooling: learned ones through exp of their logs, else Python floats."""
     if self.learn_pool:
       return jnp.exp(self.log_a), jnp.exp(self.log_b)
-    return jnp.float32(self.pool_a), jnp.float32(self.pool_b)
+    return float(self.pool_a), float(self.pool_b)
 
   def _run(self, cell_name: str, init, tokens, lengths):
-    """The named RRN over [B, L] tokens from `init`: (last (h, s), states (h, s) [B, L, K_W])."""
-    mask = jnp.arange(tokens.shape[1])[None, :] < lengths[:, None]
+    """The named RRN over [B, L] tokens from `init`: (last (h, s), states (h, s) [B, L, K_W]).
 
-    def body(mdl, carry, xm):
-      x, m = xm
-      return _masked_step(getattr(mdl, cell_name), carry, mdl.embed(x), m)
+    The embeddings and their input projections Y x_t + b are computed for all
+    L steps at once (one [B·L, E] x [E, 4 K_W] product); only the recurrent
+    product and the gates run step by step (a rolled scan: unrolling it compiles
+    slower and runs no faster on CPU).
+    """
+    cell = getattr(self, cell_name)
+    mask = jnp.arange(tokens.shape[1])[None, :] < lengths[:, None]
+    zx = cell.project(self.embed(tokens))  # [B, L, 4 K_W].
+
+    def body(mdl, carry, zm):
+      return _masked_step(getattr(mdl, cell_name).step, carry, *zm)
 
     scan = nn.scan(body, variable_broadcast="params", split_rngs={"params": False},
                    in_axes=1, out_axes=1)
-    return scan(self, init, (tokens, mask))
+    return scan(self, init, (zx, mask))
 
   def encode(self, tokens: jax.Array, lengths: jax.Array):
     """Encoder over (corrupted) tokens [B, L] with `lengths` [B].
@@ -365,7 +406,10 @@ class CRAENet(nn.Module):
                                           dec_in.shape[1], a, b)
       pool = lambda w, st: jnp.einsum("bt,btk->bk", w, jnp.concatenate(st, axis=-1))
       gamma = jnp.tanh(self.compress(pool(w_enc, enc_states) + pool(w_dec, dec_states)))
-    logits = self.output(dec_states[0]) if with_logits else None
+    logits = None
+    if with_logits:  # One [B·(L + 1), K_W] x [K_W, S + 2] product (a 3-D one is slower to
+      h = dec_states[0]  # differentiate on CPU).
+      logits = self.output(h.reshape(-1, h.shape[-1])).reshape(h.shape[:-1] + (-1,))
     target_mask = jnp.arange(dec_in.shape[1])[None, :] <= lengths[:, None]
     return {"theta": theta, "gamma": gamma, "logits": logits, "targets": targets,
             "target_mask": target_mask}
@@ -395,8 +439,35 @@ class CRAENet(nn.Module):
     return out
 
 
+@jax.custom_vjp
+def _row_nll(rows: jax.Array, targets: jax.Array) -> jax.Array:
+  """−log softmax(rows)[targets] per row: [N, C], int [N] -> [N]."""
+  return (jax.nn.logsumexp(rows, axis=-1)
+          - jnp.take_along_axis(rows, targets[:, None], axis=-1)[:, 0])
+
+
+def _row_nll_fwd(rows, targets):
+  lse = jax.nn.logsumexp(rows, axis=-1)
+  picked = jnp.take_along_axis(rows, targets[:, None], axis=-1)[:, 0]
+  return lse - picked, (rows, lse, targets)
+
+
+def _row_nll_bwd(res, g):
+  rows, lse, targets = res
+  onehot = jnp.arange(rows.shape[-1])[None, :] == targets[:, None]
+  d = (jnp.exp(rows - lse[:, None]) - onehot.astype(rows.dtype)) * g[:, None]
+  return d, None
+
+
+_row_nll.defvjp(_row_nll_fwd, _row_nll_bwd)
+
+
 def sequence_nll(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> jax.Array:
-  """−Σ_t log softmax(logits_t)[target_t] over the real steps, [B]: the DRAE's likelihood."""
-  logp = jax.nn.log_softmax(logits, axis=-1)
-  picked = jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
-  return -jnp.sum(jnp.where(mask, picked, 0.0), axis=-1)
+  """−Σ_t log softmax(logits_t)[target_t] over the real steps, [B]: the DRAE's likelihood.
+
+  The softmax runs on [B·T, classes] rows (its gradient is markedly slower on
+  the 3-D array on CPU).
+  """
+  rows = logits.reshape(-1, logits.shape[-1])
+  nll = _row_nll(rows, targets.reshape(-1)).reshape(targets.shape)
+  return jnp.sum(jnp.where(mask, nll, 0.0), axis=-1)
