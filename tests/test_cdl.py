@@ -164,3 +164,53 @@ def test_end_to_end_tiny_run_through_the_runner(tmp_path):
                            tmp_path / "run", side={"item_content": content}, log=lambda s: None)
   assert res["epochs_run"] == 6 and res["test"]["users"] > 0
   assert 0.0 < res["test"]["recall_cdl@10"] <= 1.0
+
+
+def test_pretraining_gives_informative_unsaturated_codes():
+  # Issue 5: the SDAE code came out as one saturated vector for every item.  Title-like binary
+  # bags in 4 clusters (5 words each from the cluster's own 20): after greedy layerwise and
+  # whole-SDAE pretraining the codes must vary across items and separate the clusters
+  # (measured: spread 1.2, ratio 17).
+  rng = np.random.default_rng(0)
+  own = np.array_split(rng.permutation(80), 4)
+  labels = np.repeat(np.arange(4), 40)
+  x = np.zeros((len(labels), 80), np.float32)
+  for j, c in enumerate(labels):
+    x[j, rng.choice(own[c], 5, replace=False)] = 1.0
+  train = sp.csr_matrix((rng.random((30, len(x))) < 0.05).astype(np.float32))
+  content = sp.csr_matrix(x)
+  model = cdl.make(cdl.Config(factors=8, hidden=(24,), layerwise_epochs=8, pretrain_epochs=8,
+                              learning_rate=1e-2))
+  params, factors = model.init(jax.random.PRNGKey(0), train, item_content=content)
+  aux = model.prepare(train, content)
+  opt_state = model.optimizer.init(params)
+
+  @jax.jit
+  def step(p, o, f, batch, k):
+    g = jax.grad(lambda q: model.loss(q, f, batch, k)[0])(p)
+    updates, o = model.optimizer.update(g, o, p)
+    return jax.tree.map(jnp.add, p, updates), o
+
+  for epoch in range(1, 2 * 8 + 8 + 1):
+    assert cdl.schedule(model.config, epoch)[1] == 0.0
+    for i, batch in enumerate(model.batches(aux, 16, epoch, 0)[1]):
+      params, opt_state = step(params, opt_state, factors, batch, jax.random.PRNGKey(1000 * epoch + i))
+  code = np.asarray(cdl.encode_clean(model.config, params, x))
+  cent = np.stack([code[labels == c].mean(0) for c in range(4)])
+  within = np.mean([np.linalg.norm(code[labels == c] - cent[c], axis=1).mean() for c in range(4)])
+  between = np.mean([np.linalg.norm(cent[a] - cent[b]) for a in range(4) for b in range(a)])
+  spread = np.linalg.norm(code - code.mean(0), axis=1).mean()
+  assert spread > 0.3, spread  # A saturated code: ~0.01.
+  assert between / within > 5.0, (between, within)
+
+
+def test_layerwise_stages_decay_only_the_layers_they_train():
+  # λ_w > 0: a decay-only gradient through Adam moved the "fixed" layers by ~lr per step (issue 5).
+  model, train, content, params, factors, aux = _setup(layerwise_epochs=1, pretrain_epochs=1,
+                                                       reg_w=1.0)
+  grad = jax.jit(jax.grad(lambda p, f, b, k: model.loss(p, f, b, k)[0]))
+  for epoch, names in ((1, {"enc_0", "dec_1"}), (2, {"enc_1", "dec_0"})):
+    batch = next(model.batches(aux, 12, epoch, 0)[1])
+    g = grad(params, factors, batch, jax.random.PRNGKey(epoch))["params"]
+    moved = {n for n, leaf in g.items() if max(float(jnp.abs(x).max()) for x in jax.tree.leaves(leaf)) > 0}
+    assert moved == names, (epoch, moved)

@@ -30,7 +30,11 @@ SDAE manner", CVAE paper §3.3) takes the first runner epochs (`schedule`):
 optionally greedy layerwise (``layerwise_epochs`` per encoder layer: the
 layer and its mirror decoder layer as a denoising autoencoder of the layer's
 input, lower layers fixed), then ``pretrain_epochs`` epochs of the whole SDAE
-with ``prior_weight = 0`` (reconstruction + weight decay alone).  The block
+with ``prior_weight = 0`` (reconstruction + weight decay alone).  In a
+layerwise stage the weight decay covers only the layer pair that stage trains
+(`layer_parameters`; a training-procedure choice, issue 5: through Adam a
+decay-only gradient moved the "fixed" layers by ~lr per step and erased them,
+leaving a saturated code, one vector for every item).  The block
 step runs in them too.  The loss picks a batch's stage with `lax.switch`.
 
 Prediction (CDL Eq. 8): R*_ij = u_iᵀ v_j for items with a training click;
@@ -179,6 +183,12 @@ def make(config: Config) -> Model:
     rows = sparse.PaddedRows(batch["words"], batch["values"])
     net = network(config, params)
 
+    n_items = factors["V"].shape[0]
+
+    def decay(names=None):  # λ_w/(2N) ||·||² of the named layers (all if None).
+      p = params["params"] if names is None else {n: params["params"][n] for n in names}
+      return 0.5 * config.reg_w / n_items * optax.tree_utils.tree_norm(p, squared=True)
+
     def layer_dae(l):  # Stage l: encoder layer l + its mirror as a DAE; lower layers fixed.
       def branch():
         h = rows if l == 0 else jax.lax.stop_gradient(
@@ -186,18 +196,16 @@ def make(config: Config) -> Model:
         noisy = sdae_nn.masking_noise(key, h, config.noise)
         recon = net.apply(params, noisy, l, method=sdae_nn.SDAE.layer_reconstruction)
         return (0.5 * config.reg_n * sdae_nn.squared_error(recon, h),
-                jnp.zeros(m.shape, jnp.float32))
+                jnp.zeros(m.shape, jnp.float32), decay(layer_parameters(n_layers, l)))
       return branch
 
     branches = [layer_dae(l) for l in range(n_layers)]
-    branches.append(lambda: item_terms(config, params, rows, v, key))
-    reconstruction, prior = jax.lax.switch(batch["stage"][0],
-                                           [lambda _, f=f: f() for f in branches], None)
+    branches.append(lambda: (*item_terms(config, params, rows, v, key), decay()))
+    reconstruction, prior, weights = jax.lax.switch(
+        batch["stage"][0], [lambda _, f=f: f() for f in branches], None)
     count = jnp.maximum(jnp.sum(m), 1.0)
     mean = lambda t: jnp.sum(t * m) / count
-    n_items = factors["V"].shape[0]
-    decay = 0.5 * config.reg_w / n_items * optax.tree_utils.tree_norm(params, squared=True)
-    total = mean(reconstruction + batch["prior_weight"] * prior) + decay
+    total = mean(reconstruction + batch["prior_weight"] * prior) + weights
     return total, {"reconstruction": mean(reconstruction), "prior": mean(prior),
                    "stage": mean(batch["stage"].astype(jnp.float32))}
 
@@ -219,6 +227,11 @@ def make(config: Config) -> Model:
   return Model(name="cdl", config=config, init=init, score=score, prepare=prepare,
                block_step=block_step, loss=loss, optimizer=optax.adam(config.learning_rate),
                train_defaults={"epochs": 200}, side_keys=("item_content",), batches=batches)
+
+
+def layer_parameters(n_layers: int, l: int) -> tuple[str, ...]:
+  """The layers stage l of the greedy pretraining trains (and decays): enc_l and its mirror."""
+  return (f"enc_{l}", f"dec_{n_layers - 1 - l}")
 
 
 def schedule(config: Config, epoch: int) -> tuple[int, float]:

@@ -46,6 +46,21 @@ in plain VAE manner", §3.3) takes the first runner epochs (see `schedule`):
 2. ``pretrain_epochs`` epochs of the whole network as a plain VAE
    (``prior_weight = 0``: λ_r(−log p + KL) + weight decay alone).
 
+Training-procedure choices the paper leaves open (issue 5):
+
+* weight decay in a layerwise stage covers only the parameters that stage
+  trains (`layer_parameters`, `LATENT_PARAMETERS`): through Adam a
+  decay-only gradient moves every "fixed" weight by ~lr per step, which had
+  erased the lower layers between stages;
+* KL warm-up (``kl_warmup_epochs``): in the latent-VAE and whole-VAE
+  pretraining stages the KL weight rises linearly from 0 to 1 (`kl_weight`).
+  At weight 1 from the start both stages collapse the posterior on
+  citeulike-a titles (KL → 0, μ_j one vector for every item) and the MAP
+  stage never recovers.  The MAP stage always has weight 1 (the paper's J);
+  there λ_v Σσ² holds σ² near λ_r/(λ_r + λ_v), so an informative μ is cheap
+  and it stays informative;
+* the configs use Adam at 1e-2 (the authors' pretraining rate) throughout.
+
 The block step still runs in those epochs (ALS against the content codes of
 the network being pretrained), so every epoch's validation numbers mean
 something; the alternation proper starts after them.  A batch names its
@@ -107,6 +122,7 @@ class Config:
   layerwise_epochs: int = 0  # Epochs per layerwise pretraining stage (one per hidden layer + the latent layer); 0: none.
   layerwise_noise: float = 0.3  # Masking noise of the layerwise denoising autoencoders (authors' code).
   pretrain_epochs: int = 10  # Then epochs that train the whole network as a plain VAE (no λ_v term).
+  kl_warmup_epochs: int = 0  # In each VAE pretraining stage, the KL weight rises linearly from 0 to 1 over this many epochs; 0: always 1.
   learning_rate: float = 1e-3  # Adam (the authors' code).
   solver: str = "cholesky"  # ALS solver: "cholesky" (exact) or "cg".
   cg_steps: int = 3  # CG steps per half sweep when solver == "cg".
@@ -226,7 +242,7 @@ def make(config: Config) -> Model:
     order = batching.shuffled_order(x.shape[0], seed, epoch)
     stage, weight = schedule(config, epoch)
     return batching.n_batches(x.shape[0], batch_size), content_batches(
-        x, batch_size, order, weight, stage)
+        x, batch_size, order, weight, stage, kl_weight(config, epoch))
 
   n_layers = len(config.hidden)
 
@@ -238,13 +254,20 @@ def make(config: Config) -> Model:
     k_noise, k_eps = jax.random.split(key)
     zeros = jnp.zeros(m.shape, jnp.float32)
 
+    n_items = factors["V"].shape[0]
+
+    def decay(names=None):  # λ_w/(2N) ||·||² of the named parameters (all if None).
+      p = params["params"] if names is None else {n: params["params"][n] for n in names}
+      return 0.5 * config.reg_w / n_items * optax.tree_utils.tree_norm(p, squared=True)
+
     def layer_dae(l):  # Stage l: layer l's tied denoising autoencoder; lower layers fixed.
       def branch():
         h = rows if l == 0 else jax.lax.stop_gradient(
             net.apply(params, rows, l, method=cvae_nn.TiedVAE.features))
         noisy = sdae_nn.masking_noise(k_noise, h, config.layerwise_noise)
         logits = net.apply(params, noisy, l, method=cvae_nn.TiedVAE.layer_reconstruction)
-        return -cvae_nn.bernoulli_log_likelihood(logits, h), zeros, zeros
+        return (-cvae_nn.bernoulli_log_likelihood(logits, h), zeros, zeros,
+                decay(layer_parameters(l)))
       return branch
 
     def latent_vae():  # Stage n_layers: the latent heads as a VAE of the top features.
@@ -254,20 +277,18 @@ def make(config: Config) -> Model:
       logits, mu, logvar = net.apply(params, h, eps,
                                      method=cvae_nn.TiedVAE.latent_reconstruction)
       return (-cvae_nn.bernoulli_log_likelihood(logits, h), cvae_nn.gaussian_kl(mu, logvar),
-              zeros)
+              zeros, decay(LATENT_PARAMETERS))
 
     def whole():  # Stage n_layers + 1: the whole network (pretraining, then the MAP terms).
-      return item_terms(config, params, rows, v, k_eps)
+      return (*item_terms(config, params, rows, v, k_eps), decay())
 
     branches = [layer_dae(l) for l in range(n_layers)] + [latent_vae, whole]
-    nll, kl, prior = jax.lax.switch(batch["stage"][0], [lambda _, f=f: f() for f in branches],
-                                    None)
-    per_item = nll + kl + batch["prior_weight"] * prior
+    nll, kl, prior, weights = jax.lax.switch(
+        batch["stage"][0], [lambda _, f=f: f() for f in branches], None)
+    per_item = nll + batch["kl_weight"] * kl + batch["prior_weight"] * prior
     count = jnp.maximum(jnp.sum(m), 1.0)
     mean = lambda t: jnp.sum(t * m) / count
-    n_items = factors["V"].shape[0]
-    decay = 0.5 * config.reg_w / n_items * optax.tree_utils.tree_norm(params, squared=True)
-    return mean(per_item) + decay, {"neg_log_lik": mean(nll), "kl": mean(kl),
+    return mean(per_item) + weights, {"neg_log_lik": mean(nll), "kl": mean(kl),
                                     "prior": mean(prior),
                                     "stage": mean(batch["stage"].astype(jnp.float32))}
 
@@ -291,6 +312,14 @@ def make(config: Config) -> Model:
                train_defaults={"epochs": 100}, side_keys=("item_content",), batches=batches)
 
 
+LATENT_PARAMETERS = ("mu", "logvar", "latent_in")
+
+
+def layer_parameters(l: int) -> tuple[str, ...]:
+  """The parameters layer l's denoising autoencoder trains (and decays): W_l, c_l, d_l."""
+  return (f"kernel_{l}", f"enc_bias_{l}", f"dec_bias_{l}")
+
+
 def schedule(config: Config, epoch: int) -> tuple[int, float]:
   """(stage, prior weight) of runner epoch `epoch` (1-based).
 
@@ -306,8 +335,28 @@ def schedule(config: Config, epoch: int) -> tuple[int, float]:
   return len(config.hidden) + 1, 0.0 if epoch <= layerwise + config.pretrain_epochs else 1.0
 
 
+def kl_weight(config: Config, epoch: int) -> float:
+  """The weight of the KL term in runner epoch `epoch` (1-based).
+
+  1 (the objective) except in the VAE pretraining stages (the latent VAE and
+  the whole-network pretraining) when ``kl_warmup_epochs`` > 0: there it is
+  (epochs already spent in the stage) / kl_warmup_epochs, capped at 1.  The MAP
+  stage always has weight 1.
+  """
+  if config.kl_warmup_epochs <= 0:
+    return 1.0
+  n_layers = len(config.hidden)
+  stage, prior = schedule(config, epoch)
+  if stage < n_layers or prior > 0:
+    return 1.0
+  layerwise = (n_layers + 1) * config.layerwise_epochs if config.layerwise_epochs > 0 else 0
+  start = layerwise - config.layerwise_epochs if stage == n_layers else layerwise
+  return min(1.0, (epoch - 1 - start) / config.kl_warmup_epochs)
+
+
 def content_batches(content: sp.csr_matrix, batch_size: int, order=None,
-                    prior_weight: float = 1.0, stage: int | None = None):
+                    prior_weight: float = 1.0, stage: int | None = None,
+                    kl_weight: float = 1.0):
   """The content rows as the loss reads them: padded word lists of one shape for the whole run.
 
   Yields dicts with "words" int32 [B, L] and "values" float32 [B, L] (L the
@@ -320,7 +369,8 @@ def content_batches(content: sp.csr_matrix, batch_size: int, order=None,
     n = len(rb.mask)
     yield {"words": rb.items, "values": rb.values, "index": rb.index.astype(np.int32),
            "mask": rb.mask, "prior_weight": np.full(n, prior_weight, np.float32),
-           "stage": np.full(n, 10_000 if stage is None else stage, np.int32)}
+           "stage": np.full(n, 10_000 if stage is None else stage, np.int32),
+           "kl_weight": np.full(n, kl_weight, np.float32)}
 
 
 def encode_items(encode_fn, params, content: sp.csr_matrix, batch_size: int) -> jax.Array:
