@@ -76,6 +76,8 @@ PROTOCOLS: dict[str, str] = {
     "ratings-items": "recjax.data.ratings:item_rating_split",
     "strong-temporal": "recjax.data.temporal:strong_temporal_split",
     "strong-temporal-ordered": "recjax.data.temporal:strong_temporal_ordered_split",
+    # P random training items per user, the rest test (CTR/CDL/CVAE/CRAE), seeded by split_seed.
+    **{f"random-P{p}": "recjax.data.psplits:random_p_split" for p in range(1, 11)},
 }
 
 

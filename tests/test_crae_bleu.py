@@ -1,0 +1,94 @@
+"""experiments/crae_bleu.py end to end on a tiny citeulike-style dataset with titles (seconds)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments import crae_bleu
+from recjax.data import registry
+
+N_USERS, N_ITEMS, N_TOPICS, WORDS_PER_TOPIC = 40, 30, 3, 8
+VOCAB = [f"w{k}" for k in range(N_TOPICS * WORDS_PER_TOPIC)]
+
+
+def _write_dataset(root):
+  """users.dat + vocabulary.dat + titles whose words follow the items' topics, like citeulike-a."""
+  rng = np.random.default_rng(0)
+  item_topic = rng.integers(0, N_TOPICS, N_ITEMS)
+  user_topic = rng.integers(0, N_TOPICS, N_USERS)
+  lines, n_events = [], 0
+  for u in range(N_USERS):
+    p = np.where(item_topic == user_topic[u], 0.4, 0.05)
+    items = np.flatnonzero(rng.random(N_ITEMS) < p)
+    if len(items) < 3:
+      items = np.union1d(items, rng.choice(N_ITEMS, 3, replace=False))
+    lines.append(" ".join(map(str, [len(items), *items])))
+    n_events += len(items)
+  titles = []
+  for j in range(N_ITEMS):
+    words = rng.integers(0, WORDS_PER_TOPIC, rng.integers(2, 7)) + WORDS_PER_TOPIC * item_topic[j]
+    titles.append("The " + " of ".join(VOCAB[w] for w in words))  # "the", "of": out of vocabulary.
+  titles[-1] = "On the of"  # No vocabulary word at all.
+  (root / "tiny-cite").mkdir(parents=True)
+  (root / "tiny-cite" / "users.dat").write_text("\n".join(lines) + "\n")
+  (root / "tiny-cite" / "vocabulary.dat").write_text("\n".join(VOCAB) + "\n")
+  (root / "tiny-cite-titles").mkdir()
+  (root / "tiny-cite-titles" / "titles.txt").write_text("\n".join(titles) + "\n")
+  return registry.DatasetSpec("tiny-cite", "test data", ("tiny-cite",), "citeulike", ("users.dat",),
+                              "implicit", N_USERS, N_ITEMS, n_events,
+                              titles=("tiny-cite-titles", "titles.txt"))
+
+
+CONFIG = '''
+def get_config():
+  return {
+      "model": "crae",
+      "dataset": "tiny-cite",
+      "model_config": {"factors": 4, "hidden": 8, "vocab_size": 24, "learning_rate": 1e-2,
+                       "encode_batch": 16, "hidden_content_fraction": 0.2},
+      "data": {"protocol": "random-P2", "split_seed": 3},
+      "train": {"epochs": 2, "eval_every": 2, "batch_size": 8, "n_devices": 1, "progress": False,
+                "metrics": ("recall_cdl@10", "map@20"), "select_metric": "recall_cdl@10"},
+  }
+'''
+
+
+@pytest.fixture
+def flags_parsed():
+  """Parses crae_bleu's absl flags from a list; unparsed again afterwards."""
+  def parse(args):
+    crae_bleu.FLAGS(["crae_bleu", *args])
+  yield parse
+  crae_bleu.FLAGS.unparse_flags()
+
+
+def test_main_trains_restores_and_writes_bleu_for_both_methods(tmp_path, monkeypatch, capsys,
+                                                               flags_parsed):
+  data = tmp_path / "data"
+  monkeypatch.setitem(registry.DATASETS, "tiny-cite", _write_dataset(data))
+  config = tmp_path / "tiny_config.py"
+  config.write_text(CONFIG)
+  workdir = tmp_path / "run"
+  flags_parsed([f"--config={config}", f"--workdir={workdir}", f"--data_dir={data}",
+                "--nodownload", "--max_length=6", "--examples=3", "--set", "seed=1"])
+  crae_bleu.main(["crae_bleu"])
+  printed = capsys.readouterr().out
+
+  out = json.loads((workdir / "bleu.json").read_text())
+  assert set(out["methods"]) == {"decoder", "nearest"}
+  for scores in out["methods"].values():
+    for key in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "bleu_4_floor", "brevity_penalty"):
+      assert 0.0 <= scores[key] <= 1.0, (key, scores[key])
+    assert scores["items"] == out["hidden_items_with_title"] > 0
+  assert out["hidden_items"] == 6  # 20% of 30 items.
+  assert out["epochs_run"] == 2 and out["best_epoch"] == 2
+  assert len(out["examples"]) == 3
+  for ex in out["examples"]:
+    assert ex["true_words"] and set(ex["true_words"].split()) <= set(VOCAB)
+    assert set(ex["nearest"].split()) <= set(VOCAB) and set(ex["decoder"].split()) <= set(VOCAB) | {"<unk>"}
+  results = json.loads((workdir / "results.json").read_text())
+  assert 0.0 <= results["test"]["recall_cdl@10"] <= 1.0
+  assert results["run"]["data"]["resolved"]["protocol"] == "random-P2"
+  assert "decoder" in printed and "nearest" in printed and "BLEU-4" in printed
+  assert out["examples"][0]["title"] in printed
