@@ -301,8 +301,9 @@ def test_bf16_sparse_and_sampled_paths_run_finite():
     m, f32, bf16, params, factors = _bf16_pair(extra)
     _, factors = bf16.init(jax.random.PRNGKey(0), m)
     batch, key = _padded_batch(m, step=3), jax.random.PRNGKey(6)
-    (l32, _), _ = jax.value_and_grad(f32.loss, has_aux=True)(params, factors, batch, key)
-    (l16, _), g16 = jax.value_and_grad(bf16.loss, has_aux=True)(params, factors, batch, key)
+    (l32, _), _ = jax.jit(jax.value_and_grad(f32.loss, has_aux=True))(params, factors, batch, key)
+    (l16, _), g16 = jax.jit(jax.value_and_grad(bf16.loss, has_aux=True))(params, factors, batch,
+                                                                          key)
     assert float(l16) == pytest.approx(float(l32), rel=1e-3), extra
     assert all(g.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g)))
                for g in jax.tree.leaves(g16)), extra

@@ -131,7 +131,7 @@ class _MixedInputDense(sparse.InputDense):
 
 
 class _MixedOutputDense(sparse.OutputDense):
-  """`sparse.OutputDense` (same params) whose all-items and shared-columns logits use `mixed_matmul`."""
+  """`sparse.OutputDense` (same params) whose all-items logits use `mixed_matmul`."""
 
   @nn.compact
   def __call__(self, h: jax.Array, items: jax.Array | None = None) -> jax.Array:
@@ -141,7 +141,9 @@ class _MixedOutputDense(sparse.OutputDense):
       return mixed_matmul(h, kernel) + bias[None, :]
     b = bias.at[items].get(mode="promise_in_bounds")
     if items.ndim == 1:
-      return mixed_matmul(h, kernel[:, items]) + b[None, :]
+      # The S shared sampled columns stay float32: S ≪ I, and XLA:CPU's DotThunk rejects
+      # bf16 x bf16 -> f32 for this gathered [d, S] operand's gradient (UNIMPLEMENTED).
+      return h @ kernel[:, items] + b[None, :]
     rows = kernel.T.at[items].get(mode="promise_in_bounds")  # Per-row columns: a float32 gather.
     return jnp.einsum("bd,bld->bl", h, rows) + b
 
