@@ -386,17 +386,20 @@ def test_loss_and_gradients_match_a_step_by_step_reference(kw):
   loss_grad = jax.jit(jax.value_and_grad(lambda p, b, k: model.loss(p, factors, b, k)[0]))
   batches = list(model.batches(aux, 16, 1, 0)[1])  # 16 items, then 14 and 2 padding rows.
   assert not batches[-1]["mask"].all()
-  for i, batch in enumerate(batches):
+  cases = [(0, batches[0]), (len(batches) - 1, batches[-1])]  # A full and a partial batch.
+  last = batches[-1]
+  # The partial batch also padded to 16 columns (the noise draws follow the width, the
+  # reference's too).
+  cases.append((len(batches) - 1, {**last, "tokens": np.pad(
+      last["tokens"], ((0, 0), (0, 16 - last["tokens"].shape[1])))}))
+  for i, b in cases:
     key = jax.random.PRNGKey(7 + i)
-    # Also padded to 16 columns (the noise draws follow the width, the reference's too).
-    wide = {**batch, "tokens": np.pad(batch["tokens"], ((0, 0), (0, 16 - batch["tokens"].shape[1])))}
-    for b in (batch, wide):
-      want, want_grad = jax.value_and_grad(
-          lambda p: _reference_loss(config, p, factors, b, key))(params)
-      got, got_grad = loss_grad(params, b, key)
-      np.testing.assert_allclose(got, want, rtol=1e-5)
-      jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6),
-                   got_grad, want_grad)
+    want, want_grad = jax.value_and_grad(
+        lambda p: _reference_loss(config, p, factors, b, key))(params)
+    got, got_grad = loss_grad(params, b, key)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6),
+                 got_grad, want_grad)
 
 
 def test_tabulated_beta_pooling_weights_match_the_traced_betainc():
