@@ -47,7 +47,7 @@ def _padded_batch(m, step=0):
 
 
 def test_anneal_schedule():
-  beta = lambda s, total=1000, cap=0.2: float(multvae.anneal_beta(s, total, cap))
+  beta = lambda s, total=1000, cap=0.2: float(likelihoods.anneal_beta(s, total, cap))
   assert beta(0) == 0.0
   assert beta(100) == pytest.approx(0.1)
   assert beta(199) == pytest.approx(0.199)

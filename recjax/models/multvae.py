@@ -81,14 +81,6 @@ class DAEConfig:
   compute_dtype: str = "float32"  # "float32", or "bfloat16": bf16 matmul operands, f32 accumulation, params and loss.
 
 
-def anneal_beta(step, total_anneal_steps: int, anneal_cap: float):
-  """β after `step` updates: min(anneal_cap, step / total_anneal_steps); the cap when total is 0."""
-  if total_anneal_steps <= 0:
-    return jnp.asarray(anneal_cap, jnp.float32)
-  return jnp.minimum(jnp.float32(anneal_cap),
-                     jnp.asarray(step, jnp.float32) / jnp.float32(total_anneal_steps))
-
-
 def _kernel_sq_norm(params) -> jax.Array:
   leaves = jax.tree_util.tree_leaves_with_path(params)
   return sum(jnp.sum(jnp.square(x)) for path, x in leaves
@@ -210,7 +202,7 @@ def _make(name: str, config, variational: bool) -> Model:
       mu, logvar = out
       z = autoencoders.reparameterize(k_z, mu, logvar, config.eps_std)
       kl = jnp.sum(m * likelihoods.gaussian_kl(mu, logvar)) / n
-      beta = anneal_beta(batch["step"], config.total_anneal_steps, config.anneal_cap)
+      beta = likelihoods.anneal_beta(batch["step"], config.total_anneal_steps, config.anneal_cap)
       aux.update(kl=kl, beta=beta)
     else:
       z = out

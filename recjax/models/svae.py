@@ -26,7 +26,7 @@ items (default 1: next-item prediction; the authors' code offers next_k = 4),
 one reparameterized z_t per step, the KL in closed form, both averaged over
 the user's valid steps; the batch loss is the mean over its users.  β is
 annealed linearly to ``anneal_cap`` over ``total_anneal_steps`` updates by
-Mult-VAE's schedule (`recjax.models.multvae.anneal_beta`, the authors' code
+Mult-VAE's schedule (`recjax.nn.likelihoods.anneal_beta`, the authors' code
 uses the same).  (The authors' code, one user per batch, sums the
 log-likelihood over the steps and divides by next_k while averaging the KL
 over the steps; averaging both per step, as here, makes β comparable across
@@ -54,7 +54,6 @@ import scipy.sparse as sp
 
 from recjax.data import batching
 from recjax.models.base import Model
-from recjax.models.multvae import anneal_beta  # Shared β schedule (the brief: reuse Mult-VAE's).
 from recjax.nn import likelihoods
 from recjax.nn.svae import SVAENet
 
@@ -252,7 +251,7 @@ def make(config: Config) -> Model:
     n = jnp.maximum(jnp.sum(w), 1.0)
     neg_ll = jnp.sum(w * nll) / n
     kl = jnp.sum(w * kl) / n
-    beta = anneal_beta(batch["step"], config.total_anneal_steps, config.anneal_cap)
+    beta = likelihoods.anneal_beta(batch["step"], config.total_anneal_steps, config.anneal_cap)
     return neg_ll + beta * kl, {"neg_ll": neg_ll, "kl": kl, "beta": beta}
 
   def score(params, factors, inputs):

@@ -111,3 +111,11 @@ def sampled_multinomial_log_likelihood(pos_logits: jax.Array, pos_values: jax.Ar
   neg = jnp.where(neg_is_positive, -jnp.inf, neg_logits - neg_log_expected[None, :])
   log_z = jax.nn.logsumexp(jnp.concatenate([pos, neg], axis=-1), axis=-1)
   return jnp.sum(pos_values * (pos_logits - log_z[:, None]), axis=-1)
+
+
+def anneal_beta(step, total_anneal_steps: int, anneal_cap: float):
+  """β after `step` updates: min(anneal_cap, step / total_anneal_steps); the cap when total is 0."""
+  if total_anneal_steps <= 0:
+    return jnp.asarray(anneal_cap, jnp.float32)
+  return jnp.minimum(jnp.float32(anneal_cap),
+                     jnp.asarray(step, jnp.float32) / jnp.float32(total_anneal_steps))
