@@ -46,7 +46,10 @@ def linear_scores(weights, inputs):
 
 def reference(fold_in, held_out, weights, metrics):
   """Plain numpy: argsort-based ranking with fold-in items removed, then each metric."""
-  scores = fold_in @ weights
+  return reference_from_scores(fold_in @ weights, fold_in, held_out, metrics)
+
+
+def reference_from_scores(scores, fold_in, held_out, metrics):
   sums = {m: 0.0 for m in metrics}
   users = 0
   for s, f, h in zip(scores, fold_in, held_out):
@@ -122,6 +125,32 @@ def test_explicit_zeros_and_duplicates_in_held_out():
   want = eval_ranking.evaluate_ranking(linear_scores, weights, eval_set, metrics=METRICS,
                                        batch_size=8)
   assert_results_close(got, want)
+
+
+@pytest.mark.parametrize("item_chunk", [None, 16])
+def test_candidates_restrict_ranking_and_held_out(item_chunk):
+  """Cold-start style evaluation: only candidate items are ranked and counted as held out."""
+  eval_set, weights = make_case(seed=7)
+  candidates = np.random.default_rng(8).random(N_ITEMS) < 0.35
+  got = eval_ranking.evaluate_ranking(linear_scores, weights, eval_set, metrics=METRICS,
+                                      batch_size=6, item_chunk=item_chunk, candidates=candidates)
+  # Independent: the reference on a catalogue made of the candidate columns alone.
+  cols = np.flatnonzero(candidates)
+  fold_in, held_out = eval_set.fold_in.toarray(), eval_set.held_out.toarray()
+  want = reference_from_scores((fold_in @ weights)[:, cols], fold_in[:, cols],
+                               held_out[:, cols], METRICS)
+  assert 0 < want["users"] < N_USERS - 1  # Some users lose every held-out item.
+  assert_results_close(got, want)
+
+
+def test_candidates_are_checked():
+  eval_set, weights = make_case()
+  with pytest.raises(ValueError, match="bool array of shape"):
+    eval_ranking.evaluate_ranking(linear_scores, weights, eval_set, metrics=METRICS,
+                                  candidates=np.ones(N_ITEMS - 1, bool))
+  with pytest.raises(ValueError, match="candidate items"):
+    eval_ranking.evaluate_ranking(linear_scores, weights, eval_set, metrics=("recall@5",),
+                                  candidates=np.arange(N_ITEMS) < 3)
 
 
 def test_fold_in_items_are_excluded():

@@ -35,15 +35,19 @@ def clear_cache() -> None:
 
 def _batch_step(score_fn: ScoreFn, metrics: tuple[str, ...], item_chunk: int | None,
                 exclude_fold_in: bool = True):
-  """The jitted `(state, inputs, held_out, n_held_out, row_mask, totals) -> totals`."""
+  """The jitted `(state, inputs, held_out, n_held_out, row_mask, candidates, totals) -> totals`.
+
+  `candidates` ([n_items] bool) are the items that may be ranked at all.
+  """
   k = max(ranking_ops.parse_metric(m)[1] for m in metrics)
   key = (score_fn, metrics, k, item_chunk, exclude_fold_in)
   step = _BATCH_STEPS.get(key)
   if step is None:
 
-    def step_fn(state, inputs, held_out, n_held_out, row_mask, totals):
+    def step_fn(state, inputs, held_out, n_held_out, row_mask, candidates, totals):
       scores = score_fn(state, inputs)
       exclude = inputs != 0 if exclude_fold_in else jnp.zeros(inputs.shape, bool)
+      exclude = exclude | ~candidates[None, :]
       _, top = ranking_ops.top_k_excluding(scores, exclude, k, item_chunk)
       sums = ranking_ops.ranking_metric_sums(top, held_out, row_mask, metrics, n_held_out)
       return jax.tree.map(jnp.add, totals, sums)
@@ -97,6 +101,7 @@ def evaluate_ranking(
     item_chunk: int | None = None,
     sharding: NamedSharding | None = None,
     exclude_fold_in: bool = True,
+    candidates: np.ndarray | None = None,
 ) -> dict[str, float]:
   """Ranking metrics of a model under the fold-in protocol.
 
@@ -127,6 +132,10 @@ def evaluate_ranking(
     exclude_fold_in: remove the fold-in items from the ranking (the default);
       False ranks every item, fold-in items included (a convention some
       published hybrid-model results use).
+    candidates: optional [n_items] bool, the only items ranked (e.g. the cold
+      items for cold-start recall); held-out items outside it are dropped
+      before the metrics, so recall counts over the user's held-out
+      candidates, and users left without any are skipped.  None ranks all.
 
   Returns:
     {metric name (lower-case): mean over evaluated users, "users": their
@@ -145,6 +154,19 @@ def evaluate_ranking(
   n_items = fold_in.shape[1]
   if k > n_items:
     raise ValueError(f"evaluate_ranking: top-{k} needs at least {k} items, got {n_items}")
+  if candidates is None:
+    candidates = np.ones((n_items,), bool)
+  else:
+    candidates = np.asarray(candidates)
+    if candidates.shape != (n_items,) or candidates.dtype != bool:
+      raise ValueError(f"evaluate_ranking: candidates must be a bool array of shape ({n_items},), "
+                       f"got {candidates.dtype} {candidates.shape}")
+    if candidates.sum() < k:
+      raise ValueError(f"evaluate_ranking: top-{k} needs at least {k} candidate items, "
+                       f"got {int(candidates.sum())}")
+    if not candidates.all():
+      held_out = sp.csr_matrix(held_out.multiply(candidates[None, :]))
+      held_out.eliminate_zeros()
   rows = _rows_to_evaluate(eval_set)
   # Counted on the host: a row sum over a dense bool batch is slow on XLA:CPU.
   n_held_out_all = np.diff(held_out.indptr).astype(np.int32)
@@ -162,6 +184,7 @@ def evaluate_ranking(
 
   step = _batch_step(score_fn, metrics, None if item_chunk is None else int(item_chunk),
                      bool(exclude_fold_in))
+  candidates = put_scalar(candidates)
   totals = {m: np.zeros((), np.float32) for m in metrics}
   totals["users"] = np.zeros((), np.int32)
   totals = jax.tree.map(put_scalar, totals)
@@ -177,6 +200,7 @@ def evaluate_ranking(
         put_rows(_dense_rows(held_out, batch_rows, batch_size)),
         put_mask(n_held_out),
         put_mask(row_mask),
+        candidates,
         totals,
     )
 

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import scipy.sparse as sp
 
 from recjax.data import batching
 from recjax.eval import evaluate as evaluate_protocol
@@ -59,6 +60,7 @@ class TrainConfig:
   progress: bool = True  # Progress bar inside epochs with several batches.
   group_by_length: bool = False  # Padded-batch models: batch rows of similar length (less padding, but batches are no longer uniformly random; see batching.length_grouped_order).
   exclude_fold_in: bool = True  # Remove fold-in items from the ranking; False ranks every item, fold-in items too.
+  cold_start: bool = False  # Also report test metrics on cold items only (no interaction in training or any fold-in): they alone are ranked and counted as held out ("test_cold" in results.json).
 
 
 def _replicate(tree, sharding):
@@ -108,6 +110,20 @@ def _score_fn(model: Model):
     params, factors = state
     return model.score(params, factors, inputs)
   return score
+
+
+def cold_items(split) -> np.ndarray:
+  """[n_items] bool: the items with no interaction in training or in any fold-in row.
+
+  Their held-out interactions are the cold-start test: a model can only reach
+  them from side information (e.g. item content).
+  """
+  seen = np.asarray(sp.csr_matrix(split.train).getnnz(axis=0)) > 0
+  for eval_set in (split.validation, split.test):
+    fold_in = getattr(eval_set, "fold_in", None)
+    if fold_in is not None:
+      seen |= np.asarray(sp.csr_matrix(fold_in).getnnz(axis=0)) > 0
+  return ~seen
 
 
 def _fmt(metrics: dict) -> str:
@@ -184,9 +200,9 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
 
   score_fn = _score_fn(model)
   eval_extra = {} if config.exclude_fold_in else {"exclude_fold_in": False}  # Ranking protocol only.
-  evaluate = lambda st, eval_set: evaluate_protocol(
+  evaluate = lambda st, eval_set, **kw: evaluate_protocol(
       score_fn, st, eval_set, metrics=tuple(config.metrics), batch_size=config.eval_batch_size,
-      item_chunk=config.item_chunk, sharding=batch_sh, **eval_extra)
+      item_chunk=config.item_chunk, sharding=batch_sh, **eval_extra, **kw)
 
   aux_data = None
   stopped = config.patience > 0 and state.bad_epochs >= config.patience
@@ -278,12 +294,22 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
   t0 = time.perf_counter()
   val = evaluate(best, split.validation)
   test = evaluate(best, split.test)
+  cold = None
+  if config.cold_start:
+    candidates = cold_items(split)
+    cold = evaluate(best, split.test, candidates=candidates)
+    cold["items"] = int(candidates.sum())
   results = {"validation": val, "test": test, "best_epoch": state.best_epoch,
              "epochs_run": state.epoch, "select_metric": config.select_metric,
              "eval_seconds": time.perf_counter() - t0, "run": info}
+  if cold is not None:
+    results["test_cold"] = cold
   write_json(workdir / "results.json", results)
   log(f"best epoch {state.best_epoch}: val {_fmt(val)}")
   log(f"test ({test['users']} users): {_fmt(test)}")
+  if cold is not None:
+    log(f"test, cold items only ({cold['items']} items, {cold['users']} users): "
+        f"{_fmt({k: v for k, v in cold.items() if k != 'items'})}")
   if ckpt is not None:
     ckpt.close()
   return results
