@@ -1,0 +1,135 @@
+r"""Recall@M figures of the hybrid-model papers from finished runs' results.json.
+
+Two kinds of plot, both over the test users of each run:
+
+* ``--kind=curve`` (CVAE paper Figs 4–5, CRAE Fig 2 right): recall@M against M,
+  one line per ``--run``;
+* ``--kind=sweep`` (CVAE paper Figs 6–7): recall@M at one M against a swept
+  setting, the ``--run`` labels being the x values (numbers, drawn on a log
+  axis when ``--logx``).
+
+Each ``--run`` is ``LABEL=WORKDIR[,WORKDIR...]``; several workdirs (e.g. five
+split seeds) are averaged, with their standard deviation as error bars.  The
+table of what was plotted is printed too, so the figures' numbers are in the
+log.  Example:
+
+  python -m experiments.plot_recall --kind=curve \
+      --run=CVAE=workdirs/s5/cvae_citeulike_a_p10 --run=CDL=workdirs/s5/cdl_citeulike_a_p10 \
+      --title="citeulike-a, P=10" --out=docs/figures/recall_citeulike_a_p10.png
+
+``--results_key=test_cold`` plots the cold-start metrics of runs made with
+``--set cold_start=true``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("kind", "curve", ["curve", "sweep"], "recall@M against M, or against a setting.")
+flags.DEFINE_multi_string("run", [], "LABEL=WORKDIR[,WORKDIR...] (several workdirs are averaged).")
+flags.DEFINE_string("metric", "recall_cdl", "Metric kind: recall_cdl (the CVAE/CDL/CRAE papers' "
+                    "recall) or recall (capped at M).")
+flags.DEFINE_integer("at", 300, "M for --kind=sweep.")
+flags.DEFINE_string("results_key", "test", "Section of results.json: test, or test_cold.")
+flags.DEFINE_bool("logx", True, "Log-scale x axis for --kind=sweep.")
+flags.DEFINE_string("xlabel", "", "x-axis label for --kind=sweep.")
+flags.DEFINE_string("title", "", "Plot title.")
+flags.DEFINE_string("out", None, "Output PNG path.")
+
+
+def parse_run(spec: str) -> tuple[str, list[Path]]:
+  """'LABEL=DIR[,DIR...]' -> (label, [dirs])."""
+  label, sep, dirs = spec.partition("=")
+  if not sep or not label or not dirs:
+    raise ValueError(f"--run {spec!r}: expected LABEL=WORKDIR[,WORKDIR...]")
+  return label, [Path(d) for d in dirs.split(",") if d]
+
+
+def load_metrics(workdir: Path, results_key: str = "test") -> dict[str, float]:
+  """The `results_key` section of workdir/results.json, with a clear error if absent."""
+  path = Path(workdir) / "results.json"
+  if not path.exists():
+    raise FileNotFoundError(f"{path}: no results.json (is the run finished?)")
+  results = json.loads(path.read_text())
+  if results_key not in results:
+    raise KeyError(f"{path}: no {results_key!r} section (has {sorted(results)}); "
+                   "test_cold needs a run made with --set cold_start=true")
+  return results[results_key]
+
+
+def cutoffs(metrics: dict[str, float], kind: str) -> list[int]:
+  """The M of every `<kind>@M` present, sorted."""
+  pattern = re.compile(rf"^{re.escape(kind)}@(\d+)$")
+  return sorted(int(m.group(1)) for name in metrics if (m := pattern.match(name)))
+
+
+def mean_std(workdirs: list[Path], kind: str, results_key: str = "test",
+             at: list[int] | None = None) -> tuple[list[int], np.ndarray, np.ndarray]:
+  """(Ms, mean, std over workdirs) of `<kind>@M`; Ms are those every workdir has (or `at`)."""
+  loaded = [load_metrics(w, results_key) for w in workdirs]
+  ms = at if at is not None else sorted(set.intersection(*(set(cutoffs(m, kind)) for m in loaded)))
+  if not ms:
+    raise ValueError(f"{[str(w) for w in workdirs]}: no common {kind}@M metrics")
+  for w, m in zip(workdirs, loaded):
+    missing = [f"{kind}@{k}" for k in ms if f"{kind}@{k}" not in m]
+    if missing:
+      raise KeyError(f"{w}/results.json [{results_key}] lacks {missing}")
+  values = np.array([[m[f"{kind}@{k}"] for k in ms] for m in loaded], np.float64)
+  return list(ms), values.mean(axis=0), values.std(axis=0)
+
+
+def main(argv):
+  del argv
+  if not FLAGS.run:
+    raise app.UsageError("give at least one --run LABEL=WORKDIR")
+  if not FLAGS.out:
+    raise app.UsageError("--out is required")
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  runs = [parse_run(s) for s in FLAGS.run]
+  fig, ax = plt.subplots(figsize=(5.5, 4))
+  if FLAGS.kind == "curve":
+    for label, dirs in runs:
+      ms, mean, std = mean_std(dirs, FLAGS.metric, FLAGS.results_key)
+      ax.errorbar(ms, mean, yerr=std if len(dirs) > 1 else None, marker="o", capsize=3,
+                  label=label)
+      print(f"{label} (n={len(dirs)}): " + " ".join(
+          f"@{m}={a:.4f}" + (f"±{s:.4f}" if len(dirs) > 1 else "")
+          for m, a, s in zip(ms, mean, std)))
+    ax.set_xlabel("M")
+    ax.set_ylabel(f"{FLAGS.metric}@M")
+    ax.legend()
+  else:
+    xs, means, stds = [], [], []
+    for label, dirs in runs:
+      _, mean, std = mean_std(dirs, FLAGS.metric, FLAGS.results_key, at=[FLAGS.at])
+      xs.append(float(label))
+      means.append(mean[0])
+      stds.append(std[0])
+      print(f"{FLAGS.xlabel or 'x'}={label} (n={len(dirs)}): {FLAGS.metric}@{FLAGS.at}="
+            f"{mean[0]:.4f}" + (f"±{std[0]:.4f}" if len(dirs) > 1 else ""))
+    order = np.argsort(xs)
+    ax.errorbar(np.array(xs)[order], np.array(means)[order], yerr=np.array(stds)[order],
+                marker="o", capsize=3)
+    if FLAGS.logx:
+      ax.set_xscale("log")
+    ax.set_xlabel(FLAGS.xlabel)
+    ax.set_ylabel(f"{FLAGS.metric}@{FLAGS.at}")
+  ax.set_title(FLAGS.title)
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(FLAGS.out, dpi=120)
+  print(f"wrote {FLAGS.out}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,53 @@
+"""experiments.plot_recall: averaging runs' recall@M, clear errors, and the PNG it writes."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import plot_recall
+
+
+def _write(workdir, test, **extra):
+  workdir.mkdir(parents=True)
+  (workdir / "results.json").write_text(json.dumps({"test": test, **extra}))
+  return workdir
+
+
+def test_mean_std_over_seeds(tmp_path):
+  a = _write(tmp_path / "a", {"recall_cdl@50": 0.1, "recall_cdl@100": 0.2, "recall@50": 0.9,
+                              "users": 3})
+  b = _write(tmp_path / "b", {"recall_cdl@50": 0.3, "recall_cdl@100": 0.4, "recall_cdl@300": 0.5})
+  ms, mean, std = plot_recall.mean_std([a, b], "recall_cdl")
+  assert ms == [50, 100]  # Only the cutoffs both runs have; recall@50 is another kind.
+  np.testing.assert_allclose(mean, [0.2, 0.3])
+  np.testing.assert_allclose(std, [0.1, 0.1])  # Population std of two values 0.2 apart.
+  with pytest.raises(KeyError, match="lacks"):
+    plot_recall.mean_std([a, b], "recall_cdl", at=[300])
+
+
+def test_errors_name_the_file_and_section(tmp_path):
+  with pytest.raises(ValueError, match="LABEL=WORKDIR"):
+    plot_recall.parse_run("no-equals-sign")
+  assert plot_recall.parse_run("CVAE=x,y") == ("CVAE", [pathlib.Path("x"), pathlib.Path("y")])
+  with pytest.raises(FileNotFoundError, match="results.json"):
+    plot_recall.load_metrics(tmp_path / "missing")
+  run = _write(tmp_path / "r", {"recall_cdl@50": 0.1})
+  with pytest.raises(KeyError, match="cold_start=true"):
+    plot_recall.load_metrics(run, "test_cold")
+
+
+def test_writes_png_and_prints_the_table(tmp_path):
+  pytest.importorskip("matplotlib")
+  a = _write(tmp_path / "a", {"recall_cdl@50": 0.1, "recall_cdl@300": 0.25},
+             test_cold={"recall_cdl@50": 0.05, "recall_cdl@300": 0.15})
+  out = tmp_path / "fig.png"
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.plot_recall", "--kind=sweep", f"--run=0.01={a}",
+       f"--run=100={a},{a}", "--results_key=test_cold", "--xlabel=lambda_r", f"--out={out}"],
+      capture_output=True, text=True, check=True)
+  assert "lambda_r=100 (n=2): recall_cdl@300=0.1500±0.0000" in proc.stdout
+  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
