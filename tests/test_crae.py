@@ -491,6 +491,20 @@ def test_generation_and_nearest_neighbour_titles(toy):
   nearest = crae.hidden_item_titles(model.config, params, f, aux, method="nearest")
   visible = titles_lib.as_lists(titles[~aux["hidden"]])
   assert all(c in visible for c in nearest["candidates"])  # Borrowed from titles training saw.
+  # decoder_rescaled reads only the direction of a hidden v_j: shrinking them changes nothing.
+  shrunk = {**f, "V": jnp.where(jnp.asarray(aux["hidden"])[:, None], 1e-3 * f["V"], f["V"])}
+  rescaled = [crae.hidden_item_titles(model.config, params, g, aux, method="decoder_rescaled")
+              for g in (f, shrunk)]
+  assert rescaled[0]["candidates"] == rescaled[1]["candidates"]
+  with pytest.raises(ValueError, match="decoder_rescaled"):
+    crae.hidden_item_titles(model.config, params, f, aux, method="beam")
+  # The decoder's ceiling and how well γ_j matches its input: beta-pooled γ_j is another
+  # vector than E[tanh θ_j]; the degenerate pooling="last" (γ_j = tanh θ_j) matches it.
+  recon = crae.visible_title_reconstruction(model.config, params, aux, n_items=10)
+  assert len(recon["candidates"]) == 10 and not aux["hidden"][recon["items"]].any()
+  last = crae.visible_title_reconstruction(_config(hidden_content_fraction=0.2, pooling="last"),
+                                           params, aux, n_items=10)
+  assert last["cosine_gamma_decoder_input"] > 0.99 > recon["cosine_gamma_decoder_input"]
 
 
 def test_a_tiny_autoencoder_learns_to_reproduce_its_titles():

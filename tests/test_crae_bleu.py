@@ -76,7 +76,12 @@ def test_main_trains_restores_and_writes_bleu_for_both_methods(tmp_path, monkeyp
   printed = capsys.readouterr().out
 
   out = json.loads((workdir / "bleu.json").read_text())
-  assert set(out["methods"]) == {"decoder", "nearest"}
+  assert set(out["methods"]) == {"decoder", "decoder_rescaled", "nearest"}
+  ceiling = out["visible_autoencoding"]
+  assert ceiling["items"] == 30 - 6 - 1  # Visible items with a title (item 29 has none).
+  assert 0.0 <= ceiling["bleu_1"] <= 1.0
+  assert -1.0 <= out["codes"]["cosine_gamma_decoder_input"] <= 1.0
+  assert out["codes"]["norm_v_hidden"] >= 0 and out["codes"]["norm_gamma"] > 0
   for scores in out["methods"].values():
     for key in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "bleu_4_floor", "brevity_penalty"):
       assert 0.0 <= scores[key] <= 1.0, (key, scores[key])
@@ -91,4 +96,5 @@ def test_main_trains_restores_and_writes_bleu_for_both_methods(tmp_path, monkeyp
   assert 0.0 <= results["test"]["recall_cdl@10"] <= 1.0
   assert results["run"]["data"]["resolved"]["protocol"] == "random-P2"
   assert "decoder" in printed and "nearest" in printed and "BLEU-4" in printed
+  assert "decoder ceiling" in printed and "rescaled:" in printed
   assert out["examples"][0]["title"] in printed

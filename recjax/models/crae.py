@@ -491,6 +491,55 @@ def nearest_neighbour_titles(queries, keys, key_titles: np.ndarray) -> np.ndarra
   return np.asarray(key_titles)[np.argmin(d, axis=1)].astype(np.int32)
 
 
+TITLE_METHODS = ("decoder", "decoder_rescaled", "nearest")
+
+
+def decoder_codes(config: Config, params, tokens, lengths) -> dict:
+  """θ_j, E[tanh(θ_j)] (the decoder's input) and γ_j of clean titles [B, L] (no noise).
+
+  Decoding from v_j stands for decoding from E[tanh(θ_j)] only when γ_j (which v_j
+  tracks) lives in the same space: exactly so for ``pooling="last"`` (γ_j =
+  tanh(θ_j)), not in general for beta-pooling (γ_j = tanh(W_1 f_{a,b} + b_1)).
+  """
+  net = network(config)
+  tokens, lengths = jnp.asarray(tokens), jnp.asarray(lengths)
+  out = net.apply(params, tokens, lengths, tokens, lengths, with_logits=False)
+  return {"theta": out["theta"], "gamma": out["gamma"],
+          "decoder_input": crae_nn.robust_tanh(out["theta"], config.precision)}
+
+
+def visible_title_reconstruction(config: Config, params, aux, n_items: int = 1000,
+                                 max_length: int = 20, seed: int = 0,
+                                 batch_size: int = 256) -> dict:
+  """Titles decoded from E[tanh(θ_j)] of visible items' own clean titles (the decoder's ceiling).
+
+  Also reports how well γ_j matches the decoder's input on those items (mean
+  cosine), which is what generation from v_j relies on.
+
+  Returns:
+    {"items", "candidates", "references", "cosine_gamma_decoder_input",
+     "norm_gamma", "norm_decoder_input"}.
+  """
+  visible = np.flatnonzero(~aux["hidden"] & (aux["lengths"] > 0))
+  rng = np.random.default_rng(seed)
+  items = np.sort(rng.choice(visible, min(n_items, len(visible)), replace=False))
+  codes, gammas = [], []
+  for start in range(0, len(items), batch_size):
+    ids = items[start:start + batch_size]
+    c = decoder_codes(config, params, aux["tokens"][ids], aux["lengths"][ids])
+    codes.append(np.asarray(c["decoder_input"]))
+    gammas.append(np.asarray(c["gamma"]))
+  code, gamma = np.concatenate(codes), np.concatenate(gammas)
+  cos = np.sum(code * gamma, 1) / np.maximum(
+      np.linalg.norm(code, axis=1) * np.linalg.norm(gamma, axis=1), 1e-12)
+  generated = generate_titles(config, params, code, max_length)
+  return {"items": items, "candidates": titles_lib.as_lists(generated),
+          "references": [[r] for r in titles_lib.as_lists(aux["titles"][items])],
+          "cosine_gamma_decoder_input": float(cos.mean()),
+          "norm_gamma": float(np.linalg.norm(gamma, axis=1).mean()),
+          "norm_decoder_input": float(np.linalg.norm(code, axis=1).mean())}
+
+
 def hidden_item_titles(config: Config, params, factors, aux, method: str = "decoder",
                        max_length: int = 20) -> dict:
   """Titles produced for the hidden-content items, with their true titles (for BLEU).
@@ -502,8 +551,11 @@ def hidden_item_titles(config: Config, params, factors, aux, method: str = "deco
     config: the model's config (``hidden_content_fraction`` > 0).
     params, factors: a trained state.
     aux: `prepare`'s output.
-    method: "decoder" (CRAE: greedy decoding from v_j) or "nearest" (the
-      title of the visible item with the nearest v_j).
+    method: "decoder" (CRAE: greedy decoding from v_j), "decoder_rescaled"
+      (the same from v_j rescaled to the mean norm of the visible items' γ_j:
+      a hidden item's v_j has prior mean 0, so λ_v shrinks it far below the
+      codes the decoder was trained on) or "nearest" (the title of the
+      visible item with the nearest v_j).
     max_length: longest generated title.
 
   Returns:
@@ -517,11 +569,17 @@ def hidden_item_titles(config: Config, params, factors, aux, method: str = "deco
   v = np.asarray(factors["V"])
   if method == "decoder":
     generated = generate_titles(config, params, v[hidden], max_length)
+  elif method == "decoder_rescaled":
+    visible = np.flatnonzero(~aux["hidden"] & (aux["lengths"] > 0))
+    target = np.linalg.norm(np.asarray(factors["gamma"])[visible], axis=1).mean()
+    norms = np.linalg.norm(v[hidden], axis=1, keepdims=True)
+    generated = generate_titles(config, params, v[hidden] * (target / np.maximum(norms, 1e-12)),
+                                max_length)
   elif method == "nearest":
     visible = np.flatnonzero(~aux["hidden"])
     generated = nearest_neighbour_titles(v[hidden], v[visible], aux["titles"][visible])
   else:
-    raise ValueError(f"hidden_item_titles: method must be 'decoder' or 'nearest', "
+    raise ValueError(f"hidden_item_titles: method must be one of {TITLE_METHODS}, "
                      f"got {method!r}")
   return {"items": hidden, "candidates": titles_lib.as_lists(generated),
           "references": [[r] for r in titles_lib.as_lists(aux["titles"][hidden])]}
