@@ -65,25 +65,13 @@ def main(argv):
   from recjax.models import registry
   from recjax.train.writer import write_json
 
-  experiment = train.load_config_file(FLAGS.config) if FLAGS.config else {}
-  experiment.setdefault("model", "mult-vae")
-  if FLAGS.model:
-    experiment["model"] = FLAGS.model
-  if FLAGS.dataset:
-    experiment["dataset"] = FLAGS.dataset
-  if experiment["model"] != "mult-vae":
-    raise app.UsageError(f"beta_select tunes mult-vae's β, got model {experiment['model']!r}")
-  if not experiment.get("dataset"):
-    raise app.UsageError("--dataset is required (or a --config that sets it)")
+  try:
+    experiment = train.build_experiment(FLAGS.config, FLAGS.model, FLAGS.dataset, FLAGS.set,
+                                        default_model="mult-vae", only_model="mult-vae")
+  except (FileNotFoundError, ValueError) as e:
+    raise app.UsageError(str(e)) from None
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required")
-  try:
-    groups = train.split_overrides(experiment["model"], FLAGS.set)
-  except ValueError as e:
-    raise app.UsageError(str(e)) from None
-  for group, values in groups.items():
-    key = "model_config" if group == "model" else group
-    experiment[key] = {**experiment.get(key, {}), **values}
   workdir = Path(FLAGS.workdir)
 
   # Updates per epoch, as the runner counts them: training users / rounded batch size.

@@ -235,23 +235,13 @@ def main(argv):
 
   config_file = FLAGS.config or str(Path(__file__).resolve().parent / "configs"
                                     / "crae_bleu_citeulike_a.py")
-  experiment = train.load_config_file(config_file)
-  experiment.setdefault("model", "crae")
-  if FLAGS.dataset:
-    experiment["dataset"] = FLAGS.dataset
-  if experiment["model"] != "crae":
-    raise app.UsageError(f"crae_bleu generates CRAE titles, got model {experiment['model']!r}")
-  if not experiment.get("dataset"):
-    raise app.UsageError("--dataset is required (or a --config that sets it)")
+  try:
+    experiment = train.build_experiment(config_file, None, FLAGS.dataset, FLAGS.set,
+                                        default_model="crae", only_model="crae")
+  except (FileNotFoundError, ValueError) as e:
+    raise app.UsageError(str(e)) from None
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required")
-  try:
-    groups = train.split_overrides(experiment["model"], FLAGS.set)
-  except ValueError as e:
-    raise app.UsageError(str(e)) from None
-  for group, values in groups.items():
-    key = "model_config" if group == "model" else group
-    experiment[key] = {**experiment.get(key, {}), **values}
   try:
     run(experiment, FLAGS.workdir, data_dir=FLAGS.data_dir, cache_dir=FLAGS.cache_dir,
         download=FLAGS.download, max_length=FLAGS.max_length, n_examples=FLAGS.examples)

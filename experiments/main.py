@@ -40,26 +40,12 @@ def main(argv):
     print("models:  ", ", ".join(list_models()))
     print("datasets:", ", ".join(list_datasets()))
     return
-  experiment = train.load_config_file(FLAGS.config) if FLAGS.config else {}
-  if FLAGS.model:
-    experiment["model"] = FLAGS.model
-  if FLAGS.dataset:
-    experiment["dataset"] = FLAGS.dataset
-  for required in ("model", "dataset"):
-    if not experiment.get(required):
-      raise app.UsageError(f"--{required} is required (or a --config that sets it)")
+  try:
+    experiment = train.build_experiment(FLAGS.config, FLAGS.model, FLAGS.dataset, FLAGS.set)
+  except (FileNotFoundError, ValueError) as e:
+    raise app.UsageError(str(e)) from None
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required")
-  if experiment["model"] not in list_models():
-    raise app.UsageError(
-        f"unknown model {experiment['model']!r}; valid models: {', '.join(list_models())}")
-  try:
-    groups = train.split_overrides(experiment["model"], FLAGS.set)
-  except ValueError as e:
-    raise app.UsageError(str(e)) from None
-  for group, values in groups.items():
-    key = "model_config" if group == "model" else group
-    experiment[key] = {**experiment.get(key, {}), **values}
   try:
     train.run_experiment(experiment, FLAGS.workdir, data_dir=FLAGS.data_dir,
                          cache_dir=FLAGS.cache_dir, download=FLAGS.download)

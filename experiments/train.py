@@ -118,6 +118,46 @@ def split_overrides(model_name: str, overrides: list[str]) -> dict[str, dict[str
   return out
 
 
+def build_experiment(config: str | None = None, model: str | None = None,
+                     dataset: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+                     default_model: str | None = None, only_model: str | None = None) -> dict:
+  """The experiment dict of a binary's flags: config file, then --model/--dataset, then --set.
+
+  Shared by experiments/main.py, beta_select.py and crae_bleu.py.
+
+  Args:
+    config: path of an experiments/configs/*.py file (optional).
+    model, dataset: override the config's.
+    overrides: ``--set key=value`` strings (see `split_overrides`).
+    default_model: the model when neither the config nor `model` names one.
+    only_model: the one model this binary supports (an error names it otherwise).
+
+  Raises:
+    ValueError: a missing model or dataset, an unknown or unsupported model, a bad
+      override; the message says which (binaries turn it into a usage error).
+  """
+  experiment = load_config_file(config) if config else {}
+  if default_model:
+    experiment.setdefault("model", default_model)
+  if model:
+    experiment["model"] = model
+  if dataset:
+    experiment["dataset"] = dataset
+  for required in ("model", "dataset"):
+    if not experiment.get(required):
+      raise ValueError(f"--{required} is required (or a --config that sets it)")
+  name = experiment["model"]
+  if only_model is not None and name != only_model:
+    raise ValueError(f"this binary runs model {only_model!r} only, got {name!r}")
+  if name not in model_registry.list_models():
+    raise ValueError(f"unknown model {name!r}; valid models: "
+                     f"{', '.join(model_registry.list_models())}")
+  for group, values in split_overrides(name, list(overrides)).items():
+    key = "model_config" if group == "model" else group
+    experiment[key] = {**experiment.get(key, {}), **values}
+  return experiment
+
+
 def run_experiment(experiment: dict, workdir: str, data_dir: str | None = None,
                    cache_dir: str | None = None, download: bool = True, log=print) -> dict:
   """Loads the data, splits it, builds the model and runs train_and_evaluate."""

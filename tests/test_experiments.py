@@ -55,6 +55,25 @@ def test_overrides_are_typed_and_checked():
     exp_train.split_overrides("ease", ["l2"])
 
 
+def test_build_experiment_precedence_and_errors(tmp_path):
+  config = tmp_path / "c.py"
+  config.write_text('def get_config():\n  return {"model": "ease", "dataset": "ml-100k",'
+                    ' "model_config": {"l2": 10.0}, "train": {"epochs": 1}}\n')
+  exp = exp_train.build_experiment(str(config), dataset="ml-1m-lightgcn",
+                                   overrides=["l2=250", "epochs=2", "protocol=strong"])
+  assert exp == {"model": "ease", "dataset": "ml-1m-lightgcn", "model_config": {"l2": 250.0},
+                 "train": {"epochs": 2}, "data": {"protocol": "strong"}}
+  assert exp_train.build_experiment(dataset="x", default_model="mult-vae")["model"] == "mult-vae"
+  with pytest.raises(ValueError, match="--dataset is required"):
+    exp_train.build_experiment(model="ease")
+  with pytest.raises(ValueError, match="valid models: .*ease"):
+    exp_train.build_experiment(model="nope", dataset="x")
+  with pytest.raises(ValueError, match="runs model 'crae' only, got 'ease'"):
+    exp_train.build_experiment(str(config), only_model="crae", default_model="crae")
+  with pytest.raises(FileNotFoundError, match="not found"):
+    exp_train.build_experiment(str(tmp_path / "missing.py"))
+
+
 def test_user_supplied_file_runs_through_the_binary(tmp_path):
   rng = np.random.default_rng(0)
   lines = ["user,item,rating"]
