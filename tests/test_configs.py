@@ -14,7 +14,9 @@ from recjax.data import registry as data_registry
 from recjax.models import registry as model_registry
 from recjax.train.runner import TrainConfig
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "experiments" / "configs").glob("*.py"))
+# Files starting with "_" are shared builders (e.g. _citeulike.py), not configs.
+CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "experiments" / "configs")
+                 .glob("*.py") if not p.name.startswith("_"))
 
 
 def test_there_are_configs():
@@ -33,3 +35,17 @@ def test_config_builds(path):
   else:
     assert data.protocol == "strong" or data.protocol in pipeline.PROTOCOLS, data.protocol
   TrainConfig(**experiment.get("train", {}))
+
+
+def test_citeulike_builder_cells_and_errors():
+  from experiments.configs import _citeulike
+  cell = _citeulike.hybrid("svdfeature", "citeulike-t", "P10")
+  assert cell["dataset"] == "citeulike-t" and cell["data"] == {"protocol": "P10"}
+  assert cell["model_config"]["n_words"] == 20000  # One word-table row per vocabulary word.
+  assert _citeulike.hybrid("svdfeature", "citeulike-a", "P1")["model_config"]["n_words"] == 8000
+  cell["model_config"]["factors"] = 7  # Cells are independent copies.
+  assert _citeulike.hybrid("svdfeature", "citeulike-t", "P10")["model_config"]["factors"] == 50
+  with pytest.raises(ValueError, match="no citeulike settings"):
+    _citeulike.hybrid("ease", "citeulike-a", "P1")
+  with pytest.raises(ValueError, match="dataset must be one of"):
+    _citeulike.hybrid("cvae", "ml-100k", "P1")
