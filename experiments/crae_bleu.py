@@ -65,6 +65,11 @@ flags.DEFINE_string("cache_dir", None, "Download cache (default $RECJAX_CACHE_DI
 flags.DEFINE_bool("download", True, "Download a missing dataset when its licence allows.")
 flags.DEFINE_multi_string("set", [], "Config override key=value, as in experiments.main. Repeatable.")
 flags.DEFINE_integer("max_length", 20, "Longest generated title, in words.")
+flags.DEFINE_list("baselines", [], "Config files of models that cannot generate (e.g. "
+                  "experiments/configs/cdl_citeulike_a_p1.py, ctr_..., wmf_...): each is trained "
+                  "on the CRAE run's split with the same items' content emptied, into "
+                  "<workdir>/baselines/<model>, and scored by nearest-neighbour titles from its "
+                  "item factors V (the paper's Table 3 rows).")
 flags.DEFINE_integer("examples", 3, "Example titles printed (and stored in bleu.json).")
 
 MAX_ORDER = 4
@@ -130,7 +135,7 @@ def bleu_scores(candidates, references) -> dict:
 
 def run(experiment: dict, workdir: str | Path, data_dir: str | None = None,
         cache_dir: str | None = None, download: bool = True, max_length: int = 20,
-        n_examples: int = 3, log=print) -> dict:
+        n_examples: int = 3, log=print, baselines=()) -> dict:
   """Trains (or resumes) the crae run, then scores generated titles; returns bleu.json's dict."""
   from experiments import train  # pylint: disable=import-outside-toplevel
   from recjax.data import titles as titles_lib  # pylint: disable=import-outside-toplevel
@@ -178,6 +183,23 @@ def run(experiment: dict, workdir: str | Path, data_dir: str | None = None,
                                        method="nearest")
   out["nearest_including_empty_titles"] = bleu_scores(unfiltered["candidates"],
                                                       unfiltered["references"])
+  out["baselines"] = {}
+  for path in baselines:
+    base = train.load_config_file(path)
+    base["dataset"], base["data"] = experiment["dataset"], dict(experiment.get("data", {}))
+    name = base["model"]
+    log(f"baseline {name} ({path}) on the same split, the hidden items' content emptied:")
+    base_results, (_, base_factors) = train.run_experiment(
+        base, str(workdir / "baselines" / name), data_dir=data_dir, cache_dir=cache_dir,
+        download=download, log=log, return_state=True,
+        hidden_content=lambda n: crae.hidden_items(config, n))
+    if "V" not in base_factors:
+      raise ValueError(f"{path}: model {name!r} has no item factors 'V' to take the nearest "
+                       f"neighbours of (it has {sorted(base_factors)})")
+    res = crae.hidden_item_titles(config, None, {"V": base_factors["V"]}, aux_keys,
+                                  method="nearest", max_length=max_length)
+    out["baselines"][name] = {**bleu_scores(res["candidates"], res["references"]),
+                              "config": str(path), "recommendation_test": base_results["test"]}
   recon = crae.visible_title_reconstruction(config, best["params"], aux, max_length=max_length)
   out["visible_autoencoding"] = bleu_scores(recon["candidates"], recon["references"])
   v = np.asarray(best["factors"]["V"])
@@ -208,6 +230,9 @@ def run(experiment: dict, workdir: str | Path, data_dir: str | None = None,
   s = out["nearest_including_empty_titles"]
   log(f"  (nearest among all visible items, empty titles included: BLEU-1="
       f"{100 * s['bleu_1']:.2f} BLEU-4={100 * s['bleu_4']:.2f})")
+  for name, s in out["baselines"].items():
+    log(f"  {name:8s} (nearest, its own V) " + " ".join(
+        f"BLEU-{n}={100 * s[f'bleu_{n}']:.2f}" for n in range(1, MAX_ORDER + 1)))
   s = out["visible_autoencoding"]
   log(f"  (decoder ceiling: {s['items']} visible items decoded from their own titles' "
       f"E[tanh θ]: BLEU-1={100 * s['bleu_1']:.2f} BLEU-4={100 * s['bleu_4']:.2f})")
@@ -244,7 +269,8 @@ def main(argv):
     raise app.UsageError("--workdir is required")
   try:
     run(experiment, FLAGS.workdir, data_dir=FLAGS.data_dir, cache_dir=FLAGS.cache_dir,
-        download=FLAGS.download, max_length=FLAGS.max_length, n_examples=FLAGS.examples)
+        download=FLAGS.download, max_length=FLAGS.max_length, n_examples=FLAGS.examples,
+        baselines=FLAGS.baselines)
   except (FileNotFoundError, ValueError) as e:
     if FLAGS["verbosity"].present:
       raise

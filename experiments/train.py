@@ -23,6 +23,9 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import scipy.sparse as sp
+
 from recjax.data import content, pipeline
 from recjax.data import titles
 from recjax.data.registry import load_dataset
@@ -159,8 +162,19 @@ def build_experiment(config: str | None = None, model: str | None = None,
 
 
 def run_experiment(experiment: dict, workdir: str, data_dir: str | None = None,
-                   cache_dir: str | None = None, download: bool = True, log=print) -> dict:
-  """Loads the data, splits it, builds the model and runs train_and_evaluate."""
+                   cache_dir: str | None = None, download: bool = True, log=print,
+                   hidden_content=None, return_state: bool = False):
+  """Loads the data, splits it, builds the model and runs train_and_evaluate.
+
+  Args:
+    hidden_content: optional callable `n_items -> bool [n_items]` over the split's
+      item columns: those items' content rows are emptied before the model sees
+      them (the CRAE paper's generation task trains baselines without 20% of the
+      items' content).  Models with their own mechanism (CRAE's
+      hidden_content_fraction) do not need it.
+    return_state: return (results, (best params, best factors)), as
+      `train_and_evaluate` does.
+  """
   model_name = experiment["model"]
   model = model_registry.get_model(model_name, experiment.get("model_config", {}))
   data_config = pipeline.DataConfig(**experiment.get("data", {}))
@@ -182,5 +196,12 @@ def run_experiment(experiment: dict, workdir: str, data_dir: str | None = None,
         f"vocabulary ({side['item_content'].nnz} non-zeros)")
   if "item_titles" in model.side_keys and dataset.item_text is not None and dataset.vocabulary:
     side["item_titles"] = titles.title_sequences(dataset.item_text, dataset.vocabulary)[split.items]
+  if hidden_content is not None and side.get("item_content") is not None:
+    hidden = np.asarray(hidden_content(len(split.items)), bool)
+    keep = sp.diags((~hidden).astype(np.float32))
+    side["item_content"] = sp.csr_matrix(keep @ sp.csr_matrix(side["item_content"]))
+    side["item_content"].eliminate_zeros()
+    run_info["hidden_content_items"] = int(hidden.sum())
+    log(f"item_content: emptied for {int(hidden.sum())} items (hidden content)")
   return train_and_evaluate(model, split, train_config, workdir, run_info=run_info, log=log,
-                            side=side)
+                            side=side, return_state=return_state)

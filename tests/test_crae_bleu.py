@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from experiments import crae_bleu
+from experiments import train as exp_train
 from recjax.data import registry
 
 N_USERS, N_ITEMS, N_TOPICS, WORDS_PER_TOPIC = 40, 30, 3, 8
@@ -54,6 +55,14 @@ def get_config():
 '''
 
 
+WMF_CONFIG = '''
+def get_config():
+  return {"model": "wmf", "dataset": "citeulike-a", "data": {"protocol": "P1"},
+          "model_config": {"factors": 4},
+          "train": {"epochs": 2, "n_devices": 1, "progress": False, "metrics": ("recall_cdl@10",)}}
+'''
+
+
 @pytest.fixture
 def flags_parsed():
   """Parses crae_bleu's absl flags from a list; unparsed again afterwards."""
@@ -70,8 +79,11 @@ def test_main_trains_restores_and_writes_bleu_for_both_methods(tmp_path, monkeyp
   config = tmp_path / "tiny_config.py"
   config.write_text(CONFIG)
   workdir = tmp_path / "run"
+  wmf = tmp_path / "wmf_config.py"
+  wmf.write_text(WMF_CONFIG)
   flags_parsed([f"--config={config}", f"--workdir={workdir}", f"--data_dir={data}",
-                "--nodownload", "--max_length=6", "--examples=3", "--set", "seed=1"])
+                "--nodownload", "--max_length=6", "--examples=3", "--set", "seed=1",
+                f"--baselines={wmf}"])
   crae_bleu.main(["crae_bleu"])
   printed = capsys.readouterr().out
 
@@ -97,4 +109,33 @@ def test_main_trains_restores_and_writes_bleu_for_both_methods(tmp_path, monkeyp
   assert results["run"]["data"]["resolved"]["protocol"] == "random-P2"
   assert "decoder" in printed and "nearest" in printed and "BLEU-4" in printed
   assert "decoder ceiling" in printed and "rescaled:" in printed
+  # The baseline ran on the CRAE run's dataset and split (not its config's), then borrowed titles.
+  base = out["baselines"]["wmf"]
+  assert base["items"] == out["hidden_items_with_title"]
+  base_run = json.loads((workdir / "baselines" / "wmf" / "results.json").read_text())["run"]
+  assert base_run["dataset"] == "tiny-cite"
+  assert base_run["data"]["resolved"]["protocol"] == "random-P2"
+  assert "wmf" in printed and "nearest, its own V" in printed
   assert out["examples"][0]["title"] in printed
+
+
+def test_run_experiment_empties_hidden_items_content(tmp_path, monkeypatch):
+  data = tmp_path / "data"
+  monkeypatch.setitem(registry.DATASETS, "tiny-cite", _write_dataset(data))
+  seen = {}
+
+  def fake_train(model, split, config, workdir, run_info=None, log=print, side=None,
+                 return_state=False):
+    seen.update(side=side, run_info=run_info, n_items=len(split.items))
+    return {}
+
+  monkeypatch.setattr(exp_train, "train_and_evaluate", fake_train)
+  experiment = {"model": "cdl", "dataset": "tiny-cite", "data": {"protocol": "random-P2"}}
+  hidden = lambda n: np.arange(n) % 3 == 0
+  exp_train.run_experiment(experiment, str(tmp_path / "run"), data_dir=str(data), download=False,
+                           log=lambda s: None, hidden_content=hidden)
+  x = seen["side"]["item_content"]
+  rows = np.diff(x.indptr)
+  mask = hidden(seen["n_items"])
+  assert np.all(rows[mask] == 0) and np.all(rows[~mask][:-1] > 0)  # Last item: no vocabulary word.
+  assert seen["run_info"]["hidden_content_items"] == int(mask.sum())

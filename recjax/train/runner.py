@@ -132,7 +132,7 @@ def _fmt(metrics: dict) -> str:
 
 def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | Path,
                        run_info: dict[str, Any] | None = None, log=print,
-                       side: dict[str, Any] | None = None) -> dict:
+                       side: dict[str, Any] | None = None, return_state: bool = False):
   """Trains `model` on `split.train`, selects on validation users, reports test users.
 
   Args:
@@ -147,9 +147,12 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
     side: side information by name (e.g. ``item_content`` aligned with the
       split's item columns), passed to ``model.prepare`` for the keys in
       ``model.side_keys``.
+    return_state: also return the best state (e.g. to read a model's item
+      factors after the run).
 
   Returns:
-    The dict written to results.json.
+    The dict written to results.json; with `return_state`, the pair (that
+    dict, (best params, best factors)).
   """
   side = dict(side or {})
   missing = [k for k in model.side_keys if side.get(k) is None]
@@ -312,4 +315,4 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
         f"{_fmt({k: v for k, v in cold.items() if k != 'items'})}")
   if ckpt is not None:
     ckpt.close()
-  return results
+  return (results, best) if return_state else results
