@@ -30,7 +30,7 @@ Per model (the settings and the reasons for the training schedules):
   sweeps in the first block step), then an MLP W-200-50 (ReLU) regresses the WMF item
   factors of the clicked items from their bag of words (each word / its max), AdamW 1e-3,
   weight decay 1e-4, 128 items/batch, 50 epochs; every item is scored through its regressed
-  factor.  Checkpoints are off (the run takes minutes).
+  factor.
 * cdl (Wang, Wang & Yeung 2015) with the CVAE paper's settings: two-layer SDAE
   W-200-50-200-W, masking noise 0.3, dropout 0.1, a=1, b=0.01, K=50, λ_u=1, λ_v=10,
   λ_n=1000, λ_w=1e-4, Adam 1e-3 on 128 items/batch.  Pretraining: 5 epochs per greedy
@@ -74,7 +74,7 @@ _MODELS = {
     "deepmusic": ({"factors": 50, "a": 1.0, "b": 0.01, "reg_u": 0.1, "reg_v": 0.1,
                    "wmf_sweeps": 10, "hidden": (200,), "learning_rate": 0.001,
                    "weight_decay": 0.0001, "score_items": "regressed"},
-                  {"epochs": 50, "batch_size": 128, "checkpoint": False}),
+                  {"epochs": 50, "batch_size": 128}),
     "cdl": ({"factors": 50, "hidden": (200,), "a": 1.0, "b": 0.01, "reg_u": 1.0, "reg_v": 10.0,
              "reg_n": 1000.0, "reg_w": 0.0001, "noise": 0.3, "dropout": 0.1,
              "learning_rate": 0.001, "layerwise_epochs": 5, "pretrain_epochs": 4},
