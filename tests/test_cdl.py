@@ -12,6 +12,7 @@ from recjax.models.registry import get_model
 from recjax.nn import sdae as sdae_nn
 from recjax.nn import sparse
 from recjax.train.runner import TrainConfig, train_and_evaluate
+from hybrid_helpers import weighted_ridge
 
 K = 4
 
@@ -66,13 +67,6 @@ def test_sdae_reads_padded_and_dense_rows_alike():
   assert code.shape == (5, K) and float(code.min()) > 0 and float(code.max()) < 1  # Sigmoid code.
 
 
-def _weighted_ridge(Y, obs, a, b, reg, prior):
-  out = np.zeros((obs.shape[0], Y.shape[1]))
-  for r in range(obs.shape[0]):
-    c = np.where(obs[r], a, b)
-    A = Y.T @ (c[:, None] * Y) + reg * np.eye(Y.shape[1])
-    out[r] = np.linalg.solve(A, Y.T @ (c * obs[r]) + reg * prior[r])
-  return out
 
 
 def test_block_step_is_exact_als_with_the_clean_code_as_prior_and_cold_items_use_it():
@@ -83,10 +77,10 @@ def test_block_step_is_exact_als_with_the_clean_code_as_prior_and_cold_items_use
                      np.float64)
   np.testing.assert_allclose(new["mu"], theta, rtol=1e-5, atol=1e-6)
   r = train.toarray() > 0
-  u = _weighted_ridge(np.asarray(factors["V"], np.float64), r, c.a, c.b, c.reg_u,
+  u = weighted_ridge(np.asarray(factors["V"], np.float64), r, c.a, c.b, c.reg_u,
                       np.zeros((r.shape[0], K)))
   np.testing.assert_allclose(new["U"], u, rtol=1e-3, atol=1e-5)
-  v = _weighted_ridge(np.asarray(new["U"], np.float64), r.T, c.a, c.b, c.reg_v, theta)
+  v = weighted_ridge(np.asarray(new["U"], np.float64), r.T, c.a, c.b, c.reg_v, theta)
   np.testing.assert_allclose(new["V"], v, rtol=1e-3, atol=1e-5)
   vecs = np.asarray(cdl.item_vectors(new))
   np.testing.assert_array_equal(vecs[0], np.asarray(new["mu"][0]))  # Cold: θ_j alone.

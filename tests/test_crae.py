@@ -12,13 +12,13 @@ import scipy.sparse as sp
 import scipy.special as ss
 from jax.test_util import check_grads
 
-from recjax.data import splits
 from recjax.data import titles as titles_lib
 from recjax.eval.bleu import corpus_bleu
 from recjax.models import crae
 from recjax.models.registry import get_model
 from recjax.nn import crae as crae_nn
 from recjax.train.runner import TrainConfig, train_and_evaluate
+from hybrid_helpers import keep_p_split, weighted_ridge
 
 S = 24  # Words in the toy vocabulary.
 K = 4
@@ -256,14 +256,6 @@ def test_title_sequences_in_order_drop_or_unk():
 # ----------------------------------------------------------------------------- the model
 
 
-def _weighted_ridge(Y, obs, a, b, reg, prior):
-  """Row-by-row brute force: (Yᵀ C Y + λI)⁻¹ (Yᵀ C p + λ m), C = a on obs, b elsewhere."""
-  out = np.zeros((obs.shape[0], Y.shape[1]))
-  for r in range(obs.shape[0]):
-    c = np.where(obs[r], a, b)
-    A = Y.T @ (c[:, None] * Y) + reg * np.eye(Y.shape[1])
-    out[r] = np.linalg.solve(A, Y.T @ (c * obs[r]) + reg * prior[r])
-  return out
 
 
 def test_block_step_is_exact_als_with_the_clean_gamma_as_prior(toy):
@@ -278,10 +270,10 @@ def test_block_step_is_exact_als_with_the_clean_gamma_as_prior(toy):
   gamma = np.concatenate([gamma[:16], gamma[18:]])
   np.testing.assert_allclose(new["gamma"], gamma, rtol=1e-4, atol=1e-5)
   r = train.toarray() > 0
-  u = _weighted_ridge(np.asarray(factors["V"], np.float64), r, config.a, config.b, config.reg_u,
+  u = weighted_ridge(np.asarray(factors["V"], np.float64), r, config.a, config.b, config.reg_u,
                       np.zeros((r.shape[0], K)))
   np.testing.assert_allclose(new["U"], u, rtol=1e-3, atol=1e-5)
-  v = _weighted_ridge(np.asarray(new["U"], np.float64), r.T, config.a, config.b, config.reg_v,
+  v = weighted_ridge(np.asarray(new["U"], np.float64), r.T, config.a, config.b, config.reg_v,
                       gamma)
   np.testing.assert_allclose(new["V"], v, rtol=1e-3, atol=1e-5)
 
@@ -537,20 +529,7 @@ def test_a_tiny_autoencoder_learns_to_reproduce_its_titles():
 
 def test_end_to_end_tiny_run_through_the_runner(tmp_path):
   clicks, titles = _data(seed=2, n_users=60, n_items=30, cold=())
-  rng = np.random.default_rng(0)
-  train, test = clicks.tolil(), clicks.tolil()
-  for u in range(clicks.shape[0]):
-    items = clicks[u].indices
-    keep = rng.permutation(items)[:2]
-    for i in items:
-      if i in keep:
-        test[u, i] = 0
-      else:
-        train[u, i] = 0
-  train, test = sp.csr_matrix(train), sp.csr_matrix(test)
-  train.eliminate_zeros()
-  test.eliminate_zeros()
-  split = splits.weak_generalization_split(train, test)
+  split = keep_p_split(clicks, 2, seed=0)
   # The degenerate model (a smaller graph to compile; the default one runs in the tests above).
   model = get_model("crae", {"factors": K, "hidden": KW, "vocab_size": S, "learning_rate": 1e-2,
                              "pooling": "last", "noise": "drop"})

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recjax.data import splits
 from recjax.models import cvae
 from recjax.models.registry import get_model
 from recjax.nn import cvae as cvae_nn
 from recjax.nn import sparse
 from recjax.train.runner import TrainConfig, train_and_evaluate
+from hybrid_helpers import keep_p_split, weighted_ridge
 
 K = 4
 HIDDEN = (12, 6)
@@ -113,14 +113,6 @@ def test_tied_weights_are_one_parameter_with_gradient_from_both_uses():
     assert abs(float(jnp.sum(from_enc * d))) > 1e-3 * abs(fd)  # Both uses contribute.
 
 
-def _weighted_ridge(Y, obs, a, b, reg, prior):
-  """Row-by-row brute force: (Yᵀ C Y + λI)⁻¹ (Yᵀ C p + λ m), C = a on obs, b elsewhere."""
-  out = np.zeros((obs.shape[0], Y.shape[1]))
-  for r in range(obs.shape[0]):
-    c = np.where(obs[r], a, b)
-    A = Y.T @ (c[:, None] * Y) + reg * np.eye(Y.shape[1])
-    out[r] = np.linalg.solve(A, Y.T @ (c * obs[r]) + reg * prior[r])
-  return out
 
 
 def test_block_step_is_exact_als_with_the_inference_mean_as_prior():
@@ -132,10 +124,10 @@ def test_block_step_is_exact_als_with_the_inference_mean_as_prior():
   mu = np.asarray(cvae.encode(config, params, jnp.asarray(x))[0], np.float64)
   np.testing.assert_allclose(new["mu"], mu, rtol=1e-4, atol=1e-5)
   r = train.toarray() > 0
-  u = _weighted_ridge(np.asarray(factors["V"], np.float64), r, config.a, config.b, config.reg_u,
+  u = weighted_ridge(np.asarray(factors["V"], np.float64), r, config.a, config.b, config.reg_u,
                       np.zeros((r.shape[0], K)))
   np.testing.assert_allclose(new["U"], u, rtol=1e-3, atol=1e-5)
-  v = _weighted_ridge(np.asarray(new["U"], np.float64), r.T, config.a, config.b, config.reg_v, mu)
+  v = weighted_ridge(np.asarray(new["U"], np.float64), r.T, config.a, config.b, config.reg_v, mu)
   np.testing.assert_allclose(new["V"], v, rtol=1e-3, atol=1e-5)
 
 
@@ -242,20 +234,7 @@ def test_layerwise_pretraining_stages_train_one_layer_at_a_time():
 
 def test_end_to_end_tiny_run_through_the_runner(tmp_path):
   clicks, content = _data(seed=2, n_users=80, n_items=40, cold=())
-  rng = np.random.default_rng(0)
-  train, test = clicks.tolil(), clicks.tolil()
-  for u in range(clicks.shape[0]):
-    items = clicks[u].indices
-    keep = rng.permutation(items)[:2]
-    for i in items:
-      if i in keep:
-        test[u, i] = 0
-      else:
-        train[u, i] = 0
-  train, test = sp.csr_matrix(train), sp.csr_matrix(test)
-  train.eliminate_zeros()
-  test.eliminate_zeros()
-  split = splits.weak_generalization_split(train, test)
+  split = keep_p_split(clicks, 2, seed=0)
   model = get_model("cvae", {"factors": K, "hidden": HIDDEN, "pretrain_epochs": 10,
                              "learning_rate": 2e-2})
   config = TrainConfig(epochs=40, eval_every=10, batch_size=8, seed=1, progress=False,
