@@ -21,7 +21,9 @@ generated for items whose content training never saw.
      nearest to v_j (here CRAE's own v, so it isolates decoding vs borrowing),
      among the visible items with a non-empty title (bleu.json's
      ``nearest_including_empty_titles`` keeps them: an item with no vocabulary
-     word has γ_j = 0 like a hidden item, and is then often the nearest).
+     word has γ_j = 0 like a hidden item, and is then often the nearest);
+   * ``nearest_cosine``: the same by cosine, so a hidden v_j shrunk towards 0
+     is not matched to the visible item of smallest norm.
    Two diagnostics go with them: ``visible_autoencoding``, the BLEU of titles
    decoded from E[tanh(θ_j)] of visible items' own clean titles (the
    decoder's ceiling), and the mean cosine between those codes and γ_j (which
@@ -73,7 +75,7 @@ flags.DEFINE_list("baselines", [], "Config files of models that cannot generate 
 flags.DEFINE_integer("examples", 3, "Example titles printed (and stored in bleu.json).")
 
 MAX_ORDER = 4
-METHODS = ("decoder", "decoder_rescaled", "nearest")
+METHODS = ("decoder", "decoder_rescaled", "nearest", "nearest_cosine")
 
 
 def restore_best(experiment: dict, workdir: str | Path, data_dir: str | None = None,
@@ -175,7 +177,7 @@ def run(experiment: dict, workdir: str | Path, data_dir: str | None = None,
   produced = {}
   for method in METHODS:
     res = crae.hidden_item_titles(config, best["params"], best["factors"],
-                                  aux_keys if method == "nearest" else aux, method=method,
+                                  aux if method.startswith("decoder") else aux_keys, method=method,
                                   max_length=max_length)
     produced[method] = res
     out["methods"][method] = bleu_scores(res["candidates"], res["references"])
@@ -196,10 +198,11 @@ def run(experiment: dict, workdir: str | Path, data_dir: str | None = None,
     if "V" not in base_factors:
       raise ValueError(f"{path}: model {name!r} has no item factors 'V' to take the nearest "
                        f"neighbours of (it has {sorted(base_factors)})")
-    res = crae.hidden_item_titles(config, None, {"V": base_factors["V"]}, aux_keys,
-                                  method="nearest", max_length=max_length)
-    out["baselines"][name] = {**bleu_scores(res["candidates"], res["references"]),
-                              "config": str(path), "recommendation_test": base_results["test"]}
+    out["baselines"][name] = {"config": str(path), "recommendation_test": base_results["test"]}
+    for method in ("nearest", "nearest_cosine"):
+      res = crae.hidden_item_titles(config, None, {"V": base_factors["V"]}, aux_keys,
+                                    method=method, max_length=max_length)
+      out["baselines"][name][method] = bleu_scores(res["candidates"], res["references"])
   recon = crae.visible_title_reconstruction(config, best["params"], aux, max_length=max_length)
   out["visible_autoencoding"] = bleu_scores(recon["candidates"], recon["references"])
   v = np.asarray(best["factors"]["V"])
@@ -230,9 +233,11 @@ def run(experiment: dict, workdir: str | Path, data_dir: str | None = None,
   s = out["nearest_including_empty_titles"]
   log(f"  (nearest among all visible items, empty titles included: BLEU-1="
       f"{100 * s['bleu_1']:.2f} BLEU-4={100 * s['bleu_4']:.2f})")
-  for name, s in out["baselines"].items():
-    log(f"  {name:8s} (nearest, its own V) " + " ".join(
-        f"BLEU-{n}={100 * s[f'bleu_{n}']:.2f}" for n in range(1, MAX_ORDER + 1)))
+  for name, base in out["baselines"].items():
+    for method in ("nearest", "nearest_cosine"):
+      s = base[method]
+      log(f"  {name:8s} ({method}, its own V) " + " ".join(
+          f"BLEU-{n}={100 * s[f'bleu_{n}']:.2f}" for n in range(1, MAX_ORDER + 1)))
   s = out["visible_autoencoding"]
   log(f"  (decoder ceiling: {s['items']} visible items decoded from their own titles' "
       f"E[tanh θ]: BLEU-1={100 * s['bleu_1']:.2f} BLEU-4={100 * s['bleu_4']:.2f})")
@@ -247,6 +252,7 @@ def run(experiment: dict, workdir: str | Path, data_dir: str | None = None,
     log(f"    decoder:    {ex['decoder']}")
     log(f"    rescaled:   {ex['decoder_rescaled']}")
     log(f"    nearest:    {ex['nearest']}")
+    log(f"    cosine nn:  {ex['nearest_cosine']}")
   log(f"wrote {workdir / 'bleu.json'}")
   return out
 

@@ -473,7 +473,14 @@ def test_generation_and_nearest_neighbour_titles(toy):
   np.testing.assert_array_equal(
       crae.nearest_neighbour_titles(np.asarray([[0.1, 0.9, 0.0], [2.0, 0.0, 0.1]]), keys,
                                     np.asarray([[1, -1], [2, 3], [4, -1]])), [[2, 3], [1, -1]])
-  for method in ("decoder", "nearest"):
+  # A query shrunk towards 0: Euclidean picks the smallest key, cosine the same direction.
+  small = np.asarray([[0.01, 0.0, 0.0]])
+  keys2, titles2 = np.asarray([[5.0, 0.0, 0.0], [0.0, 0.02, 0.0]]), np.asarray([[1], [2]])
+  assert crae.nearest_neighbour_titles(small, keys2, titles2).tolist() == [[2]]
+  assert crae.nearest_neighbour_titles(small, keys2, titles2, "cosine").tolist() == [[1]]
+  with pytest.raises(ValueError, match="metric"):
+    crae.nearest_neighbour_titles(small, keys2, titles2, "manhattan")
+  for method in ("decoder", "nearest", "nearest_cosine"):
     res = crae.hidden_item_titles(model.config, params, f, aux, method=method)
     want = np.flatnonzero(aux["hidden"] & (aux["lengths"] > 0))
     np.testing.assert_array_equal(res["items"], want)

@@ -88,7 +88,7 @@ def test_main_trains_restores_and_writes_bleu_for_both_methods(tmp_path, monkeyp
   printed = capsys.readouterr().out
 
   out = json.loads((workdir / "bleu.json").read_text())
-  assert set(out["methods"]) == {"decoder", "decoder_rescaled", "nearest"}
+  assert set(out["methods"]) == {"decoder", "decoder_rescaled", "nearest", "nearest_cosine"}
   ceiling = out["visible_autoencoding"]
   assert ceiling["items"] == 30 - 6 - 1  # Visible items with a title (item 29 has none).
   assert 0.0 <= ceiling["bleu_1"] <= 1.0
@@ -111,7 +111,8 @@ def test_main_trains_restores_and_writes_bleu_for_both_methods(tmp_path, monkeyp
   assert "decoder ceiling" in printed and "rescaled:" in printed
   # The baseline ran on the CRAE run's dataset and split (not its config's), then borrowed titles.
   base = out["baselines"]["wmf"]
-  assert base["items"] == out["hidden_items_with_title"]
+  for method in ("nearest", "nearest_cosine"):
+    assert base[method]["items"] == out["hidden_items_with_title"]
   base_run = json.loads((workdir / "baselines" / "wmf" / "results.json").read_text())["run"]
   assert base_run["dataset"] == "tiny-cite"
   assert base_run["data"]["resolved"]["protocol"] == "random-P2"

@@ -474,8 +474,13 @@ def generate_titles(config: Config, params, z, max_length: int = 20,
   return np.concatenate(out).astype(np.int32)
 
 
-def nearest_neighbour_titles(queries, keys, key_titles: np.ndarray) -> np.ndarray:
-  """For each query vector, the title of the key whose vector is nearest (Euclidean).
+def nearest_neighbour_titles(queries, keys, key_titles: np.ndarray,
+                             metric: str = "euclidean") -> np.ndarray:
+  """For each query vector, the title of the key whose vector is nearest.
+
+  `metric` "euclidean" (the smallest distance) or "cosine" (the largest cosine:
+  only directions count, so a query shrunk towards 0 by its prior is not
+  matched to whichever key has the smallest norm).
 
   Args:
     queries: [n, K] vectors of the items to give a title to.
@@ -487,11 +492,18 @@ def nearest_neighbour_titles(queries, keys, key_titles: np.ndarray) -> np.ndarra
   """
   q = np.asarray(queries, np.float64)
   k = np.asarray(keys, np.float64)
-  d = np.sum(q * q, axis=1)[:, None] - 2.0 * q @ k.T + np.sum(k * k, axis=1)[None, :]
+  if metric == "euclidean":
+    d = np.sum(q * q, axis=1)[:, None] - 2.0 * q @ k.T + np.sum(k * k, axis=1)[None, :]
+  elif metric == "cosine":
+    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    d = -(unit(q) @ unit(k).T)
+  else:
+    raise ValueError(f"nearest_neighbour_titles: metric must be 'euclidean' or 'cosine', "
+                     f"got {metric!r}")
   return np.asarray(key_titles)[np.argmin(d, axis=1)].astype(np.int32)
 
 
-TITLE_METHODS = ("decoder", "decoder_rescaled", "nearest")
+TITLE_METHODS = ("decoder", "decoder_rescaled", "nearest", "nearest_cosine")
 
 
 def decoder_codes(config: Config, params, tokens, lengths) -> dict:
@@ -554,8 +566,9 @@ def hidden_item_titles(config: Config, params, factors, aux, method: str = "deco
     method: "decoder" (CRAE: greedy decoding from v_j), "decoder_rescaled"
       (the same from v_j rescaled to the mean norm of the visible items' γ_j:
       a hidden item's v_j has prior mean 0, so λ_v shrinks it far below the
-      codes the decoder was trained on) or "nearest" (the title of the
-      visible item with the nearest v_j).
+      codes the decoder was trained on), "nearest" (the title of the
+      visible item with the nearest v_j) or "nearest_cosine" (the same by
+      cosine: the direction of v_j, not its shrunk norm).
     max_length: longest generated title.
 
   Returns:
@@ -575,9 +588,10 @@ def hidden_item_titles(config: Config, params, factors, aux, method: str = "deco
     norms = np.linalg.norm(v[hidden], axis=1, keepdims=True)
     generated = generate_titles(config, params, v[hidden] * (target / np.maximum(norms, 1e-12)),
                                 max_length)
-  elif method == "nearest":
+  elif method in ("nearest", "nearest_cosine"):
     visible = np.flatnonzero(~aux["hidden"])
-    generated = nearest_neighbour_titles(v[hidden], v[visible], aux["titles"][visible])
+    generated = nearest_neighbour_titles(v[hidden], v[visible], aux["titles"][visible],
+                                         "cosine" if method == "nearest_cosine" else "euclidean")
   else:
     raise ValueError(f"hidden_item_titles: method must be one of {TITLE_METHODS}, "
                      f"got {method!r}")
