@@ -337,3 +337,21 @@ def test_layerwise_stages_decay_only_the_layers_they_train():
     g = grad(params, factors, batch, jax.random.PRNGKey(epoch))["params"]
     moved = {n for n, leaf in g.items() if max(float(jnp.abs(x).max()) for x in jax.tree.leaves(leaf)) > 0}
     assert moved == names, (epoch, moved)
+
+
+def test_reg_r_weighs_content_only_in_the_map_stage():
+  # λ_r belongs to Eq. 1 (content against the rating coupling): the whole-VAE pretraining
+  # (prior weight 0) is the same for every λ_r, the MAP stage scales both content terms.
+  out = {}
+  for reg_r in (1.0, 100.0):
+    model, train, content, params, factors, aux = _setup(pretrain_epochs=1, reg_r=reg_r,
+                                                         reg_w=0.0)
+    key = jax.random.PRNGKey(3)
+    for epoch in (1, 2):  # Epoch 1: whole-VAE pretraining; epoch 2: the MAP stage.
+      batch = next(model.batches(aux, 12, epoch, 0)[1])
+      out[reg_r, epoch] = {k: float(v) for k, v in
+                           model.loss(params, factors, batch, key)[1].items()}
+  for name in ("neg_log_lik", "kl"):
+    assert out[100.0, 1][name] == pytest.approx(out[1.0, 1][name], rel=1e-6)
+    assert out[100.0, 2][name] == pytest.approx(100 * out[1.0, 2][name], rel=1e-5)
+  assert out[100.0, 2]["prior"] == pytest.approx(out[1.0, 2]["prior"], rel=1e-6)

@@ -114,7 +114,7 @@ class Config:
   b: float = 0.01  # Confidence C_ij elsewhere.
   reg_u: float = 0.1  # λ_u (the paper's Fig. 6 setting and the authors' code).
   reg_v: float = 10.0  # λ_v.
-  reg_r: float = 1.0  # λ_r, the weight of the content terms (reconstruction + KL; §3.4).
+  reg_r: float = 1.0  # λ_r, the weight of the content terms (reconstruction + KL; §3.4) in the joint MAP stage (pretraining is independent of it).
   reg_w: float = 1e-4  # λ_w on all network weights and biases, in Eq. 1's units (summed over items).
   likelihood: str = "bernoulli"  # p_θ(x | z): "bernoulli" (content in [0, 1]) or "gaussian".
   gaussian_precision: float = 1.0  # λ_x of the Gaussian likelihood.
@@ -183,8 +183,13 @@ def encode(config: Config, params, x: sparse.Rows) -> tuple[jax.Array, jax.Array
   return network(config, params).apply(params, x, method=cvae_nn.TiedVAE.encode)
 
 
-def item_terms(config: Config, params, x: sparse.Rows, v: jax.Array, key: jax.Array):
+def item_terms(config: Config, params, x: sparse.Rows, v: jax.Array, key: jax.Array,
+               content_weight=None):
   """The per-item network terms of J, each [B].
+
+  `content_weight` (default λ_r) multiplies the two content terms: λ_r belongs to
+  the joint objective (Eq. 1), so the VAE pretraining, which has no rating term,
+  passes 1 and is the same whatever λ_r is.
 
   Returns:
     (λ_r · −log p_θ(x_j | z_j) with one reparameterized z_j ~ q(z | x_j),
@@ -197,7 +202,8 @@ def item_terms(config: Config, params, x: sparse.Rows, v: jax.Array, key: jax.Ar
   kl = cvae_nn.gaussian_kl(mu, logvar)
   prior = 0.5 * config.reg_v * (jnp.sum(jnp.square(v - mu), axis=-1)
                                 + jnp.sum(jnp.exp(logvar), axis=-1))
-  return config.reg_r * nll, config.reg_r * kl, prior
+  w = config.reg_r if content_weight is None else content_weight
+  return w * nll, w * kl, prior
 
 
 def make(config: Config) -> Model:
@@ -280,7 +286,10 @@ def make(config: Config) -> Model:
               zeros, decay(LATENT_PARAMETERS))
 
     def whole():  # Stage n_layers + 1: the whole network (pretraining, then the MAP terms).
-      return (*item_terms(config, params, rows, v, k_eps), decay())
+      # λ_r weighs the content against the rating coupling, so it applies only once the
+      # coupling does (prior weight > 0); the whole-VAE pretraining runs at weight 1.
+      content_weight = jnp.where(batch["prior_weight"][0] > 0, config.reg_r, 1.0)
+      return (*item_terms(config, params, rows, v, k_eps, content_weight), decay())
 
     branches = [layer_dae(l) for l in range(n_layers)] + [latent_vae, whole]
     nll, kl, prior, weights = jax.lax.switch(
