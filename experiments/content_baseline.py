@@ -26,13 +26,19 @@ if __name__ == "__main__" and __package__ in (None, ""):
   sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "citeulike-a", "A dataset with item content (citeulike-a / -t).")
-flags.DEFINE_string("protocol", "P1", "Split protocol: P1, P10 (published), random-P1..P10.")
-flags.DEFINE_integer("split_seed", 98765, "Seed of the random-P splits.")
-flags.DEFINE_string("data_dir", None, "Where datasets are looked up first.")
-flags.DEFINE_enum("weighting", "tfidf", ["tfidf", "counts", "binary"], "Word weights.")
-flags.DEFINE_bool("cold_start", False, "Also evaluate on the cold items only.")
-flags.DEFINE_integer("batch_size", 250, "Users per evaluation batch.")
+
+
+def define_flags():
+  """Defined only when run as a program: the test suite imports this module beside
+  other experiment binaries that define flags of the same names (absl's registry is global)."""
+  flags.DEFINE_string("dataset", "citeulike-a", "A dataset with item content (citeulike-a / -t).")
+  flags.DEFINE_string("protocol", "P1", "Split protocol: P1, P10 (published), random-P1..P10.")
+  flags.DEFINE_integer("split_seed", 98765, "Seed of the random-P splits.")
+  flags.DEFINE_string("data_dir", None, "Where datasets are looked up first.")
+  flags.DEFINE_enum("weighting", "tfidf", ["tfidf", "counts", "binary"], "Word weights.")
+  flags.DEFINE_bool("cold_start", False, "Also evaluate on the cold items only.")
+  flags.DEFINE_integer("batch_size", 250, "Users per evaluation batch.")
+
 
 METRICS = (tuple(f"recall@{m}" for m in range(50, 301, 50))
            + tuple(f"recall_cdl@{m}" for m in range(50, 301, 50)) + ("map@500",))
@@ -97,4 +103,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -30,3 +30,10 @@ def test_score_is_cosine_with_the_profile_of_fold_in_items():
   got = np.asarray(content_baseline.score(jsp.BCOO.from_scipy_sparse(x), jnp.asarray(inputs)))
   dense = x.toarray()
   np.testing.assert_allclose(got, (inputs @ dense) @ dense.T, rtol=1e-5, atol=1e-6)
+
+
+def test_importable_beside_the_other_binaries():
+  # absl flags are global: importing this module beside crae_bleu must not redefine its flags.
+  from experiments import crae_bleu  # noqa: F401  pylint: disable=unused-import
+  import importlib
+  importlib.reload(content_baseline)
