@@ -114,3 +114,51 @@ def test_training_beats_uniform_on_repetitive_sequences():
     p, _, loss, _, _ = crnn.train_epoch(p, crnn.init_state(p, c), train_pairs, c,
                                         jax.random.key(1), rng)
     assert np.isfinite(loss)
+
+
+def test_window_slices_trim_only_the_last_window():
+  assert crnn.window_slices(0, 128) == [slice(0, 8)]
+  assert crnn.window_slices(5, 128) == [slice(0, 8)]
+  assert crnn.window_slices(9, 128) == [slice(0, 16)]
+  assert crnn.window_slices(128, 128) == [slice(0, 128)]
+  assert crnn.window_slices(129, 128) == [slice(0, 128), slice(128, 136)]
+  assert crnn.window_slices(300, 128) == [slice(0, 128), slice(128, 256), slice(256, 320)]
+  assert crnn.window_slices(20, 12) == [slice(0, 12), slice(12, 20)]
+
+
+def _fixed_width_epoch(params, state, pairs, config, key, rng):
+  """train_epoch with every window `config.window` wide (no trimming), for comparison."""
+  n_users, t_max = pairs["inputs"].shape
+  lengths = pairs["mask"].sum(axis=1).astype(np.int64)
+  order = crnn.batch_order(rng, lengths, config.batch_users)
+  step = 0
+  for start in range(0, n_users, config.batch_users):
+    ids = order[start:start + config.batch_users]
+    pad = config.batch_users - len(ids)
+    rows = lambda a, fill: np.concatenate([a[ids], np.full((pad, t_max), fill, a.dtype)])
+    inputs, targets, mask = rows(pairs["inputs"], 0), rows(pairs["targets"], 0), rows(pairs["mask"], 0.0)
+    user_ids = jnp.asarray(np.concatenate([ids, np.full(pad, n_users)]), jnp.int32)
+    h = jnp.zeros((config.batch_users, config.dim))
+    for w in range(max(1, -(-int(lengths[ids].max()) // config.window))):
+      cols = slice(w * config.window, (w + 1) * config.window)
+      params, state, h, _, _ = crnn.train_step(
+          params, state, user_ids, h, jnp.asarray(inputs[:, cols]), jnp.asarray(targets[:, cols]),
+          jnp.asarray(mask[:, cols]), jax.random.fold_in(key, step), config)
+      step += 1
+  return params
+
+
+def test_trimmed_windows_train_like_full_windows():
+  # Without dropout, cutting padding columns off the last window changes nothing.
+  config = crnn.Config(dim=6, window=32, batch_users=3, dropout=0.0, learning_rate=1e-2)
+  rng = np.random.default_rng(4)
+  seqs = [rng.integers(0, 11, size=n) for n in (3, 40, 7, 12, 70, 5, 9)]
+  pairs = sequences.next_item_pairs(seqs, [np.zeros(0, np.int64)] * 7, multiple=32)
+  init = crnn.init(jax.random.key(0), 7, 11, config)
+  copy = lambda t: jax.tree.map(jnp.array, t)
+  trimmed, _, _, _, _ = crnn.train_epoch(copy(init), crnn.init_state(init, config), pairs, config,
+                                         jax.random.key(5), np.random.default_rng(6))
+  full = _fixed_width_epoch(copy(init), crnn.init_state(init, config), pairs, config,
+                            jax.random.key(5), np.random.default_rng(6))
+  for a, b in zip(jax.tree.leaves(trimmed), jax.tree.leaves(full)):
+    np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)

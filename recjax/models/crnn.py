@@ -204,27 +204,52 @@ def eval_step(params, user_ids, h0, inputs, targets, mask, config: Config):
   return h_last, -nll
 
 
-def _window_batches(order, pairs, batch_users, window, n_users):
-  """Yields (user_ids, inputs, targets, mask) for each user batch, padded to full batches.
+def _bucket(n: int, window: int) -> int:
+  """Width of a window holding n events: the next power of two >= max(n, 8), at most `window`."""
+  return min(window, max(OUTPUT_CHUNK, 1 << max(0, int(n) - 1).bit_length()))
 
-  Each batch is a list of windows (at least one), as many as its longest sequence needs.
+
+def window_slices(length: int, window: int) -> list[slice]:
+  """Column slices cutting `length` events into truncated-BPTT windows of `window` events.
+
+  All windows are `window` wide except the last, which is trimmed to a power-of-two
+  bucket (at least 8) of what remains: short sequences do not pay for a full padded
+  window, and a handful of widths means a handful of compilations.  At least one
+  window is returned.
+  """
+  out, start = [], 0
+  while True:
+    rest = int(length) - start
+    if rest <= window:
+      out.append(slice(start, start + _bucket(rest, window)))
+      return out
+    out.append(slice(start, start + window))
+    start += window
+
+
+def _window_batches(order, pairs, batch_users, window, n_users):
+  """Yields (user_ids, inputs, targets, mask, slices) per user batch, padded to full batches.
+
+  `slices` cut the batch's columns into windows (`window_slices` of its longest sequence).
   """
   lengths = pairs["mask"].sum(axis=1).astype(np.int64)
   t_max = pairs["inputs"].shape[1]
   for start in range(0, len(order), batch_users):
     ids = order[start:start + batch_users]
     pad = batch_users - len(ids)
-    n_win = max(1, -(-int(lengths[ids].max()) // window))
-    cols = slice(0, min(n_win * window, t_max))
+    slices = window_slices(int(lengths[ids].max()), window)
+    width = slices[-1].stop
 
     def take(name, fill):
-      a = pairs[name][ids, cols]
+      a = pairs[name][ids, :min(width, t_max)]
+      if a.shape[1] < width:  # the bucket can be wider than the padded pairs.
+        a = np.concatenate([a, np.full((a.shape[0], width - a.shape[1]), fill, a.dtype)], axis=1)
       if pad:
         a = np.concatenate([a, np.full((pad, a.shape[1]), fill, a.dtype)])
       return a
 
     user_ids = np.concatenate([ids, np.full(pad, n_users)]).astype(np.int32)
-    yield user_ids, take("inputs", 0), take("targets", 0), take("mask", 0.0), n_win
+    yield user_ids, take("inputs", 0), take("targets", 0), take("mask", 0.0), slices
 
 
 def batch_order(rng: np.random.Generator, lengths: np.ndarray, batch_users: int,
@@ -264,11 +289,10 @@ def train_epoch(params, opt_state, pairs, config: Config, key, rng: np.random.Ge
   total, count, done = 0.0, 0.0, 0
   h_init = jnp.full((config.batch_users, config.dim), config.h0, jnp.float32)
   sums = []
-  for user_ids, inputs, targets, mask, n_win in _window_batches(
+  for user_ids, inputs, targets, mask, slices in _window_batches(
       order, pairs, config.batch_users, config.window, n_users):
     h = h_init
-    for w in range(n_win):
-      cols = slice(w * config.window, (w + 1) * config.window)
+    for cols in slices:
       params, opt_state, h, s, c = train_step(
           params, opt_state, jnp.asarray(user_ids), h, jnp.asarray(inputs[:, cols]),
           jnp.asarray(targets[:, cols]), jnp.asarray(mask[:, cols]),
@@ -291,17 +315,17 @@ def score_pairs(params, pairs, config: Config, batch_users: int | None = None) -
   lengths = pairs["mask"].sum(axis=1)
   order = np.argsort(-lengths, kind="stable")
   out = np.zeros((n_users, t_max), np.float32)
-  for user_ids, inputs, targets, mask, n_win in _window_batches(
+  for user_ids, inputs, targets, mask, slices in _window_batches(
       order, pairs, batch_users, config.window, n_users):
     h = jnp.full((batch_users, config.dim), config.h0, jnp.float32)
     ids_dev = jnp.asarray(user_ids)
     chunks = []
-    for w in range(n_win):
-      cols = slice(w * config.window, (w + 1) * config.window)
+    for cols in slices:
       h, lp = eval_step(params, ids_dev, h, jnp.asarray(inputs[:, cols]),
                         jnp.asarray(targets[:, cols]), jnp.asarray(mask[:, cols]), config)
       chunks.append(lp)
     lp = np.concatenate(jax.device_get(chunks), axis=1)
     real = user_ids < n_users
-    out[user_ids[real], :lp.shape[1]] = lp[real]
+    width = min(lp.shape[1], t_max)
+    out[user_ids[real], :width] = lp[real, :width]
   return out
