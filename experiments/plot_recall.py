@@ -4,9 +4,10 @@ Two kinds of plot, both over the test users of each run:
 
 * ``--kind=curve`` (CVAE paper Figs 4–5, CRAE Fig 2 right): recall@M against M,
   one line per ``--run``;
-* ``--kind=sweep`` (CVAE paper Figs 6–7): recall@M at one M against a swept
-  setting, the ``--run`` labels being the x values (numbers, drawn on a log
-  axis when ``--logx``).
+* ``--kind=sweep`` (CVAE paper Figs 6–7, CRAE Fig 2 left): recall@M at one M
+  against a swept setting, the ``--run`` labels being the x values (numbers,
+  drawn on a log axis when ``--logx``); a label ``SERIES:X`` puts the run on the
+  line named SERIES, so several models share one sweep plot.
 
 Each ``--run`` is ``LABEL=WORKDIR[,WORKDIR...]``; several workdirs (e.g. five
 split seeds) are averaged, with their standard deviation as error bars.  The
@@ -63,6 +64,15 @@ def load_metrics(workdir: Path, results_key: str = "test") -> dict[str, float]:
   return results[results_key]
 
 
+def sweep_label(label: str) -> tuple[str, float]:
+  """'SERIES:X' or 'X' -> (series, x); the series is '' when absent."""
+  series, _, x = label.rpartition(":")
+  try:
+    return series, float(x)
+  except ValueError:
+    raise ValueError(f"--run label {label!r}: a sweep label is X or SERIES:X with X a number")
+
+
 def cutoffs(metrics: dict[str, float], kind: str) -> list[int]:
   """The M of every `<kind>@M` present, sorted."""
   pattern = re.compile(rf"^{re.escape(kind)}@(\d+)$")
@@ -108,17 +118,19 @@ def main(argv):
     ax.set_ylabel(f"{FLAGS.metric}@M")
     ax.legend()
   else:
-    xs, means, stds = [], [], []
+    lines: dict[str, list[tuple[float, float, float]]] = {}
     for label, dirs in runs:
+      series, x = sweep_label(label)
       _, mean, std = mean_std(dirs, FLAGS.metric, FLAGS.results_key, at=[FLAGS.at])
-      xs.append(float(label))
-      means.append(mean[0])
-      stds.append(std[0])
-      print(f"{FLAGS.xlabel or 'x'}={label} (n={len(dirs)}): {FLAGS.metric}@{FLAGS.at}="
+      lines.setdefault(series, []).append((x, mean[0], std[0]))
+      name = f"{series} " if series else ""
+      print(f"{name}{FLAGS.xlabel or 'x'}={x:g} (n={len(dirs)}): {FLAGS.metric}@{FLAGS.at}="
             f"{mean[0]:.4f}" + (f"±{std[0]:.4f}" if len(dirs) > 1 else ""))
-    order = np.argsort(xs)
-    ax.errorbar(np.array(xs)[order], np.array(means)[order], yerr=np.array(stds)[order],
-                marker="o", capsize=3)
+    for series, points in lines.items():
+      x, mean, std = np.array(sorted(points)).T
+      ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=series or None)
+    if any(lines):
+      ax.legend()
     if FLAGS.logx:
       ax.set_xscale("log")
     ax.set_xlabel(FLAGS.xlabel)

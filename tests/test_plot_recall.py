@@ -51,3 +51,21 @@ def test_writes_png_and_prints_the_table(tmp_path):
       capture_output=True, text=True, check=True)
   assert "lambda_r=100 (n=2): recall_cdl@300=0.1500±0.0000" in proc.stdout
   assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_series_share_one_plot(tmp_path):
+  pytest.importorskip("matplotlib")
+  assert plot_recall.sweep_label("CRAE:2") == ("CRAE", 2.0)
+  assert plot_recall.sweep_label("0.01") == ("", 0.01)
+  with pytest.raises(ValueError, match="SERIES:X"):
+    plot_recall.sweep_label("CRAE:two")
+  a = _write(tmp_path / "a", {"recall_cdl@300": 0.2})
+  b = _write(tmp_path / "b", {"recall_cdl@300": 0.3})
+  out = tmp_path / "p.png"
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.plot_recall", "--kind=sweep", "--nologx", "--xlabel=P",
+       f"--run=CRAE:1={a}", f"--run=CRAE:2={b}", f"--run=CDL:1={b}", f"--out={out}"],
+      capture_output=True, text=True, check=True)
+  assert "CRAE P=2 (n=1): recall_cdl@300=0.3000" in proc.stdout
+  assert "CDL P=1 (n=1): recall_cdl@300=0.3000" in proc.stdout
+  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
