@@ -75,7 +75,7 @@ flags.DEFINE_list("baselines", [], "Config files of models that cannot generate 
 flags.DEFINE_integer("examples", 3, "Example titles printed (and stored in bleu.json).")
 
 MAX_ORDER = 4
-METHODS = ("decoder", "decoder_rescaled", "nearest", "nearest_cosine")
+METHODS = ("decoder", "decoder_rescaled", "decoder_regressed", "nearest", "nearest_cosine")
 
 
 def restore_best(experiment: dict, workdir: str | Path, data_dir: str | None = None,
@@ -251,6 +251,7 @@ def run(experiment: dict, workdir: str | Path, data_dir: str | None = None,
     log(f"    true words: {ex['true_words']}")
     log(f"    decoder:    {ex['decoder']}")
     log(f"    rescaled:   {ex['decoder_rescaled']}")
+    log(f"    regressed:  {ex['decoder_regressed']}")
     log(f"    nearest:    {ex['nearest']}")
     log(f"    cosine nn:  {ex['nearest_cosine']}")
   log(f"wrote {workdir / 'bleu.json'}")

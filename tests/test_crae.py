@@ -506,6 +506,39 @@ def test_generation_and_nearest_neighbour_titles(toy):
   assert last["cosine_gamma_decoder_input"] > 0.99 > recon["cosine_gamma_decoder_input"]
 
 
+def test_decoder_regressed_maps_ratings_only_factors_into_the_decoder_space(toy):
+  _, train, titles, params, factors, _ = toy
+  model = crae.make(_config(hidden_content_fraction=0.2))
+  aux = model.prepare(train, titles)
+  f = model.block_step(params, factors, aux, None)
+  x = crae.ratings_only_factors(model.config, f, aux)
+  hidden = aux["hidden"]
+  # A hidden item's v_j already has prior mean 0: re-solving it from the ratings gives it back.
+  np.testing.assert_allclose(x[hidden], np.asarray(f["V"])[hidden], rtol=1e-4, atol=1e-5)
+  # The ratings-only solve against brute-force weighted ridge (a = 1, b = 0.01, λ_v, prior 0).
+  u, dense = np.asarray(f["U"], np.float64), train.toarray()
+  j = int(np.flatnonzero(~hidden & (dense.sum(0) > 0))[0])
+  c = np.where(dense[:, j] > 0, model.config.a, model.config.b)
+  want = np.linalg.solve(u.T @ (c[:, None] * u) + model.config.reg_v * np.eye(K),
+                         u.T @ (c * dense[:, j]))
+  np.testing.assert_allclose(x[j], want, rtol=1e-3, atol=1e-4)
+  # Ridge with an unpenalised bias against numpy on the augmented least-squares system.
+  rng = np.random.default_rng(0)
+  xs, ys = rng.normal(size=(50, 3)), rng.normal(size=(50, 2))
+  w = crae.fit_ridge(xs, ys, 2.0)
+  aug = np.concatenate([np.concatenate([xs, np.ones((50, 1))], 1),
+                        np.sqrt(2.0) * np.eye(4)[:3]])
+  np.testing.assert_allclose(w, np.linalg.lstsq(aug, np.concatenate([ys, np.zeros((3, 2))]),
+                                                rcond=None)[0], atol=1e-10)
+  # A noiseless linear relation is recovered with the smallest λ of the grid.
+  true = rng.normal(size=(4, 2))
+  w, lam, err = crae.ratings_to_codes(xs, np.concatenate([xs, np.ones((50, 1))], 1) @ true)
+  assert lam == min(crae.RIDGE_GRID) and err < 1e-4
+  np.testing.assert_allclose(w, true, atol=1e-2)
+  res = crae.hidden_item_titles(model.config, params, f, aux, method="decoder_regressed")
+  np.testing.assert_array_equal(res["items"], np.flatnonzero(hidden & (aux["lengths"] > 0)))
+
+
 def test_a_tiny_autoencoder_learns_to_reproduce_its_titles():
   config = _config()  # Trained here on clean titles (the decoder does not read the noise).
   net = crae.network(config)

@@ -503,7 +503,57 @@ def nearest_neighbour_titles(queries, keys, key_titles: np.ndarray,
   return np.asarray(key_titles)[np.argmin(d, axis=1)].astype(np.int32)
 
 
-TITLE_METHODS = ("decoder", "decoder_rescaled", "nearest", "nearest_cosine")
+TITLE_METHODS = ("decoder", "decoder_rescaled", "decoder_regressed", "nearest", "nearest_cosine")
+RIDGE_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)  # Candidate ridge λ of `ratings_to_codes`.
+
+
+def ratings_only_factors(config: Config, factors, aux) -> np.ndarray:
+  """[n_items, K] item factors re-solved from the ratings alone (prior mean 0), U fixed.
+
+  A hidden-content item's v_j is exactly this (its γ_j is 0); for the visible items
+  it gives the collaborative code the content would otherwise pull towards γ_j.
+  """
+  v = als.half_sweep(factors["V"], factors["U"], aux["items"], reg=config.reg_v,
+                     a=config.a, b=config.b, solver=config.solver, cg_steps=config.cg_steps,
+                     max_bytes_per_call=config.max_bytes_per_call)
+  return np.asarray(v)
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+  """[K+1, D] W minimising ‖[x, 1] W − y‖² + λ‖W[:-1]‖² (the bias is not penalised)."""
+  x1 = np.concatenate([x, np.ones((len(x), 1))], axis=1).astype(np.float64)
+  reg = lam * np.eye(x1.shape[1])
+  reg[-1, -1] = 0.0
+  return np.linalg.solve(x1.T @ x1 + reg, x1.T @ np.asarray(y, np.float64))
+
+
+def ratings_to_codes(x: np.ndarray, y: np.ndarray, seed: int = 0,
+                     grid=RIDGE_GRID) -> tuple[np.ndarray, float, float]:
+  """A ridge map from ratings-only factors x to decoder inputs y, fitted on visible items.
+
+  λ is chosen from `grid` by the squared error on a random tenth of the rows,
+  then the map is refitted on all of them.
+
+  Returns:
+    (W [K+1, D], chosen λ, its held-out mean squared error per coordinate).
+  """
+  rng = np.random.default_rng(seed)
+  perm = rng.permutation(len(x))
+  held, fit = perm[:max(1, len(x) // 10)], perm[max(1, len(x) // 10):]
+  apply = lambda w, rows: np.concatenate([rows, np.ones((len(rows), 1))], axis=1) @ w
+  errors = [float(np.mean((apply(fit_ridge(x[fit], y[fit], lam), x[held]) - y[held]) ** 2))
+            for lam in grid]
+  best = int(np.argmin(errors))
+  return fit_ridge(x, y, grid[best]), float(grid[best]), errors[best]
+
+
+def _visible_decoder_inputs(config: Config, params, aux, items, batch_size: int = 512):
+  out = []
+  for start in range(0, len(items), batch_size):
+    ids = items[start:start + batch_size]
+    out.append(np.asarray(decoder_codes(config, params, aux["tokens"][ids],
+                                        aux["lengths"][ids])["decoder_input"]))
+  return np.concatenate(out) if out else np.zeros((0, config.factors), np.float32)
 
 
 def decoder_codes(config: Config, params, tokens, lengths) -> dict:
@@ -568,7 +618,11 @@ def hidden_item_titles(config: Config, params, factors, aux, method: str = "deco
       a hidden item's v_j has prior mean 0, so λ_v shrinks it far below the
       codes the decoder was trained on), "nearest" (the title of the
       visible item with the nearest v_j) or "nearest_cosine" (the same by
-      cosine: the direction of v_j, not its shrunk norm).
+      cosine: the direction of v_j, not its shrunk norm), or "decoder_regressed"
+      (decoding from a ridge map of v_j into the decoder's input space, fitted on
+      the visible items between their ratings-only factors and their titles'
+      E[tanh θ_j]: not in the paper; it asks whether the ratings carry the code
+      at all when v_j itself is not in the decoder's space).
     max_length: longest generated title.
 
   Returns:
@@ -588,6 +642,12 @@ def hidden_item_titles(config: Config, params, factors, aux, method: str = "deco
     norms = np.linalg.norm(v[hidden], axis=1, keepdims=True)
     generated = generate_titles(config, params, v[hidden] * (target / np.maximum(norms, 1e-12)),
                                 max_length)
+  elif method == "decoder_regressed":
+    visible = np.flatnonzero(~aux["hidden"] & (aux["lengths"] > 0))
+    x = ratings_only_factors(config, factors, aux)
+    w, _, _ = ratings_to_codes(x[visible], _visible_decoder_inputs(config, params, aux, visible))
+    z = np.concatenate([x[hidden], np.ones((len(hidden), 1))], axis=1) @ w
+    generated = generate_titles(config, params, z, max_length)
   elif method in ("nearest", "nearest_cosine"):
     visible = np.flatnonzero(~aux["hidden"])
     generated = nearest_neighbour_titles(v[hidden], v[visible], aux["titles"][visible],
