@@ -31,6 +31,9 @@ Per model (the settings and the reasons for the training schedules):
   factors of the clicked items from their bag of words (each word / its max), AdamW 1e-3,
   weight decay 1e-4, 128 items/batch, 50 epochs; every item is scored through its regressed
   factor.
+* cmf (Singh & Gordon 2008, the CRAE paper's baseline): clicks and the word-max-scaled bag
+  of words factorized with shared item factors, a=1, b=0.01, K=50, λ_u=0.1, λ_v=10,
+  λ_z=10, content weight μ=1; 20 block steps of exact closed-form updates (U, Z, V).
 * cdl (Wang, Wang & Yeung 2015) with the CVAE paper's settings: two-layer SDAE
   W-200-50-200-W, masking noise 0.3, dropout 0.1, a=1, b=0.01, K=50, λ_u=1, λ_v=10,
   λ_n=1000, λ_w=1e-4, Adam 1e-3 on 128 items/batch.  Pretraining: 5 epochs per greedy
@@ -75,6 +78,8 @@ _MODELS = {
                    "wmf_sweeps": 10, "hidden": (200,), "learning_rate": 0.001,
                    "weight_decay": 0.0001, "score_items": "regressed"},
                   {"epochs": 50, "batch_size": 128}),
+    "cmf": ({"factors": 50, "a": 1.0, "b": 0.01, "reg_u": 0.1, "reg_v": 10.0, "reg_z": 10.0,
+             "content_weight": 1.0}, {"epochs": 20}),
     "cdl": ({"factors": 50, "hidden": (200,), "a": 1.0, "b": 0.01, "reg_u": 1.0, "reg_v": 10.0,
              "reg_n": 1000.0, "reg_w": 0.0001, "noise": 0.3, "dropout": 0.1,
              "learning_rate": 0.001, "layerwise_epochs": 5, "pretrain_epochs": 4},
