@@ -176,9 +176,8 @@ def _figure(workdirs, out):
   for d in workdirs:
     with open(os.path.join(d, "results.json")) as f:
       runs.append(json.load(f))
-  ent = np.array(runs[0]["user_entropy"])
-  edges = np.quantile(ent, [1 / 3, 2 / 3])
-  bins = np.digitize(ent, edges)
+  from recjax.eval.sequence import entropy_terciles
+  bins = entropy_terciles(runs[0]["user_entropy"])
   fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharey=True)
   for b, ax in enumerate(axes):
     data = []

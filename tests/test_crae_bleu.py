@@ -88,7 +88,8 @@ def test_main_trains_restores_and_writes_bleu_for_both_methods(tmp_path, monkeyp
   printed = capsys.readouterr().out
 
   out = json.loads((workdir / "bleu.json").read_text())
-  assert set(out["methods"]) == {"decoder", "decoder_rescaled", "nearest", "nearest_cosine"}
+  assert set(out["methods"]) == {"decoder", "decoder_rescaled", "decoder_regressed", "nearest",
+                                 "nearest_cosine"}
   ceiling = out["visible_autoencoding"]
   assert ceiling["items"] == 30 - 6 - 1  # Visible items with a title (item 29 has none).
   assert 0.0 <= ceiling["bleu_1"] <= 1.0

@@ -63,3 +63,13 @@ def test_real_dataset_protocol(shared_data):
   assert split.n_users == inter.n_users  # every user has >= 5 events.
   assert min(len(t) for t in split.test) >= 0
   assert all(len(t) <= 500 for t in split.test)
+
+
+def test_entropy_terciles_are_equal_groups_even_with_ties():
+  from recjax.eval.sequence import entropy_terciles
+  ent = np.log([3, 3, 3, 3, 3, 3, 5, 9, 2])  # Six users tie: value quantiles would merge bins.
+  bins = entropy_terciles(ent)
+  assert np.bincount(bins).tolist() == [3, 3, 3]
+  assert bins[8] == 0 and bins[7] == 2  # The lowest and highest entropies.
+  order = np.argsort(ent, kind="stable")
+  assert np.all(np.diff(bins[order]) >= 0)  # Monotone in entropy.

@@ -54,3 +54,16 @@ def tails_from_pairs(logp: np.ndarray, tail_mask: np.ndarray) -> list[np.ndarray
   """
   logp, tail_mask = np.asarray(logp), np.asarray(tail_mask) > 0
   return [logp[u][tail_mask[u]] for u in range(logp.shape[0])]
+
+
+def entropy_terciles(entropy) -> np.ndarray:
+  """Tercile 0, 1, 2 of each user by rank of entropy (ties broken by user order).
+
+  Rank terciles stay three equal groups when many users share one entropy (with no
+  repeat consumption a user's entropy is log of their length, so value quantiles
+  can leave a tercile empty).
+  """
+  entropy = np.asarray(entropy, np.float64)
+  rank = np.empty(len(entropy), np.int64)
+  rank[np.argsort(entropy, kind="stable")] = np.arange(len(entropy))
+  return (3 * rank) // max(len(entropy), 1)
