@@ -521,7 +521,7 @@ def ratings_only_factors(config: Config, factors, aux) -> np.ndarray:
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
   """[K+1, D] W minimising ‖[x, 1] W − y‖² + λ‖W[:-1]‖² (the bias is not penalised)."""
-  x1 = np.concatenate([x, np.ones((len(x), 1))], axis=1).astype(np.float64)
+  x1 = _with_bias(np.asarray(x, np.float64))
   reg = lam * np.eye(x1.shape[1])
   reg[-1, -1] = 0.0
   return np.linalg.solve(x1.T @ x1 + reg, x1.T @ np.asarray(y, np.float64))
@@ -540,20 +540,27 @@ def ratings_to_codes(x: np.ndarray, y: np.ndarray, seed: int = 0,
   rng = np.random.default_rng(seed)
   perm = rng.permutation(len(x))
   held, fit = perm[:max(1, len(x) // 10)], perm[max(1, len(x) // 10):]
-  apply = lambda w, rows: np.concatenate([rows, np.ones((len(rows), 1))], axis=1) @ w
+  apply = lambda w, rows: _with_bias(rows) @ w
   errors = [float(np.mean((apply(fit_ridge(x[fit], y[fit], lam), x[held]) - y[held]) ** 2))
             for lam in grid]
   best = int(np.argmin(errors))
   return fit_ridge(x, y, grid[best]), float(grid[best]), errors[best]
 
 
-def _visible_decoder_inputs(config: Config, params, aux, items, batch_size: int = 512):
-  out = []
-  for start in range(0, len(items), batch_size):
-    ids = items[start:start + batch_size]
-    out.append(np.asarray(decoder_codes(config, params, aux["tokens"][ids],
-                                        aux["lengths"][ids])["decoder_input"]))
-  return np.concatenate(out) if out else np.zeros((0, config.factors), np.float32)
+def _with_bias(x: np.ndarray) -> np.ndarray:
+  """[n, K] -> [n, K+1] with a column of ones (the ridge map's bias)."""
+  return np.concatenate([x, np.ones((len(x), 1), x.dtype)], axis=1)
+
+
+def _batched_codes(config: Config, params, aux, items, batch_size: int = 512) -> dict:
+  """`decoder_codes` of the clean titles of `items`, batch by batch, as numpy arrays."""
+  parts = [decoder_codes(config, params, aux["tokens"][items[s:s + batch_size]],
+                         aux["lengths"][items[s:s + batch_size]])
+           for s in range(0, len(items), batch_size)]
+  if not parts:
+    empty = np.zeros((0, config.factors), np.float32)
+    return {"decoder_input": empty, "gamma": empty}
+  return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in ("decoder_input", "gamma")}
 
 
 def decoder_codes(config: Config, params, tokens, lengths) -> dict:
@@ -585,13 +592,8 @@ def visible_title_reconstruction(config: Config, params, aux, n_items: int = 100
   visible = np.flatnonzero(~aux["hidden"] & (aux["lengths"] > 0))
   rng = np.random.default_rng(seed)
   items = np.sort(rng.choice(visible, min(n_items, len(visible)), replace=False))
-  codes, gammas = [], []
-  for start in range(0, len(items), batch_size):
-    ids = items[start:start + batch_size]
-    c = decoder_codes(config, params, aux["tokens"][ids], aux["lengths"][ids])
-    codes.append(np.asarray(c["decoder_input"]))
-    gammas.append(np.asarray(c["gamma"]))
-  code, gamma = np.concatenate(codes), np.concatenate(gammas)
+  codes = _batched_codes(config, params, aux, items, batch_size)
+  code, gamma = codes["decoder_input"], codes["gamma"]
   cos = np.sum(code * gamma, 1) / np.maximum(
       np.linalg.norm(code, axis=1) * np.linalg.norm(gamma, axis=1), 1e-12)
   generated = generate_titles(config, params, code, max_length)
@@ -645,8 +647,9 @@ def hidden_item_titles(config: Config, params, factors, aux, method: str = "deco
   elif method == "decoder_regressed":
     visible = np.flatnonzero(~aux["hidden"] & (aux["lengths"] > 0))
     x = ratings_only_factors(config, factors, aux)
-    w, _, _ = ratings_to_codes(x[visible], _visible_decoder_inputs(config, params, aux, visible))
-    z = np.concatenate([x[hidden], np.ones((len(hidden), 1))], axis=1) @ w
+    w, _, _ = ratings_to_codes(x[visible],
+                               _batched_codes(config, params, aux, visible)["decoder_input"])
+    z = _with_bias(x[hidden]) @ w
     generated = generate_titles(config, params, z, max_length)
   elif method in ("nearest", "nearest_cosine"):
     visible = np.flatnonzero(~aux["hidden"])
