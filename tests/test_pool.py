@@ -1,0 +1,82 @@
+"""experiments.pool: parsing, parallel runs, failures, skipping finished workdirs, the deadline."""
+
+import json
+import os
+import time
+
+import pytest
+
+from experiments import pool
+
+
+def _run(tmp_path, text, **kw):
+  kw.setdefault("poll_s", 0.02)
+  return pool.run_pool(pool.parse_jobs(text), log_dir=tmp_path / "logs", echo=lambda *_: None, **kw)
+
+
+def test_parse_skips_comments_and_names_bad_lines():
+  jobs = pool.parse_jobs("# grid\n\na echo 1\nb  python -m x --workdir=w/b --config=c.py\n")
+  assert [(j.name, j.line) for j in jobs] == [("a", 3), ("b", 4)]
+  assert jobs[1].workdir == "w/b" and jobs[1].group == "c.py" and jobs[0].group is None
+  with pytest.raises(ValueError, match=r"grid.txt:2: job name 'a' is also on line 1"):
+    pool.parse_jobs("a echo 1\na echo 2\n", "grid.txt")
+  with pytest.raises(ValueError, match=r"<jobs>:1: job name 'x/y'"):
+    pool.parse_jobs("x/y echo 1\n")
+  with pytest.raises(ValueError, match=r"<jobs>:1: job 'lonely' has no command"):
+    pool.parse_jobs("lonely\n")
+  with pytest.raises(ValueError, match=r"<jobs>:1: cannot split"):
+    pool.parse_jobs("q echo 'unclosed\n")
+
+
+def test_jobs_overlap_and_failures_do_not_stop_the_others(tmp_path):
+  marks = tmp_path / "marks"
+  marks.mkdir()
+  # Each job records when it starts and ends; with parallel=3 all three overlap.
+  text = "".join(f"j{i} date +%s.%N > {marks}/s{i}; sleep 0.6; date +%s.%N > {marks}/e{i}\n"
+                 for i in range(3)) + "bad exit 3\n"
+  records = _run(tmp_path, text, parallel=3)
+  by = {r["name"]: r for r in records}
+  assert by["bad"]["status"] == "failed" and by["bad"]["rc"] == 3
+  assert all(by[f"j{i}"]["status"] == "finished" for i in range(3))
+  starts = [float((marks / f"s{i}").read_text()) for i in range(3)]
+  ends = [float((marks / f"e{i}").read_text()) for i in range(3)]
+  assert max(starts) < min(ends)  # all three ran at once
+  summary = [json.loads(l) for l in (tmp_path / "logs" / "summary.jsonl").read_text().splitlines()]
+  assert sorted(r["name"] for r in summary) == ["bad", "j0", "j1", "j2"]
+
+
+def test_output_goes_to_the_log_and_done_workdirs_are_skipped(tmp_path):
+  done = tmp_path / "done"
+  done.mkdir()
+  (done / "results.json").write_text("{}")
+  records = _run(tmp_path, f"a echo hello --workdir={done}\nb echo world --workdir={tmp_path}/new\n",
+                 parallel=1)
+  assert [(r["name"], r["status"]) for r in records] == [("a", "skipped"), ("b", "finished")]
+  assert (tmp_path / "logs" / "b.log").read_text().startswith("world")
+  assert not (tmp_path / "logs" / "a.log").exists()
+  records = _run(tmp_path, f"a echo again --workdir={done}\n", parallel=1, skip_done=False)
+  assert records[0]["status"] == "finished"
+
+
+def test_deadline_stops_running_jobs_and_skips_what_cannot_finish(tmp_path):
+  # 'first' shows that a --config=g job takes ~0.8 s; 'second' (same group) cannot end before
+  # the 1.2 s deadline and is not started; 'other' has no precedent, starts, and is stopped.
+  t0 = time.monotonic()
+  records = _run(tmp_path, "first sleep 0.8 # --config=g\n"
+                           "second sleep 0.8 # --config=g\n"
+                           "other sleep 30\n", parallel=1, deadline_s=1.2, grace_s=1.0)
+  by = {r["name"]: r for r in records}
+  assert by["first"]["status"] == "finished"
+  assert by["second"]["status"] == "not-started"
+  assert by["other"]["status"] == "stopped" and by["other"]["rc"] != 0
+  assert time.monotonic() - t0 < 10
+
+
+def test_pin_cores_runs_slot_i_on_core_i(tmp_path):
+  cores = sorted(os.sched_getaffinity(0))
+  script = "python -c 'import os; print(sorted(os.sched_getaffinity(0)))'"
+  records = _run(tmp_path, f"p0 {script}\n", parallel=1, pin_cores=True)
+  assert records[0]["status"] == "finished"
+  assert (tmp_path / "logs" / "p0.log").read_text().strip() == str([cores[0]])
+  with pytest.raises(ValueError, match="only .* cores are usable"):
+    _run(tmp_path, f"p0 {script}\n", parallel=len(cores) + 1, pin_cores=True)
