@@ -5,7 +5,7 @@ r"""Runs a file of experiment commands N at a time, on CPU cores or on one accel
 
 The jobs file has one job per line, ``NAME COMMAND...``: NAME (letters, digits,
 ``._-``) names the job's log, ``NAME.log`` in ``--logs``; COMMAND is run by
-``bash -c`` from the current directory.  Blank lines and ``#`` comments are
+``bash -c`` from the current directory; a rerun appends to its log.  Blank lines and ``#`` comments are
 skipped.  For example, the CRAE seeds of Figure 2 (five training sets per P):
 
   for P in 1 2 3 4 5; do for S in 1 2 3 4 5; do
@@ -168,7 +168,9 @@ def run_pool(jobs: list[Job], parallel: int, log_dir: str | Path, deadline_s: fl
         record(job, "not-started")
         continue
       slot = free.pop(0)
-      log = open(log_dir / f"{job.name}.log", "w")
+      log = open(log_dir / f"{job.name}.log", "a")  # A rerun (resume) appends.
+      log.write(f"=== experiments.pool: {time.strftime('%Y-%m-%d %H:%M:%S')} {job.command}\n")
+      log.flush()
       preexec = (lambda core=cores[slot]: os.sched_setaffinity(0, {core})) if pin_cores else None
       proc = subprocess.Popen(["bash", "-c", job.command], stdout=log, stderr=subprocess.STDOUT,
                               env=env, preexec_fn=preexec, start_new_session=True)

@@ -49,13 +49,16 @@ def test_output_goes_to_the_log_and_done_workdirs_are_skipped(tmp_path):
   done = tmp_path / "done"
   done.mkdir()
   (done / "results.json").write_text("{}")
-  records = _run(tmp_path, f"a echo hello --workdir={done}\nb echo world --workdir={tmp_path}/new\n",
-                 parallel=1)
+  records = _run(tmp_path, f"a echo hello # --workdir={done}\n"
+                           f"b echo world # --workdir={tmp_path}/new\n", parallel=1)
   assert [(r["name"], r["status"]) for r in records] == [("a", "skipped"), ("b", "finished")]
-  assert (tmp_path / "logs" / "b.log").read_text().startswith("world")
+  assert (tmp_path / "logs" / "b.log").read_text().splitlines()[1:] == ["world"]
   assert not (tmp_path / "logs" / "a.log").exists()
-  records = _run(tmp_path, f"a echo again --workdir={done}\n", parallel=1, skip_done=False)
-  assert records[0]["status"] == "finished"
+  records = _run(tmp_path, f"a echo again # --workdir={done}\nb echo twice\n", parallel=1,
+                 skip_done=False)
+  assert [r["status"] for r in records] == ["finished", "finished"]
+  log = (tmp_path / "logs" / "b.log").read_text().splitlines()  # the rerun appended
+  assert [l for l in log if not l.startswith("===")] == ["world", "twice"]
 
 
 def test_deadline_stops_running_jobs_and_skips_what_cannot_finish(tmp_path):
@@ -77,6 +80,6 @@ def test_pin_cores_runs_slot_i_on_core_i(tmp_path):
   script = "python -c 'import os; print(sorted(os.sched_getaffinity(0)))'"
   records = _run(tmp_path, f"p0 {script}\n", parallel=1, pin_cores=True)
   assert records[0]["status"] == "finished"
-  assert (tmp_path / "logs" / "p0.log").read_text().strip() == str([cores[0]])
+  assert (tmp_path / "logs" / "p0.log").read_text().splitlines()[-1] == str([cores[0]])
   with pytest.raises(ValueError, match="only .* cores are usable"):
     _run(tmp_path, f"p0 {script}\n", parallel=len(cores) + 1, pin_cores=True)
