@@ -5,8 +5,8 @@ r"""Runs a file of experiment commands N at a time, on CPU cores or on one accel
 
 The jobs file has one job per line, ``NAME COMMAND...``: NAME (letters, digits,
 ``._-``) names the job's log, ``NAME.log`` in ``--logs``; COMMAND is run by
-``bash -c`` from the current directory; a rerun appends to its log.  Blank lines and ``#`` comments are
-skipped.  For example, the CRAE seeds of Figure 2 (five training sets per P):
+``bash -c`` from the current directory; a rerun appends to its log.  Blank
+lines and ``#`` comments are skipped.  For example, the CRAE seeds of Figure 2 (five training sets per P):
 
   for P in 1 2 3 4 5; do for S in 1 2 3 4 5; do
     echo "crae-p$P-s$S python -m experiments.main \
@@ -53,7 +53,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("jobs", None, "File with one 'NAME COMMAND...' job per line.")
 flags.DEFINE_integer("parallel", 1, "Jobs run at the same time.")
 flags.DEFINE_string("logs", "workdirs/pool", "Folder for NAME.log and summary.jsonl.")
-flags.DEFINE_float("deadline_s", 0.0, "Stop after this many seconds (0: no deadline); see the module doc.")
+flags.DEFINE_float("deadline_s", 0.0,
+                   "Stop after this many seconds (0: no deadline); see the module doc.")
 flags.DEFINE_float("grace_s", 10.0, "Seconds between SIGTERM and SIGKILL at the deadline.")
 flags.DEFINE_bool("pin_cores", False, "Run slot i on CPU core i (Linux).")
 flags.DEFINE_bool("skip_done", True, "Skip jobs whose --workdir already holds results.json.")
