@@ -6,7 +6,8 @@ r"""Runs a file of experiment commands N at a time, on CPU cores or on one accel
 The jobs file has one job per line, ``NAME COMMAND...``: NAME (letters, digits,
 ``._-``) names the job's log, ``NAME.log`` in ``--logs``; COMMAND is run by
 ``bash -c`` from the current directory; a rerun appends to its log.  Blank
-lines and ``#`` comments are skipped.  For example, the CRAE seeds of Figure 2 (five training sets per P):
+lines and ``#`` comments are skipped.  For example, the CRAE seeds of Figure 2
+(five training sets per P):
 
   for P in 1 2 3 4 5; do for S in 1 2 3 4 5; do
     echo "crae-p$P-s$S python -m experiments.main \
