@@ -173,9 +173,13 @@ def run_pool(jobs: list[Job], parallel: int, log_dir: str | Path, deadline_s: fl
       log = open(log_dir / f"{job.name}.log", "a")  # A rerun (resume) appends.
       log.write(f"=== experiments.pool: {time.strftime('%Y-%m-%d %H:%M:%S')} {job.command}\n")
       log.flush()
-      preexec = (lambda core=cores[slot]: os.sched_setaffinity(0, {core})) if pin_cores else None
       proc = subprocess.Popen(["bash", "-c", job.command], stdout=log, stderr=subprocess.STDOUT,
-                              env=env, preexec_fn=preexec, start_new_session=True)
+                              env=env, start_new_session=True)
+      if pin_cores:  # From the parent: a preexec_fn would fork a process that may hold threads.
+        try:
+          os.sched_setaffinity(proc.pid, {cores[slot]})
+        except ProcessLookupError:  # It has already ended.
+          pass
       running[slot] = (job, proc, now, log)
       echo(f"[{now - start:7.0f}s] started     {job.name}"
            + (f" on core {cores[slot]}" if pin_cores else ""))
