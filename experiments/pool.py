@@ -38,6 +38,7 @@ Every finished, failed, skipped or stopped job is appended to
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
@@ -63,26 +64,20 @@ flags.DEFINE_bool("skip_done", True, "Skip jobs whose --workdir already holds re
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Job:
   name: str
   command: str
   line: int
+  workdir: str | None = None  # Its --workdir=, whose results.json marks it done.
+  group: str | None = None  # Its --config=: jobs of one group take about as long as each other.
 
-  def _flag(self, flag: str) -> str | None:
-    for word in shlex.split(self.command):
-      if word.startswith(f"--{flag}="):
-        return word.split("=", 1)[1]
-    return None
 
-  @property
-  def workdir(self) -> str | None:
-    return self._flag("workdir")
-
-  @property
-  def group(self) -> str | None:
-    """Jobs of one group (the same --config) are expected to take as long as each other."""
-    return self._flag("config")
+def _flag(words: list[str], flag: str) -> str | None:
+  for word in words:
+    if word.startswith(f"--{flag}="):
+      return word.split("=", 1)[1]
+  return None
 
 
 def parse_jobs(text: str, source: str = "<jobs>") -> list[Job]:
@@ -101,11 +96,11 @@ def parse_jobs(text: str, source: str = "<jobs>") -> list[Job]:
     if name in seen:
       raise ValueError(f"{source}:{number}: job name {name!r} is also on line {seen[name]}")
     try:
-      shlex.split(command)
+      words = shlex.split(command)
     except ValueError as e:
       raise ValueError(f"{source}:{number}: cannot split the command of {name!r}: {e}") from None
     seen[name] = number
-    jobs.append(Job(name, command.strip(), number))
+    jobs.append(Job(name, command.strip(), number, _flag(words, "workdir"), _flag(words, "config")))
   return jobs
 
 
@@ -214,9 +209,7 @@ def main(argv):
   jobs = parse_jobs(path.read_text(), str(path))
   records = run_pool(jobs, FLAGS.parallel, FLAGS.logs, FLAGS.deadline_s, FLAGS.grace_s,
                      FLAGS.pin_cores, FLAGS.skip_done)
-  counts = {}
-  for r in records:
-    counts[r["status"]] = counts.get(r["status"], 0) + 1
+  counts = collections.Counter(r["status"] for r in records)
   print("pool:", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
         f"(summary in {Path(FLAGS.logs) / 'summary.jsonl'})")
   return 1 if counts.get("failed") else 0
