@@ -108,6 +108,14 @@ def _is_done(job: Job) -> bool:
   return job.workdir is not None and (Path(job.workdir) / "results.json").exists()
 
 
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+  """Signals the job's process group (bash and what it started), if it is still there."""
+  try:
+    os.killpg(proc.pid, sig)
+  except ProcessLookupError:  # It ended between the last poll and now.
+    pass
+
+
 def run_pool(jobs: list[Job], parallel: int, log_dir: str | Path, deadline_s: float = 0.0,
              grace_s: float = 10.0, pin_cores: bool = False, skip_done: bool = True,
              poll_s: float = 0.2, echo=print) -> list[dict]:
@@ -183,13 +191,13 @@ def run_pool(jobs: list[Job], parallel: int, log_dir: str | Path, deadline_s: fl
 
   if running:  # The deadline: stop what still runs; its checkpoints stay for a rerun.
     for job, proc, _, _ in running.values():
-      os.killpg(proc.pid, signal.SIGTERM)
+      _signal_group(proc, signal.SIGTERM)
     end = time.monotonic() + grace_s
     while time.monotonic() < end and any(p.poll() is None for _, p, _, _ in running.values()):
       time.sleep(poll_s)
     for job, proc, t0, log in running.values():
       if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _signal_group(proc, signal.SIGKILL)
       proc.wait()
       log.close()
       record(job, "stopped", proc.returncode, time.monotonic() - t0)
