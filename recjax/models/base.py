@@ -33,6 +33,12 @@ A model is a bundle of pure functions over explicit state (see DESIGN.md):
 * ``score(params, factors, inputs) -> scores``: pure and jittable; ``inputs``
   are dense fold-in rows [B, I]; returns [B, I] scores (higher is better).
   Users that training never saw are folded in here.
+* ``item_vectors(params, factors) -> [I, d]``: pure and jittable; one vector per
+  item column, the model's own item representation (EASE's weight columns,
+  ALS item factors, an autoencoder's decoder embeddings).  Similar items are
+  ranked by the cosine of these vectors; ``item_vectors_doc`` says in a few
+  words what they are.  Optional: a model without one (popularity) cannot
+  answer similar-item queries.
 
 A model with only ``block_step`` trains in closed form (EASE, popularity);
 one with only ``loss`` trains by gradient (Mult-VAE); hybrids have both.
@@ -65,6 +71,8 @@ class Model:
   train_defaults: dict = dataclasses.field(default_factory=dict)
   side_keys: tuple[str, ...] = ()  # Side information `prepare` needs, e.g. ("item_content",).
   batches: Callable[[Any, int, int, int], tuple[int, Any]] | None = None  # Own training batches.
+  item_vectors: Callable[[Params, Factors], Any] | None = None  # [n_items, d] for similar items.
+  item_vectors_doc: str = ""  # What item_vectors are, e.g. "WMF item factors V".
 
   def __post_init__(self):
     if self.block_step is None and self.loss is None:
