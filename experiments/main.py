@@ -7,7 +7,10 @@ r"""recjax experiment binary: train a model on a dataset and report validation/t
 own file/folder in one of the generic formats.  ``--config`` loads a file from
 ``experiments/configs/``; ``--model``/``--dataset``/``--set`` override it.  The
 workdir receives config.json, metrics.jsonl, results.json and checkpoints; the
-same command run again resumes where it stopped.  Only this file reads flags.
+same command run again resumes where it stopped; a workdir made by another
+experiment is refused (``--overwrite`` discards it).  A finished workdir holds
+a loadable model under ``model/`` (``python -m experiments.recommend``).  Only
+this file reads flags.
 """
 
 import sys
@@ -26,6 +29,9 @@ flags.DEFINE_bool("download", True, "Download a missing dataset when its licence
 flags.DEFINE_multi_string("set", [], "Config override key=value (model, data or train field; "
                           "prefix model./data./train. to disambiguate). Repeatable.")
 flags.DEFINE_bool("list", False, "List models and datasets, then exit.")
+flags.DEFINE_bool("overwrite", False, "Discard the run a --workdir holds when it was made by a "
+                  "different experiment (otherwise such a workdir is refused). Same experiment: "
+                  "resumes without this flag.")
 
 
 def main(argv):
@@ -48,7 +54,8 @@ def main(argv):
     raise app.UsageError("--workdir is required")
   try:
     train.run_experiment(experiment, FLAGS.workdir, data_dir=FLAGS.data_dir,
-                         cache_dir=FLAGS.cache_dir, download=FLAGS.download)
+                         cache_dir=FLAGS.cache_dir, download=FLAGS.download,
+                         overwrite=FLAGS.overwrite)
   except (FileNotFoundError, ValueError) as e:
     # Bad input (missing data, malformed file, bad override): the message says what
     # and where; the traceback is noise unless asked for with --verbosity.

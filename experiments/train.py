@@ -30,6 +30,7 @@ from recjax.data import content, pipeline
 from recjax.data import titles
 from recjax.data.registry import load_dataset
 from recjax.models import registry as model_registry
+from recjax.train import runner
 from recjax.train.runner import TrainConfig, train_and_evaluate
 
 GROUPS = ("model", "data", "train")
@@ -112,10 +113,12 @@ def split_overrides(model_name: str, overrides: list[str]) -> dict[str, dict[str
       owners = [g for g in GROUPS if key in tables[g]]
       if not owners:
         valid = {g: sorted(t) for g, t in tables.items()}
-        raise ValueError(f"override {item!r}: no config field {key!r}; fields are {valid}")
+        hint = model_registry.did_you_mean(key, [f for t in tables.values() for f in t])
+        raise ValueError(f"override {item!r}: no config field {key!r}{hint}; fields are {valid}")
       group = owners[0]
     if key not in tables[group]:
-      raise ValueError(f"override {item!r}: {group} config has no field {key!r}; "
+      raise ValueError(f"override {item!r}: {group} config has no field {key!r}"
+                       f"{model_registry.did_you_mean(key, tables[group])}; "
                        f"its fields: {sorted(tables[group])}")
     out[group][key] = _parse_value(text.strip(), tables[group][key], f"override {item!r}")
   return out
@@ -153,8 +156,9 @@ def build_experiment(config: str | None = None, model: str | None = None,
   if only_model is not None and name != only_model:
     raise ValueError(f"this binary runs model {only_model!r} only, got {name!r}")
   if name not in model_registry.list_models():
-    raise ValueError(f"unknown model {name!r}; valid models: "
-                     f"{', '.join(model_registry.list_models())}")
+    raise ValueError(f"unknown model {name!r}"
+                     f"{model_registry.did_you_mean(name, model_registry.list_models())}; "
+                     f"valid models: {', '.join(model_registry.list_models())}")
   for group, values in split_overrides(name, list(overrides)).items():
     key = "model_config" if group == "model" else group
     experiment[key] = {**experiment.get(key, {}), **values}
@@ -163,7 +167,7 @@ def build_experiment(config: str | None = None, model: str | None = None,
 
 def run_experiment(experiment: dict, workdir: str, data_dir: str | None = None,
                    cache_dir: str | None = None, download: bool = True, log=print,
-                   hidden_content=None, return_state: bool = False):
+                   hidden_content=None, return_state: bool = False, overwrite: bool = False):
   """Loads the data, splits it, builds the model and runs train_and_evaluate.
 
   Args:
@@ -174,6 +178,8 @@ def run_experiment(experiment: dict, workdir: str, data_dir: str | None = None,
       hidden_content_fraction) do not need it.
     return_state: return (results, (best params, best factors)), as
       `train_and_evaluate` does.
+    overwrite: discard a different experiment's run in `workdir` instead of
+      refusing it.
   """
   model_name = experiment["model"]
   model = model_registry.get_model(model_name, experiment.get("model_config", {}))
@@ -182,7 +188,11 @@ def run_experiment(experiment: dict, workdir: str, data_dir: str | None = None,
   t0 = time.perf_counter()
   dataset = load_dataset(experiment["dataset"], data_dir=data_dir, cache_dir=cache_dir,
                          download=download)
+  for note in getattr(dataset, "notes", ()):
+    log(f"data {dataset.name}: {note}")
   split, data_info = pipeline.ranking_split(dataset, data_config)
+  for conversion in data_info.get("conversions", ()):
+    log(f"data {dataset.name}: {conversion}")
   log(f"data {dataset.name}: {data_info['summary']} ({time.perf_counter() - t0:.1f}s)")
   run_info = {"dataset": dataset.name, "data_config": dataclasses.asdict(data_config),
               "data": data_info}
@@ -203,5 +213,10 @@ def run_experiment(experiment: dict, workdir: str, data_dir: str | None = None,
     side["item_content"].eliminate_zeros()
     run_info["hidden_content_items"] = int(hidden.sum())
     log(f"item_content: emptied for {int(hidden.sum())} items (hidden content)")
+  rows, columns = runner.split_ids(split)
+  inter = dataset.interactions
+  by_items = getattr(split, "orientation", "users") == "items"  # I-AutoRec: rows are items.
+  ids = {"users": (inter.item_ids if by_items else inter.user_ids)[rows],
+         "items": (inter.user_ids if by_items else inter.item_ids)[columns]}
   return train_and_evaluate(model, split, train_config, workdir, run_info=run_info, log=log,
-                            side=side, return_state=return_state)
+                            side=side, return_state=return_state, ids=ids, overwrite=overwrite)

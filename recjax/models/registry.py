@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Any
 
 from recjax.models import cmf, ease, logmf, popularity, slim, wmf
@@ -39,17 +40,26 @@ def list_models() -> list[str]:
   return sorted(MODELS)
 
 
+def did_you_mean(name: str, valid) -> str:
+  """" (did you mean 'x'?)" for the closest valid name, or ""."""
+  close = difflib.get_close_matches(str(name).lower(), [str(v) for v in valid], n=1, cutoff=0.6)
+  return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def model_config(name: str, overrides: dict[str, Any] | None = None):
   """The model's config dataclass with `overrides` applied (unknown keys raise)."""
   if name not in MODELS:
-    raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
+    raise ValueError(f"unknown model {name!r}{did_you_mean(name, list_models())}; "
+                     f"valid models: {', '.join(list_models())}")
   config_cls, _ = MODELS[name]
   overrides = dict(overrides or {})
   fields = {f.name: f for f in dataclasses.fields(config_cls)}
   unknown = sorted(set(overrides) - set(fields))
   if unknown:
+    hint = did_you_mean(unknown[0], fields)
     raise ValueError(
-        f"model {name!r} has no config field(s) {unknown}; its fields: {sorted(fields) or 'none'}")
+        f"model {name!r} has no config field(s) {unknown}{hint}; its fields: "
+        f"{sorted(fields) or 'none'}")
   return config_cls(**overrides)
 
 

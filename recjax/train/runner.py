@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import resource
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ import scipy.sparse as sp
 from recjax.data import batching
 from recjax.eval import evaluate as evaluate_protocol
 from recjax.models.base import Model
+from recjax.train import artifact
 from recjax.train import sharding as shd
 from recjax.train.checkpoint import Checkpointer
 from recjax.train.progress import ProgressBar
@@ -130,9 +133,99 @@ def _fmt(metrics: dict) -> str:
   return " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "users")
 
 
+class WorkdirMismatch(ValueError):
+  """A workdir holds a different experiment than the one asked for."""
+
+
+# TrainConfig fields that change how a run goes, not what it computes: a workdir
+# may be resumed with other values.  `epochs` is checked on its own (it may grow).
+RUNTIME_FIELDS = ("epochs", "progress", "checkpoint", "checkpoint_every_s", "keep_checkpoints",
+                  "n_devices", "eval_batch_size", "item_chunk")
+# Files a run owns under its workdir (removed by `overwrite`).
+RUN_FILES = ("config.json", "metrics.jsonl", "results.json", "checkpoints", artifact.MODEL_DIR,
+             artifact.MODEL_DIR + ".tmp", artifact.MODEL_DIR + ".old")
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def experiment_identity(info: dict[str, Any]) -> dict[str, Any]:
+  """What makes two runs the same experiment, flattened to ``group.field`` keys.
+
+  Everything config.json records except the devices, the data summary (its
+  counts are checked through train_shape/train_nnz) and `RUNTIME_FIELDS`.
+  """
+  info = json.loads(json.dumps(info, default=str))  # The JSON view (tuples -> lists), as on disk.
+  ident = {k: v for k, v in info.items() if k not in ("devices", "data")}
+  ident["train_config"] = {k: v for k, v in ident.get("train_config", {}).items()
+                           if k not in RUNTIME_FIELDS}
+  return _flatten(ident)
+
+
+def _short(value: Any) -> str:
+  text = json.dumps(value)
+  return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_workdir(workdir: Path, info: dict[str, Any], epochs: int, overwrite: bool, log) -> None:
+  """Refuses a workdir that holds another experiment; clears it when `overwrite`.
+
+  Raises:
+    WorkdirMismatch: one line naming what differs and how to proceed.
+  """
+  present = [f for f in RUN_FILES if (workdir / f).exists()]
+  if not present:
+    return
+  if overwrite:
+    for f in present:
+      target = workdir / f
+      shutil.rmtree(target) if target.is_dir() else target.unlink()
+    log(f"overwrite: removed the previous run's {', '.join(present)} from {workdir}")
+    return
+  config_path = workdir / "config.json"
+  if not config_path.exists():
+    raise WorkdirMismatch(
+        f"{workdir} holds {', '.join(present)} but no config.json, so its experiment is "
+        f"unknown; use a fresh --workdir, or pass --overwrite to discard what is there")
+  try:
+    old = json.loads(config_path.read_text())
+  except ValueError:
+    raise WorkdirMismatch(f"{config_path} is not valid JSON; use a fresh --workdir or pass "
+                          f"--overwrite") from None
+  before, now = experiment_identity(old), experiment_identity(info)
+  diffs = [f"{k}: {_short(before.get(k, '<unset>'))} -> {_short(now.get(k, '<unset>'))}"
+           for k in sorted(set(before) | set(now)) if before.get(k, "<unset>") != now.get(k, "<unset>")]
+  if diffs:
+    shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+    raise WorkdirMismatch(
+        f"{workdir} was made by a different experiment ({shown}); use a fresh --workdir, or "
+        f"pass --overwrite (overwrite=True) to discard it")
+  old_epochs = old.get("train_config", {}).get("epochs")
+  if isinstance(old_epochs, int) and epochs > old_epochs:
+    log(f"epochs raised from {old_epochs} to {epochs}: training this workdir further")
+
+
+def split_ids(split) -> tuple[np.ndarray, np.ndarray]:
+  """Dataset-dense index of each training row and each column of ``split.train``.
+
+  Rows are users and columns items, except for a RatingSplit oriented by items
+  (I-AutoRec), whose rows are items and columns users.
+  """
+  if hasattr(split, "train_users"):
+    return np.asarray(split.train_users), np.asarray(split.items)
+  return np.asarray(split.row_ids), np.asarray(split.column_ids)
+
+
 def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | Path,
                        run_info: dict[str, Any] | None = None, log=print,
-                       side: dict[str, Any] | None = None, return_state: bool = False):
+                       side: dict[str, Any] | None = None, return_state: bool = False,
+                       ids: dict[str, np.ndarray] | None = None, overwrite: bool = False):
   """Trains `model` on `split.train`, selects on validation users, reports test users.
 
   Args:
@@ -149,6 +242,16 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
       ``model.side_keys``.
     return_state: also return the best state (e.g. to read a model's item
       factors after the run).
+    ids: raw ids for the exported model: ``{"users": [n_train_rows],
+      "items": [n_items]}`` (default: the dataset-dense indices of the split).
+    overwrite: discard whatever run the workdir holds instead of refusing a
+      different experiment (see `check_workdir`).
+
+  A workdir remembers its experiment: if it holds a run whose model, data or
+  training settings differ, this raises `WorkdirMismatch` before any work.
+  Without validation users (``heldout_users=0``: training on every user) the
+  last epoch is kept and results.json says there was no evaluation.  The
+  chosen state is exported to ``workdir/model/`` (see `recjax.train.artifact`).
 
   Returns:
     The dict written to results.json; with `return_state`, the pair (that
@@ -176,7 +279,12 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
           "train_shape": list(train.shape), "train_nnz": int(train.nnz),
           "validation_users": int(split.validation.n_users),
           "test_users": int(split.test.n_users), **(run_info or {})}
+  check_workdir(workdir, info, epochs, overwrite, log)
   write_json(workdir / "config.json", info)
+  evaluated = split.validation.n_users > 0
+  if not evaluated:
+    log("no validation users: nothing to select on, the last epoch is kept"
+        + ("" if split.test.n_users else " and there is no evaluation (training on every user)"))
 
   key = jax.random.PRNGKey(config.seed)
   # Models that train on side information (a `batches` hook) size their networks from it.
@@ -196,8 +304,9 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
     if donates and state.best_is_current:
       state = state.replace(best_params=_copy(state.params))
     writer.truncate_after(state.epoch)
-    log(f"resumed from {ckpt.directory} at epoch {state.epoch} "
-        f"(best {config.select_metric}={state.best_metric:.4f} at epoch {state.best_epoch})")
+    best_text = (f"best {config.select_metric}={state.best_metric:.4f} at epoch {state.best_epoch}"
+                 if evaluated else "no validation: the last epoch is kept")
+    log(f"resumed from {ckpt.directory} at epoch {state.epoch} ({best_text})")
   else:
     writer.truncate_after(0)
 
@@ -264,11 +373,14 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
       record["train"] = train_metrics
     state = state.replace(params=params, opt_state=opt_state, factors=factors, step=step,
                           epoch=epoch, best_is_current=False)
-    if epoch % config.eval_every == 0 or epoch == epochs:
+    if not evaluated:  # Nothing to select on: the current state is the chosen one.
+      state = state.replace(best_params=_copy(params) if donates else params,
+                            best_factors=factors, best_epoch=epoch, best_is_current=True)
+    elif epoch % config.eval_every == 0 or epoch == epochs:
       val = evaluate((params, factors), split.validation)
       record["validation"] = val
       current = val[config.select_metric]
-      if current > state.best_metric:
+      if current > state.best_metric or val.get("users", 1) == 0:  # No one scored: keep the newest.
         best_params = _copy(params) if donates else params
         state = state.replace(best_params=best_params, best_factors=factors,
                               best_metric=float(current), best_epoch=epoch, bad_epochs=0,
@@ -294,25 +406,59 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
       log(f"early stop: no {config.select_metric} improvement in {config.patience} evaluations")
 
   best = (state.best_params, state.best_factors)
+  if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(best)):
+    raise RuntimeError(f"{workdir}: no epoch was trained, so there is no model to evaluate "
+                       f"or export (epochs={epochs})")
   t0 = time.perf_counter()
-  val = evaluate(best, split.validation)
-  test = evaluate(best, split.test)
+  val = evaluate(best, split.validation) if evaluated else None
+  test = evaluate(best, split.test) if split.test.n_users else None
+  for name, metrics in (("validation", val), ("test", test)):
+    if metrics is not None and metrics.get("users", 1) == 0:
+      log(f"{name}: none of its {getattr(split, name).n_users} users has a held-out item to "
+          f"score, so it has no metrics")
+  val = val if val is not None and val.get("users", 1) else None
+  test = test if test is not None and test.get("users", 1) else None
   cold = None
-  if config.cold_start:
+  if config.cold_start and test is not None:
     candidates = cold_items(split)
     cold = evaluate(best, split.test, candidates=candidates)
     cold["items"] = int(candidates.sum())
   results = {"validation": val, "test": test, "best_epoch": state.best_epoch,
-             "epochs_run": state.epoch, "select_metric": config.select_metric,
+             "epochs_run": state.epoch, "select_metric": config.select_metric if evaluated else None,
              "eval_seconds": time.perf_counter() - t0, "run": info}
+  if val is None and test is None:
+    results["evaluation"] = ("none: no validation or test user with a held-out item "
+                             f"(validation users {split.validation.n_users}, test users "
+                             f"{split.test.n_users}); the state of the last epoch is kept")
   if cold is not None:
     results["test_cold"] = cold
+  run = info
+  users, items = split_ids(split)
+  ids = ids or {}
+  artifact.export(
+      workdir, model=model, params=best[0], factors=best[1], train=train,
+      item_ids=np.asarray(ids.get("items", items)), user_ids=np.asarray(ids.get("users", users)),
+      info={"dataset": run.get("dataset"), "data_config": run.get("data_config"),
+            "preprocessing": run.get("data", {}).get("resolved"),
+            "protocol": getattr(split, "protocol", None),
+            "orientation": getattr(split, "orientation", "users"),
+            "input_values": artifact.input_values_of(str(getattr(split, "protocol", ""))),
+            "chosen_epoch": state.best_epoch, "epochs_run": state.epoch,
+            "chosen_by": (f"best validation {config.select_metric}" if evaluated
+                          else "last epoch (no validation users)"),
+            "validation": val, "test": test})
   write_json(workdir / "results.json", results)
-  log(f"best epoch {state.best_epoch}: val {_fmt(val)}")
-  log(f"test ({test['users']} users): {_fmt(test)}")
+  if val is not None:
+    log(f"best epoch {state.best_epoch}: val {_fmt(val)}")
+  if test is not None:
+    log(f"test ({test['users']} users): {_fmt(test)}")
+  else:
+    log(f"no test evaluation; kept epoch {state.best_epoch}")
   if cold is not None:
     log(f"test, cold items only ({cold['items']} items, {cold['users']} users): "
         f"{_fmt({k: v for k, v in cold.items() if k != 'items'})}")
+  log(f"model saved to {workdir / artifact.MODEL_DIR} "
+      f"(query it: python -m experiments.recommend --workdir={workdir} --users=... --k=10)")
   if ckpt is not None:
     ckpt.close()
   return (results, best) if return_state else results
