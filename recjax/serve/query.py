@@ -1,0 +1,377 @@
+"""Queries on a trained model: recommendations and similar items, by raw id.
+
+Every query runs the same way as evaluation: fixed-size batches of dense rows
+(padded at the bottom, split over the mesh's data axis), one jitted function
+that scores with the model's own ``score``, removes excluded items and reduces
+to the top k on device; only [batch, k] ids and scores come back to the host.
+No full score matrix is ever held: `recommend_all` streams batch by batch.
+
+* Known users (training rows, by raw id) are scored by folding in their own
+  training row, the path every unseen user takes, and their training items are
+  excluded.
+* New users are scored from raw item-id histories encoded as training rows
+  were (clicks, time ranks or ratings: ``TrainedModel.input_values``); ids the
+  model does not know are reported in ``Recommendations.unknown``; an empty
+  history (or one with no known item) is answered by item popularity among
+  training users, flagged in ``Recommendations.fallback``.
+* Similar items rank items by the cosine of the model's ``item_vectors``.
+* Candidates can be restricted by an allow-list and/or a deny-list of raw ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
+
+from recjax.ops import ranking as ranking_ops
+from recjax.train import sharding as shd
+from recjax.train.artifact import TrainedModel
+
+
+class QueryNotSupported(ValueError):
+  """The model cannot answer this kind of query (the message says why, in one line)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Recommendations:
+  """Top-k answers, one row per query, with raw ids.
+
+  Attributes:
+    keys: the query of each row (a user id, a history key or an item id).
+    items: [n][<= k] raw ids, best first (fewer than k when fewer candidates remain).
+    scores: [n][<= k] float32 scores of the model (popularity counts on a fallback row).
+    fallback: [n] bool, True where the answer is the popularity fallback.
+    unknown: query key -> raw item ids of its history the model does not know.
+    notes: one-line remarks (ignored entries, unknown filter ids).
+  """
+
+  keys: list
+  items: list
+  scores: list
+  fallback: np.ndarray
+  unknown: dict
+  notes: tuple[str, ...] = ()
+
+  def __len__(self) -> int:
+    return len(self.keys)
+
+  def to_records(self) -> list[dict[str, Any]]:
+    """One JSON-able dict per query: key, items, scores, fallback."""
+    return [{"key": _py(k), "items": [_py(i) for i in items],
+             "scores": [float(s) for s in scores], "fallback": bool(f)}
+            for k, items, scores, f in zip(self.keys, self.items, self.scores, self.fallback)]
+
+
+def _py(x):
+  return x.item() if hasattr(x, "item") else x
+
+
+def _key(raw) -> str:
+  return str(_py(raw))
+
+
+def item_index(tm: TrainedModel) -> dict[str, int]:
+  """Raw item id (as text) -> item column."""
+  return {_key(i): c for c, i in enumerate(tm.item_ids)}
+
+
+def user_index(tm: TrainedModel) -> dict[str, int]:
+  """Raw user id (as text) -> training row."""
+  return {_key(u): r for r, u in enumerate(tm.user_ids)}
+
+
+def candidates(tm: TrainedModel, allow: Iterable | None = None,
+               deny: Iterable | None = None) -> tuple[np.ndarray, list[str]]:
+  """[n_items] bool of the items that may be recommended, and notes on unknown ids."""
+  index = item_index(tm)
+  notes = []
+  mask = np.ones(tm.n_items, bool)
+  for name, ids in (("allow", allow), ("deny", deny)):
+    if ids is None:
+      continue
+    ids = list(ids)
+    cols = [index[_key(i)] for i in ids if _key(i) in index]
+    missing = [_py(i) for i in ids if _key(i) not in index]
+    if missing:
+      notes.append(f"{name}-list: {len(missing)} of {len(ids)} ids are not items of this model "
+                   f"and are ignored: {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+    if name == "allow":
+      mask = np.zeros(tm.n_items, bool)
+      mask[cols] = True
+    else:
+      mask[cols] = False
+  return mask, notes
+
+
+# (score fn, k, item_chunk) -> jitted (params, factors, inputs, exclude, candidates,
+# popularity, use_popularity) -> (values [B, k], indices [B, k]).
+_STEPS: dict[tuple, Any] = {}
+
+
+def _recommend_step(score_fn, k: int, item_chunk: int | None):
+  key = (score_fn, k, item_chunk)
+  step = _STEPS.get(key)
+  if step is None:
+
+    def step_fn(params, factors, inputs, exclude, allowed, popularity, use_popularity):
+      scores = score_fn(params, factors, inputs).astype(jnp.float32)
+      scores = jnp.where(use_popularity[:, None], popularity[None, :], scores)
+      return ranking_ops.top_k_excluding(scores, exclude | ~allowed[None, :], k, item_chunk)
+
+    step = _STEPS[key] = jax.jit(step_fn)
+  return step
+
+
+def _check_user_rows(tm: TrainedModel) -> None:
+  if tm.info.get("orientation", "users") != "users":
+    raise QueryNotSupported(
+        f"{tm.model.name} was trained with items as rows (protocol {tm.info.get('protocol')}): "
+        f"it predicts ratings item by item and cannot recommend items to users")
+
+
+def _dense(rows: sp.csr_matrix, batch_size: int) -> np.ndarray:
+  out = np.zeros((batch_size, rows.shape[1]), np.float32)
+  rows.toarray(out=out[:rows.shape[0]])
+  return out
+
+
+def _rank_rows(tm: TrainedModel, rows: sp.csr_matrix, k: int, allowed: np.ndarray,
+               exclude_seen: bool, batch_size: int, item_chunk: int | None
+               ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+  """(start, values [n, k], columns [n, k], fallback [n]) per batch of `rows`."""
+  _check_user_rows(tm)
+  n_allowed = int(allowed.sum())
+  if not 1 <= k:
+    raise ValueError(f"k must be >= 1, got {k}")
+  if n_allowed == 0:
+    raise ValueError("no candidate item is left after the allow/deny lists")
+  k_eff = min(k, tm.n_items)
+  batch_sh = shd.batch_sharding(tm.mesh)
+  rep = shd.replicated(tm.mesh)
+  batch_size = shd.round_up_to_devices(max(1, batch_size), tm.mesh)
+  step = _recommend_step(tm.model.score, k_eff, item_chunk)
+  allowed_d = jax.device_put(allowed, rep)
+  popularity = jax.device_put(tm.popularity, rep)
+  rows = sp.csr_matrix(rows, dtype=np.float32)
+  for start in range(0, rows.shape[0], batch_size):
+    part = rows[start:start + batch_size]
+    n = part.shape[0]
+    inputs = _dense(part, batch_size)
+    empty = np.zeros(batch_size, bool)
+    empty[:n] = np.diff(part.indptr) == 0
+    exclude = inputs != 0 if exclude_seen else np.zeros(inputs.shape, bool)
+    values, cols = step(tm.params, tm.factors, jax.device_put(inputs, batch_sh),
+                        jax.device_put(exclude, batch_sh), allowed_d, popularity,
+                        jax.device_put(empty, batch_sh))
+    values, cols = jax.device_get((values, cols))
+    yield start, values[:n], cols[:n], empty[:n]
+
+
+def _answers(tm: TrainedModel, values: np.ndarray, cols: np.ndarray):
+  items, scores = [], []
+  for v, c in zip(values, cols):
+    keep = np.isfinite(v)  # Excluded items come last with -inf, only when too few remain.
+    items.append(tm.item_ids[c[keep]])
+    scores.append(v[keep].astype(np.float32))
+  return items, scores
+
+
+def user_rows(tm: TrainedModel, users: Sequence) -> np.ndarray:
+  """Training rows of raw user ids; an unknown id is a ValueError naming it."""
+  index = user_index(tm)
+  missing = [_py(u) for u in users if _key(u) not in index]
+  if missing:
+    raise ValueError(
+        f"{len(missing)} user id(s) are not training users of this model: {missing[:10]}"
+        f"{' ...' if len(missing) > 10 else ''} (validation/test users are held out of "
+        f"training: recommend for them from their histories, or train with heldout_users=0)")
+  return np.asarray([index[_key(u)] for u in users], np.int64)
+
+
+def recommend(tm: TrainedModel, users: Sequence, k: int = 10, *, allow: Iterable | None = None,
+              deny: Iterable | None = None, exclude_seen: bool = True, batch_size: int = 256,
+              item_chunk: int | None = None) -> Recommendations:
+  """Top-k items for known (training) users by raw id, their training items excluded.
+
+  Each user is scored by folding in their training row through the model's
+  ``score``: the same answer as `recommend_histories` on that row.
+  """
+  rows = tm.train[user_rows(tm, users)]
+  allowed, notes = candidates(tm, allow, deny)
+  items, scores, fallback = [], [], []
+  for _, values, cols, empty in _rank_rows(tm, rows, k, allowed, exclude_seen, batch_size,
+                                           item_chunk):
+    i, s = _answers(tm, values, cols)
+    items += i
+    scores += s
+    fallback.append(empty)
+  return Recommendations(keys=list(users), items=items, scores=scores,
+                         fallback=np.concatenate(fallback) if fallback else np.zeros(0, bool),
+                         unknown={}, notes=tuple(notes))
+
+
+def recommend_all(tm: TrainedModel, k: int = 10, *, allow: Iterable | None = None,
+                  deny: Iterable | None = None, exclude_seen: bool = True,
+                  batch_size: int = 1024, item_chunk: int | None = None
+                  ) -> Iterator[Recommendations]:
+  """Every training user's top k, one `Recommendations` per batch (streamed)."""
+  allowed, notes = candidates(tm, allow, deny)
+  for start, values, cols, empty in _rank_rows(tm, tm.train, k, allowed, exclude_seen,
+                                               batch_size, item_chunk):
+    items, scores = _answers(tm, values, cols)
+    yield Recommendations(keys=list(tm.user_ids[start:start + len(items)]), items=items,
+                          scores=scores, fallback=empty, unknown={},
+                          notes=tuple(notes) if start == 0 else ())
+
+
+def history_rows(tm: TrainedModel, histories: Mapping[Any, Sequence]
+                 ) -> tuple[list, sp.csr_matrix, dict, list[str]]:
+  """Encodes raw histories as the model's input rows.
+
+  Args:
+    histories: key -> the user's items in time order, each a raw item id or an
+      ``(item id, value)`` pair (a rating or count).
+
+  Returns:
+    (keys, csr [n, n_items], unknown ids per key, notes).
+  """
+  index = item_index(tm)
+  mode = tm.input_values
+  threshold = (tm.info.get("preprocessing") or {}).get("binarize_threshold")
+  keys, indptr, indices, data = [], [0], [], []
+  unknown: dict = {}
+  below = 0
+  for key, history in histories.items():
+    cols: dict[int, float] = {}  # column -> value; a repeated item keeps its latest position.
+    for entry in history:
+      raw, value = (entry if isinstance(entry, tuple) else (entry, None))
+      col = index.get(_key(raw))
+      if col is None:
+        unknown.setdefault(key, []).append(_py(raw))
+        continue
+      if mode == "rating":
+        if value is None:
+          raise ValueError(f"history {key!r}: {tm.model.name} predicts ratings, so each history "
+                           f"item needs a rating (item {raw!r} has none)")
+        cols[col] = float(value)
+        continue
+      if value is not None and threshold is not None and float(value) < float(threshold):
+        below += 1  # Training kept only ratings >= threshold as clicks.
+        continue
+      cols.pop(col, None)
+      cols[col] = 1.0
+    if mode == "time_rank":
+      cols = {c: float(r) for r, c in enumerate(cols, start=1)}
+    keys.append(key)
+    order = sorted(cols)
+    indices += order
+    data += [cols[c] for c in order]
+    indptr.append(len(indices))
+  rows = sp.csr_matrix((np.asarray(data, np.float32), np.asarray(indices, np.int64),
+                        np.asarray(indptr, np.int64)), shape=(len(keys), tm.n_items))
+  notes = []
+  if below:
+    notes.append(f"{below} history entries rated below the training binarization threshold "
+                 f"{threshold} were not counted as clicks (as in training)")
+  if unknown:
+    n = sum(len(v) for v in unknown.values())
+    notes.append(f"{n} item id(s) in {len(unknown)} histories are not items of this model and "
+                 f"were left out (listed in `unknown`)")
+  return keys, rows, unknown, notes
+
+
+def recommend_histories(tm: TrainedModel, histories: Mapping[Any, Sequence], k: int = 10, *,
+                        allow: Iterable | None = None, deny: Iterable | None = None,
+                        exclude_seen: bool = True, batch_size: int = 256,
+                        item_chunk: int | None = None) -> Recommendations:
+  """Top-k items for new users from their raw item-id histories (fold-in by ``score``).
+
+  A history with no known item is answered by popularity (``fallback`` True).
+  """
+  keys, rows, unknown, notes = history_rows(tm, histories)
+  allowed, filter_notes = candidates(tm, allow, deny)
+  items, scores, fallback = [], [], []
+  for _, values, cols, empty in _rank_rows(tm, rows, k, allowed, exclude_seen, batch_size,
+                                           item_chunk):
+    i, s = _answers(tm, values, cols)
+    items += i
+    scores += s
+    fallback.append(empty)
+  fallback = np.concatenate(fallback) if fallback else np.zeros(0, bool)
+  if fallback.any():
+    notes.append(f"{int(fallback.sum())} histories have no known item: answered by popularity "
+                 f"among training users")
+  return Recommendations(keys=keys, items=items, scores=scores, fallback=fallback,
+                         unknown=unknown, notes=tuple(notes + filter_notes))
+
+
+# (item_vectors fn, k) -> jitted (params, factors, query columns, allowed) -> top k.
+_SIMILAR: dict[tuple, Any] = {}
+
+
+def _normalized(vectors):
+  norms = jnp.linalg.norm(vectors, axis=1, keepdims=True)
+  return vectors / jnp.maximum(norms, 1e-12)
+
+
+def _similar_step(item_vectors_fn, k: int):
+  key = (item_vectors_fn, k)
+  step = _SIMILAR.get(key)
+  if step is None:
+
+    def step_fn(unit, query, allowed):
+      sims = unit[query] @ unit.T  # Cosine: rows are unit vectors.
+      exclude = (jnp.arange(unit.shape[0])[None, :] == query[:, None]) | ~allowed[None, :]
+      return ranking_ops.top_k_excluding(sims, exclude, k)
+
+    step = _SIMILAR[key] = jax.jit(step_fn)
+  return step
+
+
+def unit_item_vectors(tm: TrainedModel) -> jax.Array:
+  """The model's item vectors scaled to unit length, [n_items, d] (replicated)."""
+  if tm.model.item_vectors is None:
+    raise QueryNotSupported(f"{tm.model.name} has no item representation, so it cannot answer "
+                            f"similar-item queries")
+  return jax.jit(lambda p, f: _normalized(tm.model.item_vectors(p, f).astype(jnp.float32)))(
+      tm.params, tm.factors)
+
+
+def similar_items(tm: TrainedModel, items: Sequence, k: int = 10, *,
+                  allow: Iterable | None = None, deny: Iterable | None = None,
+                  batch_size: int = 256, unit: jax.Array | None = None) -> Recommendations:
+  """The k items most similar to each raw item id, by cosine of ``item_vectors``.
+
+  Args:
+    unit: `unit_item_vectors(tm)`, when already computed (several calls).
+  """
+  index = item_index(tm)
+  missing = [_py(i) for i in items if _key(i) not in index]
+  if missing:
+    raise ValueError(f"{len(missing)} item id(s) are not items of this model: {missing[:10]}")
+  unit = unit_item_vectors(tm) if unit is None else unit
+  allowed, notes = candidates(tm, allow, deny)
+  if not allowed.any():
+    raise ValueError("no candidate item is left after the allow/deny lists")
+  k_eff = min(k, tm.n_items)
+  step = _similar_step(tm.model.item_vectors, k_eff)
+  batch_sh = shd.batch_sharding(tm.mesh)
+  batch_size = shd.round_up_to_devices(max(1, batch_size), tm.mesh)
+  allowed_d = jax.device_put(allowed, shd.replicated(tm.mesh))
+  cols_all = np.asarray([index[_key(i)] for i in items], np.int32)
+  out_items, out_scores = [], []
+  for start in range(0, len(cols_all), batch_size):
+    part = cols_all[start:start + batch_size]
+    query = np.zeros(batch_size, np.int32)
+    query[:len(part)] = part
+    values, cols = jax.device_get(step(unit, jax.device_put(query, batch_sh), allowed_d))
+    i, s = _answers(tm, values[:len(part)], cols[:len(part)])
+    out_items += i
+    out_scores += s
+  return Recommendations(keys=list(items), items=out_items, scores=out_scores,
+                         fallback=np.zeros(len(items), bool), unknown={}, notes=tuple(notes))
