@@ -20,7 +20,10 @@ This module imports only numpy, scipy and the standard library.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import gzip
+import math
 import os
 import re
 from pathlib import Path
@@ -240,27 +243,115 @@ def _raw_index(raw: np.ndarray, n: int | None, path, where: Callable[[int], int]
 # Rating tables: MovieLens, MSD triplets, generic "user item [rating] [time]".
 # ---------------------------------------------------------------------------
 
+# Column names a generic table's header may use, compared in lower case with
+# everything but letters and digits removed ("user_id", "userID", "User Id" ->
+# "userid").  `_SHOWN` is what error messages list.
+_COLUMN_NAMES: dict[str, frozenset[str]] = {
+    "user": frozenset({
+        "user", "users", "userid", "useridx", "userindex", "uid", "u", "customer",
+        "customerid", "custid", "client", "clientid", "member", "memberid", "visitor",
+        "visitorid", "reviewer", "reviewerid", "person", "personid", "account", "accountid",
+        "viewer", "viewerid", "listener", "listenerid", "reader", "readerid", "buyer",
+        "buyerid", "subscriber", "subscriberid", "session", "sessionid"}),
+    "item": frozenset({
+        "item", "items", "itemid", "itemidx", "itemindex", "iid", "i", "movie", "movieid",
+        "film", "filmid", "artist", "artistid", "song", "songid", "track", "trackid", "product",
+        "productid", "asin", "sku", "book", "bookid", "isbn", "business", "businessid", "venue",
+        "venueid", "location", "locationid", "poi", "poiid", "place", "placeid", "article",
+        "articleid", "news", "newsid", "doc", "docid", "document", "documentid", "paper",
+        "paperid", "video", "videoid", "anime", "animeid", "game", "gameid", "recipe",
+        "recipeid", "restaurant", "restaurantid", "hotel", "hotelid", "course", "courseid",
+        "app", "appid", "page", "pageid", "post", "postid", "content", "contentid", "object",
+        "objectid", "show", "showid", "episode", "episodeid", "album", "albumid", "beer",
+        "beerid", "joke", "jokeid"}),
+    "rating": frozenset({"rating", "ratings", "score", "scores", "stars", "star", "rate",
+                         "grade"}),
+    "count": frozenset({
+        "count", "counts", "cnt", "plays", "playcount", "playcounts", "play", "listens",
+        "listencount", "weight", "weights", "clicks", "click", "clickcount", "frequency",
+        "freq", "n", "views", "viewcount", "visits", "visitcount", "quantity", "qty",
+        "purchases"}),
+    "timestamp": frozenset({"timestamp", "timestamps", "time", "ts", "date", "datetime",
+                            "unixtime", "unixtimestamp", "epoch", "createdat", "eventtime"}),
+}
+_SHOWN = {
+    "user": "user, userId, user_id, uid, userID, customer, customer_id, member, visitor, "
+            "reviewerID, session...",
+    "item": "item, itemId, item_id, iid, movieId, artistID, song, track, product, asin, "
+            "book, business, venue, article, video...",
+    "rating": "rating, score, stars",
+    "count": "count, plays, playcount, play_count, weight, clicks, frequency, n",
+    "timestamp": "timestamp, time, ts, date, datetime",
+}
+VALUES = ("auto", "counts", "ratings")
+_ISO_RE = re.compile(rb"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?"
+                     rb"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?$")
+_ISO_WHAT = ("an integer timestamp or an ISO-8601 date/time (2024-05-01, 2024-05-01T12:30:00, "
+             "optionally with Z or an offset such as +02:00)")
+
+
+def _column_name(tok: bytes) -> str:
+  return tok.strip().strip(b"\"'").decode("utf-8", "replace").strip()
+
+
+def _role_of(name: str) -> str | None:
+  key = re.sub(r"[^0-9a-z]", "", name.lower())
+  for role, names in _COLUMN_NAMES.items():
+    if key in names:
+      return role
+  return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+  """Where a table's fields are: delimiter, fields per line, header lines, columns.
+
+  value_kind: "float" (a rating), "count" (a positive integer: MSD play counts)
+  or "weight" (a positive number: a generic count column).
+  """
+
+  delim: bytes | None
+  ncols: int
+  skip: int
+  user: int = 0
+  item: int = 1
+  value: int | None = None
+  value_kind: str = "float"
+  time: int | None = None
+  iso_time: bool = False  # Timestamps may be ISO-8601 dates/times (generic tables).
+  names: tuple[str, ...] | None = None  # Header names; None: columns by position.
+
+  def column(self, k: int) -> str:
+    return repr(self.names[k]) if self.names else f"column {k + 1}"
+
 
 def _read_table(path, *, delim: bytes | None, ncols: int | None, header, ids: str,
                 value_kind: str, rule: DuplicateRule | None, name: str | None,
-                chunk_bytes: int | None = None) -> Interactions:
+                chunk_bytes: int | None = None, values: str = "auto",
+                notes: list[str] | None = None) -> Interactions:
   """Shared table reader.
 
   Args:
     delim: field separator, None for runs of whitespace, "auto" to detect.
-    ncols: fields per line (2, 3 or 4), None to take it from the first data line.
+    ncols: fields per line (2, 3 or 4), None for a generic table: columns by
+      header names when the first line is a header, else by position (2-4).
     header: bytes (the exact first line required), True/False, or None to detect.
     ids: "int" (ids must be integers), "str" (kept as strings) or "auto".
-    value_kind: "float" (a rating) or "count" (a positive integer).
-    rule: duplicate rule; None means "last" with a value column, else "sum".
+    value_kind: "float" (a rating) or "count" (a positive integer), for ncols given.
+    rule: duplicate rule; None means "last" with a rating column, else "sum".
+    values: generic tables: "auto" (by header name; a positional third column
+      is a rating), "counts" or "ratings" (the value column read as such).
+    notes: generic tables: what the reader decided is appended here.
   """
-  users, items, values, times = [], [], [], []
+  users, items, vals, times = [], [], [], []
   first_data_line = None
-  fmt = None
+  lay = None
+  own_notes: list[str] = []
+  n_iso = 0
   for body, line0 in _chunks(path, chunk_bytes):
-    if fmt is None:
-      fmt = _table_format(path, body, delim, ncols, header)
-      if fmt[2]:  # skip the header line
+    if lay is None:
+      lay = _table_format(path, body, delim, ncols, header, values, value_kind, own_notes)
+      if lay.skip:  # skip the header line
         nl = body.find(b"\n")
         body = body[nl + 1:] if nl >= 0 else b""
         line0 += 1
@@ -268,24 +359,38 @@ def _read_table(path, *, delim: bytes | None, ncols: int | None, header, ids: st
           continue
     if first_data_line is None:
       first_data_line = line0 + 1
-    delim_, ncols_, _ = fmt
-    names = ("user", "item", "rating", "timestamp")[:ncols_]
-    sep_name = _DELIM_NAMES.get(delim_) or repr(delim_.decode("utf-8", "replace"))
-    expected = f"{ncols_} {sep_name}-separated fields ({' '.join(names)})"
-    f = _fixed_fields(path, body, line0, delim_, ncols_, expected)
+    if lay.names is not None:
+      shown = " ".join(lay.names)
+    else:
+      roles = ["user", "item"] + (["count" if lay.value_kind == "weight" else "rating"]
+                                  if lay.value is not None else []) + (
+                                      ["timestamp"] if lay.time is not None else [])
+      shown = " ".join(roles)
+    sep_name = _DELIM_NAMES.get(lay.delim) or repr(lay.delim.decode("utf-8", "replace"))
+    expected = f"{lay.ncols} {sep_name}-separated fields ({shown})"
+    f = _fixed_fields(path, body, line0, lay.delim, lay.ncols, expected)
     where = lambda i, l0=line0: l0 + i + 1
-    users.append(f[:, 0])
-    items.append(f[:, 1])
-    if ncols_ >= 3:
-      if value_kind == "count":
-        v = _convert(f[:, 2], np.int64, path, where, "a positive integer count")
+    users.append(f[:, lay.user])
+    items.append(f[:, lay.item])
+    if lay.value is not None:
+      col, what = f[:, lay.value], lay.column(lay.value)
+      if lay.value_kind == "count":
+        v = _convert(col, np.int64, path, where, "a positive integer count")
         _check(v < 1, path, where, lambda i: f"expected a positive integer count; got {v[i]}")
-        values.append(v.astype(np.float32))
+      elif lay.value_kind == "weight":
+        v = _convert(col, np.float64, path, where, f"a positive count ({what})")
+        _check(~(v > 0), path, where,
+               lambda i: f"expected a positive count ({what}); got {_tok(col[i])}")
       else:
-        v = _convert(f[:, 2], np.float64, path, where, "a numeric rating")
-        values.append(v.astype(np.float32))
-    if ncols_ == 4:
-      times.append(_convert(f[:, 3], np.int64, path, where, "an integer timestamp"))
+        v = _convert(col, np.float64, path, where, "a numeric rating")
+      vals.append(v.astype(np.float32))
+    if lay.time is not None:
+      if lay.iso_time:
+        t, k = _timestamps(f[:, lay.time], path, where)
+        n_iso += k
+      else:
+        t = _convert(f[:, lay.time], np.int64, path, where, "an integer timestamp")
+      times.append(t)
   if first_data_line is None:  # no data lines
     u = np.zeros(0, dtype=bytes)
     users, items = [u], [u]
@@ -309,20 +414,62 @@ def _read_table(path, *, delim: bytes | None, ncols: int | None, header, ids: st
       else:
         cols.append(_index_ids(as_int, strings=False))
   (uu, user_ids), (ii, item_ids) = cols
-  has_value = bool(values)
-  v = np.concatenate(values) if has_value else np.ones(n, dtype=np.float32)
+  has_value = bool(vals)
+  v = np.concatenate(vals) if has_value else np.ones(n, dtype=np.float32)
   ts = np.concatenate(times) if times else None
   if rule is None:
-    rule = "last" if has_value and value_kind == "float" else "sum"
+    rule = "last" if has_value and lay.value_kind == "float" else "sum"
+  if lay is not None and lay.time is not None and n_iso:
+    own_notes.append(f"timestamp column {lay.column(lay.time)}: {n_iso:,} ISO-8601 dates/times "
+                     "converted to int64 epoch seconds (UTC where no offset is given)")
+  if (ncols is None and lay is not None and lay.names is None and values == "auto"
+      and has_value and n and (v.max() > 10 or v.min() < 0)):
+    own_notes.append(
+        f"column {lay.value + 1} read as ratings (no header names it); its values span "
+        f"{v.min():g}..{v.max():g}, unusual for ratings: if they are counts (plays, clicks), "
+        "load with values='counts'")
+  if notes is not None:
+    label = Path(path).name
+    notes.extend(f"{label}: {s}" for s in own_notes)
   return Interactions(users=uu, items=ii, values=v, timestamps=ts, user_ids=user_ids,
                       item_ids=item_ids, duplicate_rule=rule, name=name or str(path))
 
 
-_HEADER_WORDS = {
-    "user", "users", "userid", "user_id", "uid", "u", "item", "items", "itemid", "item_id",
-    "iid", "i", "movie", "movieid", "movie_id", "song", "songid", "song_id", "rating",
-    "ratings", "score", "count", "playcount", "timestamp", "time", "ts", "date",
-}
+def _timestamps(col: np.ndarray, path, where: Callable[[int], int]) -> tuple[np.ndarray, int]:
+  """Integer or ISO-8601 timestamps -> int64 epoch seconds, and how many were ISO."""
+  try:
+    return col.astype(np.int64), 0
+  except (ValueError, OverflowError):
+    pass
+  uniq, inv = np.unique(col, return_inverse=True)
+  out = np.empty(len(uniq), np.int64)
+  ok = np.ones(len(uniq), bool)
+  iso = np.zeros(len(uniq), bool)
+  for k, tok in enumerate(uniq.tolist()):
+    try:
+      out[k] = int(tok)
+      continue
+    except (ValueError, OverflowError):
+      pass
+    tok = tok.strip()
+    if not _ISO_RE.match(tok):
+      ok[k] = False
+      continue
+    text = tok.decode("ascii")
+    if text[-1] in "Zz":
+      text = text[:-1] + "+00:00"
+    try:
+      dt = datetime.datetime.fromisoformat(text.replace(",", "."))
+    except ValueError:  # e.g. month 13
+      ok[k] = False
+      continue
+    if dt.tzinfo is None:
+      dt = dt.replace(tzinfo=datetime.timezone.utc)
+    out[k] = math.floor(dt.timestamp())
+    iso[k] = True
+  inv = inv.reshape(-1)
+  _check(~ok[inv], path, where, lambda i: f"expected {_ISO_WHAT}; got {_tok(col[i])}")
+  return out[inv], int(iso[inv].sum())
 
 
 def _is_number(tok: bytes) -> bool:
@@ -331,6 +478,11 @@ def _is_number(tok: bytes) -> bool:
     return True
   except ValueError:
     return False
+
+
+def _is_value(tok: bytes) -> bool:
+  """A number or an ISO-8601 date: a data field, not a column name."""
+  return _is_number(tok) or bool(_ISO_RE.match(tok.strip()))
 
 
 def _split(line: bytes, delim: bytes | None) -> list[bytes]:
@@ -348,8 +500,103 @@ def _detect_delimiter(lines: list[bytes]) -> bytes | None:
   return b""  # nothing fits
 
 
-def _table_format(path, body: bytes, delim, ncols, header) -> tuple[bytes | None, int, int]:
-  """(delimiter, fields per line, header lines to skip) from the first lines of a file."""
+def _looks_like_header(first: list[bytes], second: list[bytes]) -> bool:
+  """Whether a generic table's first line (split into fields) is a header."""
+  if any(_role_of(_column_name(t)) for t in first) and not any(_is_value(t) for t in first):
+    return True  # Names a known column and holds no number or date.
+  if len(first) >= 3 and not all(_is_value(t) for t in first[2:]):
+    return True  # Rating/timestamp fields that are not values.
+  return (not any(_is_number(t) for t in first[:2]) and len(second) == len(first)
+          and any(_is_number(t) for t in second[:2]))
+
+
+class _HeaderError(DataFormatError):
+  """A header whose user or item column is not identified; `short` says why in a few words."""
+
+  def __init__(self, path, message: str, short: str):
+    super().__init__(path, 1, message)
+    self.short = short
+
+
+def _header_layout(path, fields: list[bytes], values: str, forced: bool,
+                   notes: list[str]) -> dict | None:
+  """Column indices from a header line; None when forced and not recognised (by position)."""
+  names = [_column_name(t) for t in fields]
+  roles = [_role_of(n) for n in names]
+  where: dict[str, list[int]] = {r: [k for k, x in enumerate(roles) if x == r]
+                                 for r in _COLUMN_NAMES}
+  shown_cols = ", ".join(repr(n) for n in names)
+  missing = [r for r in ("user", "item") if not where[r]]
+  if missing:
+    if forced:
+      notes.append(f"header line ({shown_cols}) skipped; it names no "
+                   f"{' and no '.join(missing)} column, so columns are taken by position "
+                   "(user item [rating] [timestamp])")
+      return None
+    what = " and no ".join(missing)
+    raise _HeaderError(
+        path, f"expected a header naming a user column ({_SHOWN['user']}) and an item column "
+        f"({_SHOWN['item']}), in any order and case, and optionally rating "
+        f"({_SHOWN['rating']}), count ({_SHOWN['count']}) and timestamp "
+        f"({_SHOWN['timestamp']}) columns; got columns {shown_cols}: no {what} column",
+        f"its header ({shown_cols}) names no {what} column")
+  for r in ("user", "item"):
+    if len(where[r]) > 1:
+      a, b = (names[k] for k in where[r][:2])
+      raise DataFormatError(path, 1, f"expected one {r} column; columns {a!r} and {b!r} both "
+                            f"name the {r}")
+  rating, count, time = where["rating"], where["count"], where["timestamp"]
+  value, kind = None, "float"
+  if values == "counts":
+    if count or rating:
+      value, kind = (count or rating)[0], "weight"
+  elif values == "ratings":
+    if not (rating or count):
+      raise DataFormatError(path, 1, f"expected a rating column ({_SHOWN['rating']}) with "
+                            f"values='ratings'; got columns {shown_cols}")
+    value = (rating or count)[0]
+  elif rating:
+    value = rating[0]
+  elif count:
+    value, kind = count[0], "weight"
+  t = time[0] if time else None
+  used = {where["user"][0]: "user", where["item"][0]: "item"}
+  if value is not None:
+    used[value] = "rating" if kind == "float" else "count"
+  if t is not None:
+    used[t] = "timestamp"
+  notes.append("header maps columns: " + ", ".join(f"{names[k]} -> {used[k]}"
+                                                   for k in sorted(used)))
+  ignored = [k for k in range(len(names)) if k not in used]
+  if ignored:
+    why = []
+    for k in ignored:
+      if roles[k] in ("rating", "count") and value is not None:
+        why.append(f"{names[k]} (a second value column; values='counts' or 'ratings' "
+                   "chooses which one is read)")
+      elif roles[k] is not None:
+        why.append(f"{names[k]} (a second {roles[k]} column)")
+      else:
+        why.append(names[k])
+    notes.append(f"columns ignored: {', '.join(why)}")
+  if value is not None:
+    role_name = roles[value]
+    if kind == "weight":
+      forced = " (values='counts')" if role_name != "count" else ""
+      notes.append(f"count column {names[value]!r}{forced}: implicit feedback; duplicate "
+                   "(user, item) pairs are summed and no rating threshold applies")
+    elif role_name != "rating":
+      notes.append(f"column {names[value]!r} read as ratings (values='ratings'): explicit "
+                   "feedback, the latest rating of a repeated (user, item) pair is kept")
+  return dict(user=where["user"][0], item=where["item"][0], value=value, value_kind=kind,
+              time=t, names=tuple(names))
+
+
+def _table_format(path, body: bytes, delim, ncols, header, values: str = "auto",
+                  value_kind: str = "float", notes: list[str] | None = None) -> _Layout:
+  """The layout of a table from the first lines of a file (see `_read_table`)."""
+  notes = [] if notes is None else notes
+  generic = ncols is None
   lines = body.split(b"\n", 21)[:21]
   if isinstance(header, bytes):
     if lines[0] != header:
@@ -359,35 +606,51 @@ def _table_format(path, body: bytes, delim, ncols, header) -> tuple[bytes | None
   else:
     sample, skip = lines, 0
   if delim == "auto":
-    probe = sample[1:] if (header is None and len(sample) > 1) else sample
+    probe = sample[1:] if (header in (None, True) and len(sample) > 1) else sample
     probe = [l for l in probe if l.strip()] or sample[:1]
     delim = _detect_delimiter(probe)
     if delim == b"":
       raise DataFormatError(
           path, skip + 1, "expected 2-4 fields separated by tab, '::', comma, ';' or whitespace, "
           f"the same number on every line; got {_line_text(body, skip)}")
+  first = _split(lines[0], delim)
   if header is None:
-    first = _split(lines[0], delim)
     second = _split(lines[1], delim) if len(lines) > 1 else []
-    words = {t.strip().strip(b'"').decode("utf-8", "replace").lower() for t in first}
-    if len(first) >= 3 and not all(_is_number(t) for t in first[2:]):
-      skip = 1
-    elif words and words <= _HEADER_WORDS:
-      skip = 1
-    elif (not any(_is_number(t) for t in first[:2]) and len(second) == len(first)
-          and any(_is_number(t) for t in second[:2])):
+    if _looks_like_header(first, second):
       skip = 1
   elif header is True:
     skip = 1
+  cols = None
+  if generic and skip == 1 and not isinstance(header, bytes):
+    cols = _header_layout(path, first, values, header is True, notes)
+  if cols is not None:
+    if len(first) < 2:
+      raise DataFormatError(path, 1, "expected at least 2 columns (user, item); got "
+                            f"{_line_text(body, 0)}")
+    return _Layout(delim, len(first), skip, iso_time=True, **cols)
   if ncols is None:
-    if skip >= len(lines):
-      return delim, 2, skip
-    ncols = len(_split(lines[skip], delim))
-    if not 2 <= ncols <= 4:
-      raise DataFormatError(
-          path, skip + 1, "expected 2-4 fields (user item [rating] [timestamp]); "
-          f"got {ncols} field(s): {_line_text(body, skip)}")
-  return delim, ncols, skip
+    if skip >= len(lines) or not lines[skip]:
+      ncols = 2
+    else:
+      ncols = len(_split(lines[skip], delim))
+      if not 2 <= ncols <= 4:
+        raise DataFormatError(
+            path, skip + 1, "expected 2-4 fields (user item [rating] [timestamp]); "
+            f"got {ncols} field(s): {_line_text(body, skip)}")
+  value = 2 if ncols >= 3 else None
+  if generic:
+    value_kind = "weight" if values == "counts" else "float"
+    if values == "counts":
+      notes.append("column 3 read as counts (values='counts'): implicit feedback; duplicate "
+                   "(user, item) pairs are summed and no rating threshold applies"
+                   if value is not None else
+                   "no value column: every line counts 1 (values='counts'); duplicate "
+                   "(user, item) pairs are summed")
+    elif values == "ratings" and value is None:
+      raise DataFormatError(path, skip + 1, "expected a third (rating) column with "
+                            f"values='ratings'; got {_line_text(body, skip)}")
+  return _Layout(delim, ncols, skip, value=value, value_kind=value_kind,
+                 time=3 if ncols == 4 else None, iso_time=generic)
 
 
 def read_ml100k(path) -> Interactions:
@@ -438,25 +701,50 @@ def read_msd_triplets(path) -> Interactions:
 
 
 def read_interactions(path, delimiter: str | None = "auto", header: bool | None = None,
-                      ids: str = "auto",
-                      duplicate_rule: DuplicateRule | None = None) -> Interactions:
-  """A generic `user item [rating] [timestamp]` file.
+                      ids: str = "auto", duplicate_rule: DuplicateRule | None = None, *,
+                      values: str = "auto", notes: list[str] | None = None) -> Interactions:
+  """A generic table of interactions: columns named by a header, or `user item [rating] [timestamp]`.
+
+  A first line that is a header maps the columns by name, in any order and
+  case (`_COLUMN_NAMES`): user (user, userId, user_id, uid, customer...), item
+  (item, itemId, movieId, artistID, song, track, product...), rating (rating,
+  score, stars), count (count, plays, playcount, weight, clicks, frequency, n)
+  and timestamp (timestamp, time, ts, date, datetime).  Other columns are
+  ignored (with a note); a header without a user or an item column is a
+  DataFormatError at line 1 that lists the accepted names.  Without a header
+  the columns are positional: `user item [rating] [timestamp]`.
+
+  A count column makes the data implicit feedback: values are the counts
+  (positive numbers), duplicate (user, item) pairs are summed ("sum" rule).
+  A rating column is explicit feedback ("last" rule).  Timestamps are integers
+  or ISO-8601 dates/times (2024-05-01, 2024-05-01T12:30:00, with Z or an
+  offset; UTC without one), converted to int64 epoch seconds.
 
   Args:
     path: the file (may be .gz).
     delimiter: "auto" detects tab, "::", ",", ";" or whitespace (tried in that
       order); None means runs of whitespace; any other string is used as given.
-    header: None detects a header line (a first line whose rating/timestamp
-      fields are not numbers, or whose fields are column names); True/False force it.
+    header: None detects a header line (a first line that names a known column
+      and holds no number, or whose rating/timestamp fields are not numbers or
+      dates); True/False force it (a forced header whose names are not
+      recognised is skipped and the columns are taken by position).
     ids: "auto" keeps a column as integers when every id in it is an integer,
       else as strings; "int" requires integers; "str" keeps strings.
-    duplicate_rule: default "last" with a rating column, "sum" without
-      (values are then 1.0).
+    duplicate_rule: default "last" with a rating column, "sum" otherwise.
+    values: "auto" (a column named as a count is counts, anything else a
+      rating), "counts" (the value column -- count, rating or the positional
+      third -- holds counts: implicit) or "ratings" (it holds ratings: explicit).
+    notes: when given, one line per decision the reader made (columns mapped by
+      the header, ignored columns, ISO timestamps converted, a count column) is
+      appended to it, each starting with the file name.
   """
+  if values not in VALUES:
+    raise ValueError(f"values must be one of {', '.join(VALUES)}; got {values!r}")
   if delimiter not in ("auto", None):
     delimiter = delimiter.encode() if isinstance(delimiter, str) else delimiter
   return _read_table(path, delim=delimiter, ncols=None, header=header, ids=ids,
-                     value_kind="float", rule=duplicate_rule, name=None)
+                     value_kind="float", rule=duplicate_rule, name=None, values=values,
+                     notes=notes)
 
 
 # ---------------------------------------------------------------------------

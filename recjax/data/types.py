@@ -37,6 +37,7 @@ class DataFormatError(ValueError):
   def __init__(self, path, line: int | None, message: str):
     self.path = str(path)
     self.line = line
+    self.message = message  # Without the "path:line: " prefix.
     where = f"{self.path}:{line}" if line is not None else self.path
     super().__init__(f"{where}: {message}")
 
@@ -147,11 +148,15 @@ class Dataset:
     item_content: optional [n_items x vocab] csr of word counts (e.g. mult.dat).
     vocabulary: optional list of words indexing item_content's columns.
     item_text: optional list of raw item texts (e.g. titles), in item order.
-    predefined_splits: named (train, test) pairs shipped with the data, e.g.
-      {"P1": (train, test), "P10": (...)} for the CDL/CVAE splits; both share
-      the id space of `interactions`.
+    predefined_splits: named (train, test) or (train, test, validation)
+      tuples shipped with the data, e.g. {"P1": (train, test), "P10": (...)}
+      for the CDL/CVAE splits, or {"given": ...} for a user's folder of
+      train/[valid/]test files; all share the id space of `interactions`.
     kind: "explicit" (ratings), "implicit" (clicks/counts) or "sequence"
       (time-ordered events, no ratings).
+    notes: one line per thing the reader decided for the user (columns mapped
+      by a header, columns ignored, ISO timestamps converted, a count column
+      detected, a given split used), for the run's output.
   """
 
   name: str
@@ -159,6 +164,7 @@ class Dataset:
   item_content: sp.csr_matrix | None = None
   vocabulary: list[str] | None = None
   item_text: list[str] | None = None
-  predefined_splits: dict[str, tuple[Interactions, Interactions]] = dataclasses.field(
+  predefined_splits: dict[str, tuple[Interactions, ...]] = dataclasses.field(
       default_factory=dict)
   kind: Literal["explicit", "implicit", "sequence"] = "implicit"
+  notes: tuple[str, ...] = ()
