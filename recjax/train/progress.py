@@ -6,6 +6,16 @@ import sys
 import time
 
 
+def _duration(seconds: float) -> str:
+  """3.2s, 4m05s, 2h03m."""
+  if seconds < 60:
+    return f"{seconds:.1f}s"
+  minutes, secs = divmod(int(seconds), 60)
+  if minutes < 60:
+    return f"{minutes}m{secs:02d}s"
+  return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
 class ProgressBar:
   """A dependency-free progress bar.
 
@@ -38,7 +48,8 @@ class ProgressBar:
     bar = "#" * int(frac * width) + "." * (width - int(frac * width))
     extra = " ".join(f"{k}={v:.4g}" for k, v in postfix.items())
     rate = self.done / max(now - self.start, 1e-9)
-    line = f"{self.desc} [{bar}] {self.done}/{self.total} ({rate:.1f}/s) {extra}"
+    eta = f", ETA {_duration((self.total - self.done) / rate)}" if self.done < self.total else ""
+    line = f"{self.desc} [{bar}] {self.done}/{self.total} ({rate:.1f}/s{eta}) {extra}"
     if self.tty:
       self.stream.write("\r" + line)
       if self.done >= self.total:

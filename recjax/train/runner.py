@@ -328,6 +328,7 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
     n_batches = batching.n_batches(train.shape[0], batch_size)
 
   saved_at = time.perf_counter()
+  first_block = first_step = True
   while state.epoch < epochs and not stopped:
     epoch = state.epoch + 1
     t0 = time.perf_counter()
@@ -335,9 +336,14 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
     params, opt_state, factors, step = state.params, state.opt_state, state.factors, state.step
     if model.block_step is not None:
       tb = time.perf_counter()
+      if first_block:
+        log(f"epoch {epoch}: closed-form block step (the first one compiles its solvers)...")
       factors = model.block_step(params, factors, aux_data, _block_key(state.rng, epoch))
       factors = jax.block_until_ready(_replicate(factors, rep))
       record["block_seconds"] = time.perf_counter() - tb
+      if first_block:
+        log(f"epoch {epoch}: block step done in {record['block_seconds']:.1f}s")
+        first_block = False
     if train_step is not None:
       if model.batches is not None:  # The model's own batches (e.g. item content), not user rows.
         epoch_batches, source = model.batches(aux_data, batch_size, epoch, config.seed)
@@ -360,7 +366,13 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
         batch = jax.device_put(batch, batch_sh)
         batch["step"] = step  # optax updates so far (a replicated int32 scalar), e.g. for KL annealing.
         key_t = jax.random.fold_in(state.rng, step)
+        if first_step:
+          t_compile = time.perf_counter()
         params, opt_state, s, n = train_step(params, opt_state, factors, batch, key_t)
+        if first_step:  # jit traces and compiles inside the first call.
+          log(f"epoch {epoch}: compiled the training step in "
+              f"{time.perf_counter() - t_compile:.1f}s")
+          first_step = False
         sums = s if sums is None else jax.tree.map(jnp.add, sums, s)
         count = count + n
         step = step + 1
