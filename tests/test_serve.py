@@ -240,3 +240,19 @@ def test_cli_recommend_and_similar(ease_run, tmp_path):
                         "--users=u000"], capture_output=True, text=True, cwd=REPO, timeout=120)
   assert run.returncode == 2 and "not a recjax workdir" in run.stderr
   assert "Traceback" not in run.stderr
+
+
+def test_a_checkpoint_that_does_not_fit_is_one_clear_error(tmp_path):
+  """config.json edited by hand to claim another model: orbax's mismatch becomes one line."""
+  matrix = _matrix(seed=7)
+  split = splits.strong_generalization(matrix, n_heldout_users=6, seed=0)
+  train_and_evaluate(get_model("ease"), split, _config(), tmp_path, log=lambda s: None)
+  config = json.loads((tmp_path / "config.json").read_text())
+  wmf = get_model("wmf", {"factors": 4})
+  config["model"] = "wmf"
+  config["model_config"] = json.loads(json.dumps(
+      __import__("dataclasses").asdict(wmf.config)))
+  config["train_config"]["epochs"] = 3
+  (tmp_path / "config.json").write_text(json.dumps(config))
+  with pytest.raises(WorkdirMismatch, match="checkpoint of epoch 1 does not fit this model"):
+    train_and_evaluate(wmf, split, _config(epochs=3), tmp_path, log=lambda s: None)

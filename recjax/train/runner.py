@@ -199,6 +199,9 @@ def check_workdir(workdir: Path, info: dict[str, Any], epochs: int, overwrite: b
     raise WorkdirMismatch(f"{config_path} is not valid JSON; use a fresh --workdir or pass "
                           f"--overwrite") from None
   before, now = experiment_identity(old), experiment_identity(info)
+  if before.get("model") != now.get("model"):  # Another model: its config fields say nothing more.
+    before = {k: v for k, v in before.items() if not k.startswith("model_config.")}
+    now = {k: v for k, v in now.items() if not k.startswith("model_config.")}
   diffs = [f"{k}: {_short(before.get(k, '<unset>'))} -> {_short(now.get(k, '<unset>'))}"
            for k in sorted(set(before) | set(now)) if before.get(k, "<unset>") != now.get(k, "<unset>")]
   if diffs:
@@ -300,7 +303,13 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
   writer = MetricWriter(workdir)
   ckpt = Checkpointer(workdir, config.keep_checkpoints) if config.checkpoint else None
   if ckpt is not None and ckpt.latest_epoch() is not None:
-    state = ckpt.restore(state, rep)
+    try:
+      state = ckpt.restore(state, rep)
+    except (ValueError, KeyError, TypeError, FileNotFoundError) as e:  # orbax: tree/shape mismatch.
+      raise WorkdirMismatch(
+          f"{ckpt.directory}: the checkpoint of epoch {ckpt.latest_epoch()} does not fit this "
+          f"model ({type(e).__name__}: {str(e).splitlines()[0][:200]}); use a fresh --workdir, "
+          f"or pass --overwrite to discard it") from None
     if donates and state.best_is_current:
       state = state.replace(best_params=_copy(state.params))
     writer.truncate_after(state.epoch)
@@ -419,8 +428,8 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
 
   best = (state.best_params, state.best_factors)
   if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(best)):
-    raise RuntimeError(f"{workdir}: no epoch was trained, so there is no model to evaluate "
-                       f"or export (epochs={epochs})")
+    raise ValueError(f"{workdir}: no epoch was trained, so there is no model to evaluate "
+                     f"or export (epochs={epochs}); set epochs >= 1")
   t0 = time.perf_counter()
   val = evaluate(best, split.validation) if evaluated else None
   test = evaluate(best, split.test) if split.test.n_users else None
