@@ -32,7 +32,7 @@ from typing import Callable, Literal, Mapping
 import numpy as np
 
 from recjax.data import readers
-from recjax.data.types import DataFormatError, Dataset, Interactions
+from recjax.data.types import GIVEN_SPLIT, DataFormatError, Dataset, Interactions
 
 __all__ = [
     "Download", "DatasetSpec", "DATASETS", "DOWNLOADS", "ChecksumError", "load_dataset",
@@ -510,7 +510,6 @@ _SPLIT_ORDER = {"train": 0, "training": 0, "valid": 1, "val": 1, "validation": 1
 _SPLIT_ROLES = {"train": "train", "training": "train", "valid": "validation", "val": "validation",
                 "validation": "validation", "dev": "validation", "test": "test"}
 _SKIP_PREFIXES = ("readme", "license", "licence", "source", "citation")
-GIVEN_SPLIT = "given"  # predefined_splits key of a user folder's own train/[valid/]test files.
 
 
 def _folder_files(folder: Path) -> list[Path]:

@@ -131,7 +131,8 @@ def strong_generalization(matrix: sp.spmatrix, n_heldout_users: int | float = 0.
   Args:
     matrix: users x items csr (binary or not); every row is a user.
     n_heldout_users: users in each of validation and test; a float is a
-      fraction of all users (floored), an int a count.
+      fraction of all users (floored), an int a count.  0 gives empty
+      validation/test EvalSets of shape [0, n_items] (every user trains).
     seed: seed of the user permutation and of the fold-in/held-out draw.
     fold_in_fraction: share of a held-out user's items that are folded in.
     min_items_to_split: least number of items for a held-out user to be split.
@@ -195,13 +196,16 @@ def p_items_per_user(matrix: sp.spmatrix, p: int, seed: int = 0
 
 def weak_generalization_split(train: sp.spmatrix, test: sp.spmatrix, *,
                               validation_fraction: float = 0.0, seed: int = 0,
-                              protocol: str = "weak") -> RankingSplit:
+                              protocol: str = "weak",
+                              validation: sp.spmatrix | None = None) -> RankingSplit:
   """Wraps a (train, test) pair over the same users as a RankingSplit.
 
   Every user is a training user and an evaluation user: both EvalSets have
-  ``fold_in = train``.  With ``validation_fraction = 0`` validation is the test
-  set itself (the same objects).  Otherwise ``int(validation_fraction * n)``
-  random items of each user's ``n`` test items (floor) move to the validation
+  ``fold_in = train``.  With ``validation`` given (a third matrix of the same
+  shape, e.g. a dataset's own validation file) it is the validation held_out.
+  Otherwise, with ``validation_fraction = 0`` validation is the test set itself
+  (the same objects); with a fraction, ``int(validation_fraction * n)`` random
+  items of each user's ``n`` test items (floor) move to the validation
   held_out and the rest stay in test, so validation and test never share an
   entry.
 
@@ -211,6 +215,7 @@ def weak_generalization_split(train: sp.spmatrix, test: sp.spmatrix, *,
     validation_fraction: share of each user's test items used for validation.
     seed: seed of the validation draw.
     protocol: name stored in the split.
+    validation: optional csr of the same shape: the validation held-out items.
 
   Returns:
     RankingSplit over all users and items (identity `items`/`train_users`).
@@ -219,17 +224,25 @@ def weak_generalization_split(train: sp.spmatrix, test: sp.spmatrix, *,
   if tr.shape != te.shape:
     raise ValueError(f"train shape {tr.shape} != test shape {te.shape}")
   users = np.arange(tr.shape[0], dtype=np.int64)
-  if validation_fraction > 0:
+  if validation is not None:
+    if validation_fraction > 0:
+      raise ValueError("pass either validation or validation_fraction, not both")
+    vd = _canonical(validation)
+    if vd.shape != tr.shape:
+      raise ValueError(f"train shape {tr.shape} != validation shape {vd.shape}")
+    validation_set = EvalSet(fold_in=tr, held_out=vd, users=users)
+    test_set = EvalSet(fold_in=tr, held_out=te, users=users)
+  elif validation_fraction > 0:
     n_u = np.diff(te.indptr)
     n_val = (validation_fraction * n_u).astype(np.int64)
     rank = _random_rank_in_row(te, np.random.default_rng(seed))
     te, vd = _split_entries(te, rank < np.repeat(n_val, n_u))
-    validation = EvalSet(fold_in=tr, held_out=vd, users=users)
+    validation_set = EvalSet(fold_in=tr, held_out=vd, users=users)
     test_set = EvalSet(fold_in=tr, held_out=te, users=users)
   else:
     test_set = EvalSet(fold_in=tr, held_out=te, users=users)
-    validation = test_set
-  return RankingSplit(train=tr, validation=validation, test=test_set,
+    validation_set = test_set
+  return RankingSplit(train=tr, validation=validation_set, test=test_set,
                       items=np.arange(tr.shape[1], dtype=np.int64), train_users=users,
                       protocol=protocol)
 

@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 DuplicateRule = Literal["last", "sum"]
+GIVEN_SPLIT = "given"  # Dataset.predefined_splits key of a user folder's train/[valid/]test files.
 
 
 class DataFormatError(ValueError):
