@@ -1,7 +1,7 @@
 """Evaluation protocols.  `evaluate` picks the protocol from the eval set's type.
 
 Each protocol is a function
-``(score_fn, state, eval_set, *, metrics, batch_size, item_chunk, sharding) -> dict``
+``(score_fn, state, eval_set, *, metrics, batch_size, item_chunk, sharding, on_batch) -> dict``
 returning lower-case metric names (plus ``"users"``, the rows counted).  A new
 protocol (say, ratings scored by RMSE) adds its eval-set class and one line to
 `EVALUATORS`: the class name -> "module:function", imported on first use.

@@ -102,6 +102,7 @@ def evaluate_ranking(
     sharding: NamedSharding | None = None,
     exclude_fold_in: bool = True,
     candidates: np.ndarray | None = None,
+    on_batch=None,
 ) -> dict[str, float]:
   """Ranking metrics of a model under the fold-in protocol.
 
@@ -136,6 +137,8 @@ def evaluate_ranking(
       items for cold-start recall); held-out items outside it are dropped
       before the metrics, so recall counts over the user's held-out
       candidates, and users left without any are skipped.  None ranks all.
+    on_batch: optional `(done, total) -> None` progress callback, called after
+      each batch has finished computing (it waits for the device).
 
   Returns:
     {metric name (lower-case): mean over evaluated users, "users": their
@@ -203,6 +206,9 @@ def evaluate_ranking(
         candidates,
         totals,
     )
+    if on_batch is not None:
+      jax.block_until_ready(totals)
+      on_batch(start // batch_size + 1, -(-len(rows) // batch_size))
 
   totals = jax.device_get(totals)
   users = int(totals["users"])

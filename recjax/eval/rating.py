@@ -95,6 +95,7 @@ def evaluate_rating(
     batch_size: int = 500,
     item_chunk: int | None = None,
     sharding: NamedSharding | None = None,
+    on_batch=None,
 ) -> dict[str, float]:
   """RMSE/MAE of a model's clipped rating predictions on held-out ratings.
 
@@ -115,6 +116,7 @@ def evaluate_rating(
       accepted so that every protocol takes the same arguments.
     sharding: optional `NamedSharding` splitting the batch rows; the batch size
       is rounded up to a multiple of the row shards.
+    on_batch: optional `(done, total)` progress callback (see `evaluate_ranking`).
 
   Returns:
     {metric: value, "users": rows scored}.  Values are NaN without held-out ratings.
@@ -161,6 +163,9 @@ def evaluate_rating(
                   put_rows(_dense_rows(held_out, batch_rows, batch_size, np.float32)),
                   put_rows(_dense_rows(pattern, batch_rows, batch_size, bool)),
                   rating_range, totals)
+    if on_batch is not None:
+      jax.block_until_ready(totals)
+      on_batch(start // batch_size + 1, -(-len(rows) // batch_size))
 
   totals = jax.device_get(totals)
   count = float(totals["count"])

@@ -138,6 +138,7 @@ def evaluate_sampled(
     batch_size: int = 500,
     item_chunk: int | None = None,
     sharding: NamedSharding | None = None,
+    on_batch=None,
 ) -> dict[str, float]:
   """Metrics of ranking each user's held-out item among its sampled negatives.
 
@@ -154,6 +155,7 @@ def evaluate_sampled(
     item_chunk: unused (there are only C candidates); accepted for the
       protocol's common signature.
     sharding: optional `NamedSharding` splitting the batch rows over devices.
+    on_batch: optional `(done, total)` progress callback (see `evaluate_ranking`).
 
   Returns:
     {metric (lower-case): mean over users, "users": their number}.
@@ -201,6 +203,9 @@ def evaluate_sampled(
     if step is None:
       step = _batch_step(score_fn, state, metrics, query)
     totals = step(state, jax.tree.map(put_rows, query), put_rows(row_mask), totals)
+    if on_batch is not None:
+      jax.block_until_ready(totals)
+      on_batch(start // batch_size + 1, -(-n // batch_size))
 
   totals = jax.device_get(totals)
   count = int(totals["users"])

@@ -321,9 +321,18 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
 
   score_fn = _score_fn(model)
   eval_extra = {} if config.exclude_fold_in else {"exclude_fold_in": False}  # Ranking protocol only.
-  evaluate = lambda st, eval_set, **kw: evaluate_protocol(
-      score_fn, st, eval_set, metrics=tuple(config.metrics), batch_size=config.eval_batch_size,
-      item_chunk=config.item_chunk, sharding=batch_sh, **eval_extra, **kw)
+  def evaluate(st, eval_set, label="eval", **kw):
+    bar = None
+
+    def on_batch(done, total):
+      nonlocal bar
+      if bar is None:
+        bar = ProgressBar(total, label, enabled=config.progress)
+      bar.update()
+
+    return evaluate_protocol(
+        score_fn, st, eval_set, metrics=tuple(config.metrics), batch_size=config.eval_batch_size,
+        item_chunk=config.item_chunk, sharding=batch_sh, on_batch=on_batch, **eval_extra, **kw)
 
   aux_data = None
   stopped = config.patience > 0 and state.bad_epochs >= config.patience
@@ -346,12 +355,12 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
     if model.block_step is not None:
       tb = time.perf_counter()
       if first_block:
-        log(f"epoch {epoch}: closed-form block step (the first one compiles its solvers)...")
+        log(f"first closed-form block step (epoch {epoch}; it compiles its solvers)...")
       factors = model.block_step(params, factors, aux_data, _block_key(state.rng, epoch))
       factors = jax.block_until_ready(_replicate(factors, rep))
       record["block_seconds"] = time.perf_counter() - tb
       if first_block:
-        log(f"epoch {epoch}: block step done in {record['block_seconds']:.1f}s")
+        log(f"first block step done in {record['block_seconds']:.1f}s")
         first_block = False
     if train_step is not None:
       if model.batches is not None:  # The model's own batches (e.g. item content), not user rows.
@@ -379,8 +388,8 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
           t_compile = time.perf_counter()
         params, opt_state, s, n = train_step(params, opt_state, factors, batch, key_t)
         if first_step:  # jit traces and compiles inside the first call.
-          log(f"epoch {epoch}: compiled the training step in "
-              f"{time.perf_counter() - t_compile:.1f}s")
+          log(f"compiled the training step in {time.perf_counter() - t_compile:.1f}s "
+              f"(epoch {epoch}, first batch)")
           first_step = False
         sums = s if sums is None else jax.tree.map(jnp.add, sums, s)
         count = count + n
@@ -398,7 +407,7 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
       state = state.replace(best_params=_copy(params) if donates else params,
                             best_factors=factors, best_epoch=epoch, best_is_current=True)
     elif epoch % config.eval_every == 0 or epoch == epochs:
-      val = evaluate((params, factors), split.validation)
+      val = evaluate((params, factors), split.validation, f"epoch {epoch} validation")
       record["validation"] = val
       current = val[config.select_metric]
       if current > state.best_metric or val.get("users", 1) == 0:  # No one scored: keep the newest.
@@ -431,8 +440,8 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
     raise ValueError(f"{workdir}: no epoch was trained, so there is no model to evaluate "
                      f"or export (epochs={epochs}); set epochs >= 1")
   t0 = time.perf_counter()
-  val = evaluate(best, split.validation) if evaluated else None
-  test = evaluate(best, split.test) if split.test.n_users else None
+  val = evaluate(best, split.validation, "validation (best)") if evaluated else None
+  test = evaluate(best, split.test, "test") if split.test.n_users else None
   for name, metrics in (("validation", val), ("test", test)):
     if metrics is not None and metrics.get("users", 1) == 0:
       log(f"{name}: none of its {getattr(split, name).n_users} users has a held-out item to "
@@ -442,7 +451,7 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
   cold = None
   if config.cold_start and test is not None:
     candidates = cold_items(split)
-    cold = evaluate(best, split.test, candidates=candidates)
+    cold = evaluate(best, split.test, "test (cold items)", candidates=candidates)
     cold["items"] = int(candidates.sum())
   results = {"validation": val, "test": test, "best_epoch": state.best_epoch,
              "epochs_run": state.epoch, "select_metric": config.select_metric if evaluated else None,
