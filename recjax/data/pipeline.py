@@ -166,12 +166,15 @@ def _merged(inter: Interactions) -> tuple[sp.csr_matrix, int]:
 
 
 def _duplicates_line(inter: Interactions, repeated: int, binary: bool, where: str = "") -> str:
-  if inter.duplicate_rule == "sum":
-    return f"duplicate (user, item) pairs summed: {repeated:,} repeated events{where}"
+  """`repeated` = events beyond the first of their (user, item) pair."""
+  events = "repeated event" + ("" if repeated == 1 else "s")
+  if inter.duplicate_rule == "sum" and not binary:
+    return f"duplicate (user, item) pairs summed: {repeated:,} {events}{where}"
   if binary:
-    return (f"duplicate (user, item) pairs merged: {repeated:,} repeated events{where} (a pair "
+    return (f"duplicate (user, item) pairs merged: {repeated:,} {events}{where} (a pair "
             "counts once)")
-  return (f"duplicate (user, item) pairs: {repeated:,} repeated ratings{where}, the latest "
+  ratings = "repeated rating" + ("" if repeated == 1 else "s")
+  return (f"duplicate (user, item) pairs: {repeated:,} {ratings}{where}, the latest "
           "rating of each pair kept")
 
 
@@ -281,7 +284,34 @@ def _strong(dataset: Dataset, config: DataConfig, info: dict[str, Any],
   split = splits.strong_generalization(matrix, n_heldout_users=heldout, seed=config.split_seed,
                                        fold_in_fraction=config.fold_in_fraction)
   conversions.extend(_strong_lines(matrix, split))
-  return split
+  return _to_dataset_ids(split, inter, dataset.interactions)
+
+
+def _dataset_index(sub_ids: np.ndarray, all_ids: np.ndarray) -> np.ndarray | None:
+  """Dataset-dense index of each raw id in sub_ids (None: the same id space)."""
+  if len(sub_ids) == len(all_ids):
+    return None  # Preprocessing compacts, keeping order: equal length means identical.
+  sorter = np.argsort(all_ids, kind="stable")
+  return sorter[np.searchsorted(all_ids, sub_ids, sorter=sorter)].astype(np.int64)
+
+
+def _to_dataset_ids(split: splits.RankingSplit, pre: Interactions,
+                    full: Interactions) -> splits.RankingSplit:
+  """`items`, `train_users` and eval `users` as indices of the dataset's id space.
+
+  The split is made on the preprocessed (compacted) log; the runner and the
+  model export map these indices through the dataset's `user_ids`/`item_ids`.
+  """
+  umap = _dataset_index(pre.user_ids, full.user_ids)
+  imap = _dataset_index(pre.item_ids, full.item_ids)
+  if umap is None and imap is None:
+    return split
+  u = (lambda a: a) if umap is None else (lambda a: umap[a])
+  i = (lambda a: a) if imap is None else (lambda a: imap[a])
+  return dataclasses.replace(
+      split, items=i(split.items), train_users=u(split.train_users),
+      validation=dataclasses.replace(split.validation, users=u(split.validation.users)),
+      test=dataclasses.replace(split.test, users=u(split.test.users)))
 
 
 def _strong_lines(matrix: sp.csr_matrix, split) -> list[str]:
