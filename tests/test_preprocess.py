@@ -126,3 +126,38 @@ def test_k_core_larger_random_is_core_and_fixed_point():
   kept = raw_pairs(y)
   n_in = sum((x.user_ids[u], x.item_ids[i]) in kept for u, i in zip(x.users, x.items))
   assert n_in == y.n_events
+
+
+def test_recording_lists_each_conversion_once():
+  x = make([0, 0, 1, 1, 1, 2, 3], [0, 1, 0, 1, 2, 2, 0], values=[5, 4, 1, 5, 5, 4, 5],
+           rule="last")
+  with preprocess.recording() as log:
+    y = preprocess.binarize(x, 4)
+    y = preprocess.filter_min_counts(y, min_user=2, min_item=2)
+    with preprocess.recording(enabled=False):
+      preprocess.binarize(x, 4)  # Suspended: not recorded.
+  assert log == ["ratings binarized: 6 of 7 events have rating >= 4 and become 1.0; the rest "
+                 "are dropped",
+                 "users with < 2 items dropped: 2 users, 2 events"]  # no item had < 2 users
+  assert set(y.user_ids) == {"u0", "u1"}
+  preprocess.binarize(x, 4)  # Outside a recording: nothing is kept anywhere.
+  assert len(log) == 2
+  with preprocess.recording() as log:
+    preprocess.filter_min_counts(x, min_item=3)
+  assert log == ["items with < 3 users dropped: 2 items, 4 events"]
+
+
+def test_filters_that_empty_the_data_raise_naming_the_filter():
+  x = make([0, 1, 1], [0, 0, 1], values=[1, 2, 3], rule="last")
+  with pytest.raises(ValueError, match=r"t: binarize_threshold=4 drops every event: none of the "
+                     r"3 events has rating >= 4 \(the largest is 3\)"):
+    preprocess.binarize(x, 4)
+  with pytest.raises(ValueError, match="min_user_count=3 drops every user: no user has >= 3 "
+                     "distinct items"):
+    preprocess.filter_min_counts(x, min_user=3)
+  with pytest.raises(ValueError, match="min_item_count=5 drops every item"):
+    preprocess.filter_min_counts(x, min_item=5)
+  with pytest.raises(ValueError, match="after the item filter"):
+    preprocess.filter_min_counts(x, min_user=2, min_item=2)
+  empty = x.select_events(np.zeros(3, bool))
+  assert preprocess.binarize(empty, 4).n_events == 0  # Nothing to empty: no error.

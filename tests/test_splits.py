@@ -156,6 +156,31 @@ def test_weak_generalization_split():
   assert np.array_equal(s.items, np.arange(m.shape[1]))
 
 
+def test_weak_generalization_split_with_a_given_validation_matrix():
+  m = random_matrix(binary=True)
+  tr, rest = splits.p_items_per_user(m, 3, seed=0)
+  vd, te = splits.p_items_per_user(rest, 1, seed=1)
+  s = splits.weak_generalization_split(tr, te, validation=vd, protocol="given")
+  assert s.validation is not s.test and s.protocol == "given"
+  assert (s.validation.held_out != vd).nnz == 0 and (s.test.held_out != te).nnz == 0
+  assert (s.validation.fold_in != tr).nnz == 0 and (s.test.fold_in != tr).nnz == 0
+  with pytest.raises(ValueError, match="not both"):
+    splits.weak_generalization_split(tr, te, validation=vd, validation_fraction=0.5)
+  with pytest.raises(ValueError, match="validation shape"):
+    splits.weak_generalization_split(tr, te, validation=vd[:, :5])
+
+
+@pytest.mark.parametrize("n_heldout", [0, 0.0])
+def test_strong_generalization_without_heldout_users(n_heldout):
+  m = random_matrix(binary=True)
+  s = splits.strong_generalization(m, n_heldout, seed=3)
+  items = s.items
+  assert s.train.shape == (m.shape[0], len(items)) and len(s.train_users) == m.shape[0]
+  for ev in (s.validation, s.test):
+    assert ev.fold_in.shape == ev.held_out.shape == (0, len(items))
+    assert ev.users.shape == (0,) and ev.users.dtype == np.int64 and ev.n_users == 0
+
+
 @pytest.mark.parametrize("n,tail", [(40, 3), (1000, 25), (100000, 500), (200, 5),
                                     (3, 2), (1, 0), (0, 0), (4, 3), (140, 4)])
 def test_temporal_tail_lengths(n, tail):

@@ -187,7 +187,8 @@ def filter_min_counts(inter: Interactions, min_user: int = 0,
 def _record_drop(what: str, partners: str, least: int, dropped: np.ndarray, events: int):
   n = int(dropped.sum())
   if n:
-    record(f"{what} with < {least} {partners} dropped: {n:,} {what}, {events:,} events")
+    record(f"{what} with < {least} {partners} dropped: {n:,} {what[:-1] if n == 1 else what}, "
+           f"{events:,} event{'' if events == 1 else 's'}")
 
 
 def k_core(inter: Interactions, k_user: int, k_item: int) -> Interactions:
