@@ -338,6 +338,51 @@ def test_generic_malformed(tmp_path, text, line, fragment):
   raises_at(lambda: readers.read_interactions(p), p, line, fragment)
 
 
+def test_generic_header_maps_columns_by_name(tmp_path, monkeypatch):
+  monkeypatch.setattr(readers, "CHUNK_BYTES", 64)  # the header's layout holds in every chunk
+  rows = "".join(f"{100 + u % 7}\t{u}\t{1 + u % 5}\t2024-05-{1 + u % 28:02d}T00:00:00Z\textra\n"
+                 for u in range(40))
+  p = write(tmp_path, "r.tsv", "Item_ID\tUserID\tScore\tDate\tcomment\n" + rows)
+  notes = []
+  x = readers.read_interactions(p, notes=notes)
+  assert x.user_ids.tolist() == list(range(40)) and x.item_ids.tolist() == list(range(100, 107))
+  assert x.timestamps[0] == 1714521600 and x.duplicate_rule == "last"
+  assert notes == ["r.tsv: header maps columns: Item_ID -> item, UserID -> user, Score -> rating, "
+                   "Date -> timestamp",
+                   "r.tsv: columns ignored: comment",
+                   "r.tsv: timestamp column 'Date': 40 ISO-8601 dates/times converted to int64 "
+                   "epoch seconds (UTC where no offset is given)"]
+  bad = write(tmp_path, "bad.tsv", "Item_ID\tUserID\tScore\tDate\tcomment\n" + rows
+              + "1\t2\t3\t2024-05-01\n")
+  raises_at(lambda: readers.read_interactions(bad), bad, 42,
+            "expected 5 tab-separated fields (Item_ID UserID Score Date comment)")
+
+
+def test_generic_rating_and_count_columns(tmp_path):
+  p = write(tmp_path, "b.csv", "user,item,rating,plays\n1,2,4,10\n1,2,5,3\n")
+  notes = []
+  x = readers.read_interactions(p, notes=notes)
+  assert x.duplicate_rule == "last" and x.values.tolist() == [4, 5]
+  assert any("plays (a second value column" in n for n in notes), notes
+  y = readers.read_interactions(p, values="counts")
+  assert y.duplicate_rule == "sum" and y.to_csr().toarray().tolist() == [[13.0]]
+  z = readers.read_interactions(write(tmp_path, "c.csv", "user,item,playcount\n1,2,10\n"),
+                                values="ratings")
+  assert z.duplicate_rule == "last"
+  with pytest.raises(DataFormatError, match="values='ratings'"):
+    readers.read_interactions(write(tmp_path, "d.csv", "user,item\n1,2\n"), values="ratings")
+
+
+def test_generic_forced_header_with_unknown_names_is_positional(tmp_path):
+  p = write(tmp_path, "d.tsv", "a\tb\n5\t6\n7\t8\n")
+  notes = []
+  x = readers.read_interactions(p, header=True, notes=notes)
+  assert x.n_events == 2 and x.user_ids.tolist() == [5, 7]
+  assert "skipped" in notes[0] and "by position" in notes[0]
+  raises_at(lambda: readers.read_interactions(p), p, 1, "expected a header naming a user column",
+            "userId", "movieId", "got columns 'a', 'b': no user and no item column")
+
+
 # ---------------------------------------------------------------------------
 # One line per user.
 # ---------------------------------------------------------------------------
