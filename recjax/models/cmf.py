@@ -6,8 +6,10 @@ words) are factorized together with shared item factors V:
   Σ_ij C_ij (p_ij − u_iᵀv_j)² + μ Σ_jw (x_jw − z_wᵀv_j)²
     + λ_u ||U||² + λ_v ||V||² + λ_z ||Z||²,
 
-with Hu et al.'s confidence (a on clicks, b elsewhere) on R and squared loss
-of uniform weight μ on every entry of X (Singh & Gordon's Gaussian case).  A
+with Hu et al.'s confidence on R (a on clicks, b elsewhere; or, as in WMF,
+from the stored counts r: "linear" b + α r, "log" b + α log(1 + r/ε)) and
+squared loss of uniform weight μ on every entry of X (Singh & Gordon's
+Gaussian case).  A
 block step is one sweep of closed-form updates, each exact for its block:
 
 * U ← implicit half sweep against V (as WMF);
@@ -47,6 +49,9 @@ class Config:
   init_scale: float = 0.01  # Standard deviation of the random initial factors.
   bucket_growth: float = 1.25  # Ratio of successive padded row lengths (finer: less padding, more compiles).
   max_bytes_per_call: int = 256 << 20  # Memory of one jitted solve.
+  confidence: str = "constant"  # On R: "constant" (a on stored entries), "linear" (b + α r) or "log" (b + α log(1 + r/ε)).
+  alpha: float = 40.0  # α of "linear"/"log" confidence (> 0; Hu et al.'s 40); unused by "constant".
+  epsilon: float = 1.0  # ε of "log" confidence (> 0); unused otherwise.
 
 
 def scale_content(content: sp.csr_matrix, how: str) -> sp.csr_matrix:
@@ -69,6 +74,8 @@ def scale_content(content: sp.csr_matrix, how: str) -> sp.csr_matrix:
 def make(config: Config) -> Model:
   if config.solver not in als.SOLVERS:
     raise ValueError(f"cmf: solver must be one of {als.SOLVERS}, got {config.solver!r}")
+  als.check_confidence(config.confidence, config.alpha, config.epsilon, who="cmf")
+  conf = dict(confidence=config.confidence, alpha=config.alpha, epsilon=config.epsilon)
 
   def init(key, train: sp.csr_matrix):
     return {}, als.init_factors(key, train.shape, config.factors, config.init_scale)
@@ -83,7 +90,7 @@ def make(config: Config) -> Model:
   def block_step(params, factors, aux, key):
     del params, key
     kw = dict(a=config.a, b=config.b, solver=config.solver, cg_steps=config.cg_steps,
-              max_bytes_per_call=config.max_bytes_per_call)
+              max_bytes_per_call=config.max_bytes_per_call, **conf)
     mu = config.content_weight
     u = als.half_sweep(factors["U"], factors["V"], aux["users"], reg=config.reg_u, **kw)
     v_host = np.asarray(factors["V"], np.float64)
@@ -97,10 +104,16 @@ def make(config: Config) -> Model:
   def score(params, factors, inputs):
     del params
     v = factors["V"]
-    return als.fold_in_dense(v, inputs, a=config.a, b=config.b, reg=config.reg_u) @ v.T
+    return als.fold_in_dense(v, inputs, a=config.a, b=config.b, reg=config.reg_u, **conf) @ v.T
+
+  def item_vectors(params, factors):
+    del params
+    return factors["V"]
 
   return Model(name="cmf", config=config, init=init, prepare=prepare, block_step=block_step,
-               score=score, train_defaults={"epochs": 10}, side_keys=("item_content",))
+               score=score, train_defaults={"epochs": 10}, side_keys=("item_content",),
+               item_vectors=item_vectors,
+               item_vectors_doc="CMF item factors V (shared by clicks and content)")
 
 
 def word_factors(content_t: sp.csr_matrix, v: np.ndarray, mu: float, reg_z: float) -> np.ndarray:

@@ -6,9 +6,17 @@ clicks and ``b`` on everything else (the paper: b = 1, a tuned over
 squares: one block step is a sweep over U (users) then V (items) with the
 closed-form solvers of `recjax.ops.als`.  U and V never pass through optax.
 
+Confidence from counts (Hu et al. §4): with ``confidence="constant"`` every
+stored entry has confidence a whatever its value (clicks); with "linear"
+c_ij = b + α r_ij (Eq. 1, b = 1) and with "log" c_ij = b + α log(1 + r_ij/ε)
+(Eq. 6), where r_ij are the stored values of the training and fold-in rows
+(play/click counts, e.g. ``DataConfig.implicit_values="counts"``).  The
+preference stays 1 on every stored entry.
+
 Strong generalization: users that training never saw are folded in at
 scoring time by one exact solve per user against the fixed V:
-u = (b VᵀV + (a − b) Σ_{j∈x} v_j v_jᵀ + λI)⁻¹ a Σ_{j∈x} v_j.
+u = (b VᵀV + Σ_{j∈x} (c_j − b) v_j v_jᵀ + λI)⁻¹ Σ_{j∈x} c_j v_j, with c_j the
+confidence of the user's input value x_j > 0 (a under "constant").
 """
 
 from __future__ import annotations
@@ -33,24 +41,30 @@ class Config:
   bucket_growth: float = 1.25  # Ratio of successive padded row lengths (finer: less padding, more compiles).
   max_bytes_per_call: int = 256 << 20  # Memory of one jitted solve (sets rows per call per bucket).
   fold_in_chunk: int = 512  # Items per step when folding in users (bounds a [batch, chunk, K] temporary).
+  confidence: str = "constant"  # "constant" (a on stored entries), "linear" (b + α r) or "log" (b + α log(1 + r/ε)).
+  alpha: float = 40.0  # α of "linear"/"log" confidence (> 0; Hu et al.'s 40); unused by "constant".
+  epsilon: float = 1.0  # ε of "log" confidence (> 0); unused otherwise.
 
 
 def make(config: Config) -> Model:
   if config.solver not in ("cholesky", "cg"):
     raise ValueError(f"wmf: solver must be 'cholesky' or 'cg', got {config.solver!r}")
-  if config.a < config.b:
+  als.check_confidence(config.confidence, config.alpha, config.epsilon, who="wmf")
+  if config.confidence == "constant" and config.a < config.b:
     raise ValueError(f"wmf: a (clicks) must be >= b (non-clicks), got a={config.a}, b={config.b}")
+  conf = dict(confidence=config.confidence, alpha=config.alpha, epsilon=config.epsilon)
 
   def init(key, train: sp.csr_matrix):
     return {}, als.init_factors(key, train.shape, config.factors, config.init_scale)
 
   def prepare(train: sp.csr_matrix):
-    return als.bucketed_sides(train, config.bucket_growth)  # The implicit solver reads only which entries are stored.
+    # The buckets carry the stored values; only "linear"/"log" confidence reads them.
+    return als.bucketed_sides(train, config.bucket_growth)
 
   def block_step(params, factors, buckets, key):
     del params, key
     kw = dict(a=config.a, b=config.b, reg=config.reg, solver=config.solver,
-              cg_steps=config.cg_steps, max_bytes_per_call=config.max_bytes_per_call)
+              cg_steps=config.cg_steps, max_bytes_per_call=config.max_bytes_per_call, **conf)
     u = als.half_sweep(factors["U"], factors["V"], buckets["users"], **kw)
     v = als.half_sweep(factors["V"], u, buckets["items"], **kw)
     return {"U": u, "V": v}
@@ -59,9 +73,14 @@ def make(config: Config) -> Model:
     del params
     v = factors["V"]
     u = als.fold_in_dense(v, inputs, a=config.a, b=config.b, reg=config.reg,
-                          item_chunk=config.fold_in_chunk)
+                          item_chunk=config.fold_in_chunk, **conf)
     return u @ v.T
 
+  def item_vectors(params, factors):
+    del params
+    return factors["V"]
+
   return Model(name="wmf", config=config, init=init, prepare=prepare, block_step=block_step,
-               score=score, train_defaults={"epochs": 10})
+               score=score, train_defaults={"epochs": 10}, item_vectors=item_vectors,
+               item_vectors_doc="WMF item factors V")
 

@@ -12,8 +12,22 @@ content code):
 
 so that, with the Gram b YᵀY computed once per half sweep, a row costs
 O(n_i K² + K³) (Cholesky) or O(steps · (n_i K + K²)) (conjugate gradient).
-"Observed" means stored in the sparse matrix; the stored values are ignored by
-the implicit solver (confidence is a constant a).
+"Observed" means stored in the sparse matrix (p_ij = 1 there, whatever the
+value).
+
+Confidence from the stored values (`confidence`, Hu et al. §4): with
+``confidence="constant"`` the values are ignored and C_ij = a; with "linear"
+C_ij = b + α r_ij (Eq. 1 with b = 1: 1 + α r) and with "log"
+C_ij = b + α log(1 + r_ij / ε) (Eq. 6), where r_ij > 0 are the stored values
+(play or click counts).  Then a row's system is
+
+  x_i = (b YᵀY + Σ_{j∈obs(i)} (C_ij − b) y_j y_jᵀ + λ I)⁻¹ (Σ_{j∈obs(i)} C_ij y_j + λ m_i).
+
+Every solver takes the confidence on observed entries as one argument that is
+either the scalar a or an array of per-entry C_ij (`_weighted_sum`,
+`_weighted_gram`, `_weighted_combination`, `_woodbury_scales`): a scalar
+multiplies the unweighted sums once, exactly as before per-entry confidence
+existed (so "constant" is bit for bit the old solver), an array enters the sums.
 
 `weighted_lambda_bucket` is the explicit weighted-λ-regularized variant of
 Zhou et al. 2008 (collaborative RNN paper, Eq. 8): squared error on observed
@@ -78,6 +92,7 @@ from recjax.data.batching import Bucket, bucketed_rows, default_bucket_edges
 
 DATA_AXIS = "data"
 SOLVERS = ("cholesky", "cg")
+CONFIDENCES = ("constant", "linear", "log")
 # Gathered factor bytes per block of rows solved at once (see `_in_blocks`).
 CACHE_BYTES = 1 << 20
 
@@ -109,6 +124,80 @@ def bucketed_sides(matrix: sp.spmatrix, growth: float = 1.25) -> dict:
     longest = int(np.diff(part.indptr).max()) if part.shape[0] else 0
     out[side] = bucketed_rows(part, default_bucket_edges(max(longest, 1), growth=growth))
   return out
+
+
+def check_confidence(confidence: str, alpha: float, epsilon: float, who: str = "als") -> None:
+  """ValueError unless `confidence` is one of CONFIDENCES and α, ε are finite and > 0."""
+  if confidence not in CONFIDENCES:
+    raise ValueError(f"{who}: confidence must be one of {CONFIDENCES}, got {confidence!r}")
+  if confidence == "constant":
+    return
+  for name, value in (("alpha", alpha), ("epsilon", epsilon)):
+    if not (np.isfinite(value) and value > 0):
+      raise ValueError(f"{who}: {name} must be finite and > 0 (confidence={confidence!r}), "
+                       f"got {value!r}")
+
+
+def confidence_of(values, *, a: float, b: float, confidence: str = "constant",
+                  alpha: float = 40.0, epsilon: float = 1.0):
+  """C_ij of observed entries from their stored values r_ij > 0 (Hu et al. Eqs. 1 and 6).
+
+  Args:
+    values: numpy or jax array of stored values r_ij (play/click counts).
+    a: the constant confidence ("constant").
+    b: confidence of unobserved entries (the offset of "linear" and "log").
+    confidence: "constant" (a, the values ignored), "linear" (b + α r) or
+      "log" (b + α log(1 + r / ε)).
+    alpha, epsilon: α and ε of "linear"/"log".
+
+  Returns:
+    The scalar a for "constant", else an array shaped like `values`.
+  """
+  check_confidence(confidence, alpha, epsilon)
+  if confidence == "constant":
+    return a
+  xp = np if isinstance(values, np.ndarray) else jnp
+  if confidence == "linear":
+    return b + alpha * values
+  return b + alpha * xp.log1p(values / epsilon)
+
+
+def _per_entry(c) -> bool:
+  """Whether a confidence argument is per entry ([R, L]) rather than the scalar a."""
+  return jnp.ndim(c) > 0
+
+
+def _weighted_sum(c, ys: jax.Array) -> jax.Array:
+  """Σ_l c_l y_l [R, K] of gathered rows ys [R, L, K] (zero on padding)."""
+  if not _per_entry(c):
+    return c * jnp.sum(ys, axis=1)
+  return jnp.einsum("rl,rlk->rk", c.astype(ys.dtype), ys)
+
+
+def _weighted_gram(w, ys: jax.Array) -> jax.Array:
+  """Σ_l w_l y_l y_lᵀ [R, K, K] of gathered rows ys [R, L, K]."""
+  if not _per_entry(w):
+    return w * jnp.einsum("rlk,rlm->rkm", ys, ys)
+  return jnp.einsum("rlk,rlm->rkm", ys * w.astype(ys.dtype)[..., None], ys)
+
+
+def _weighted_combination(w, ys: jax.Array, coef: jax.Array) -> jax.Array:
+  """Σ_l w_l coef_l y_l [R, K]: ys [R, L, K], coef [R, L]."""
+  if not _per_entry(w):
+    return w * jnp.einsum("rlk,rl->rk", ys, coef)
+  return jnp.einsum("rlk,rl->rk", ys, w.astype(ys.dtype) * coef)
+
+
+def _woodbury_scales(w):
+  """(E, F) with W = E F: the capacitance system I + F G E is SPD (see `_woodbury_parts`).
+
+  A scalar weight stays whole on the E side (F = None, the identity), as the
+  solver always computed it; per-entry weights split as E = F = √w.
+  """
+  if not _per_entry(w):
+    return w, None
+  root = jnp.sqrt(jnp.maximum(w, 0.0))
+  return root, root
 
 
 def implicit_gram(Y: jax.Array, b: float) -> jax.Array:
@@ -168,7 +257,8 @@ def solve_bucket(Y: jax.Array, gram: jax.Array, cols: jax.Array, mask: jax.Array
     gram: [K, K] `implicit_gram(Y, b)`.
     cols: int [R, L] column ids of each row's observed entries.
     mask: bool [R, L], False on padding slots.
-    a: confidence of observed entries.
+    a: confidence of observed entries: a scalar, or [R, L] per entry
+      (`confidence_of` of the stored values; padding slots are ignored).
     b: confidence of unobserved entries.
     reg: λ, the L2 penalty (toward `prior` when given).
     prior: [R, K] prior mean of each row, or None for 0.
@@ -182,19 +272,16 @@ def solve_bucket(Y: jax.Array, gram: jax.Array, cols: jax.Array, mask: jax.Array
   """
   if solver not in SOLVERS:
     raise ValueError(f"unknown solver {solver!r}; valid: {SOLVERS}")
+  if solver == "cholesky":
+    return _cholesky_solve(*_implicit_systems(Y, gram, cols, mask, prior, a=a, b=b, reg=reg))
   ys = _gathered(Y, cols, mask)
-  rhs = a * jnp.sum(ys, axis=1)
+  rhs = _weighted_sum(a, ys)
   if prior is not None:
     rhs = rhs + reg * prior
-  k = Y.shape[1]
-  if solver == "cholesky":
-    eye = jnp.eye(k, dtype=Y.dtype)
-    A = gram[None] + (a - b) * jnp.einsum("rlk,rlm->rkm", ys, ys) + reg * eye[None]
-    return _cholesky_solve(A, rhs)
 
   def matvec(x):
     along = jnp.einsum("rlk,rk->rl", ys, x)
-    return x @ gram + (a - b) * jnp.einsum("rlk,rl->rk", ys, along) + reg * x
+    return x @ gram + _weighted_combination(a - b, ys, along) + reg * x
 
   start = jnp.zeros_like(rhs) if x0 is None else x0
   return _conjugate_gradient(matvec, rhs, start, cg_steps)
@@ -250,24 +337,27 @@ def _in_blocks(fn, block_rows: int, *arrays):
 
 
 def _implicit_systems(Y, gram, cols, mask, prior, *, a, b, reg):
-  """(A, rhs) of the exact implicit solve for a block of rows."""
+  """(A, rhs) of the exact implicit solve for a block of rows (`a` scalar or [R, L])."""
   ys = _gathered(Y, cols, mask)
-  rhs = a * jnp.sum(ys, axis=1)
+  rhs = _weighted_sum(a, ys)
   if prior is not None:
     rhs = rhs + reg * prior
   eye = jnp.eye(Y.shape[1], dtype=Y.dtype)
-  A = gram[None] + (a - b) * jnp.einsum("rlk,rlm->rkm", ys, ys) + reg * eye[None]
+  A = gram[None] + _weighted_gram(a - b, ys) + reg * eye[None]
   return A, rhs
 
 
 def _woodbury_parts(Y, Yt, cols, mask, prior, *, a, b, reg):
   """The pieces of the exact solve through the [L, L] capacitance system (for L < K).
 
-  With M = b YᵀY + λI (shared by all rows) and the row's observed factors
-  Yₛ [L, K], the system is A = M + (a - b) YₛᵀYₛ, and by the Woodbury identity
-    A⁻¹ rhs = u - (a - b) Ỹₛᵀ S⁻¹ Yₛ u,   u = M⁻¹ rhs,
-    S = I_L + (a - b) Ỹₛ Yₛᵀ,              Ỹ = Y M⁻¹ (precomputed once),
-  where Ỹₛ are the rows of Ỹ gathered like Yₛ, and u = a Σ Ỹₛ + λ M⁻¹ m_i.
+  With M = b YᵀY + λI (shared by all rows), the row's observed factors Yₛ
+  [L, K] and W = diag(C_ij − b) (the scalar a − b for constant confidence),
+  the system is A = M + Yₛᵀ W Yₛ.  Write W = E F with diagonal E, F
+  (`_woodbury_scales`: E = a − b, F = I for a scalar; E = F = √W per entry, so
+  that S is symmetric); by the Woodbury identity
+    A⁻¹ rhs = u - Ỹₛᵀ E S⁻¹ F Yₛ u,   u = M⁻¹ rhs,
+    S = I_L + F Ỹₛ Yₛᵀ E,              Ỹ = Y M⁻¹ (precomputed once),
+  where Ỹₛ are the rows of Ỹ gathered like Yₛ, and u = Σ C_ij ỹ_j + λ M⁻¹ m_i.
   A row costs O(L² K + L³) instead of O(L K² + K³): the K² work happens once,
   in Ỹ.  Padding slots gather zero rows: their rows of S are the identity and
   they contribute nothing.
@@ -278,19 +368,28 @@ def _woodbury_parts(Y, Yt, cols, mask, prior, *, a, b, reg):
     cols, mask: [R, L] the rows' entries.
     prior: [R, K] λ-weighted prior means already multiplied by M⁻¹
       (λ M⁻¹ m_i), or None.
+    a: confidence of observed entries, scalar or [R, L].
 
   Returns:
-    (S [R, L, L], t [R, L], u [R, K], Ỹₛ [R, L, K]).
+    (S [R, L, L], t [R, L], u [R, K], Ỹₛ [R, L, K]); the solution is
+    u − `_weighted_combination`(E, Ỹₛ, S⁻¹ t).
   """
   del reg  # Folded into `prior` by the caller.
   ys = _gathered(Y, cols, mask)
   yts = _gathered(Yt, cols, mask)
-  u = a * jnp.sum(yts, axis=1)
+  u = _weighted_sum(a, yts)
   if prior is not None:
     u = u + prior
+  e, f = _woodbury_scales(a - b)
   eye = jnp.eye(cols.shape[1], dtype=Y.dtype)
-  s = eye[None] + (a - b) * jnp.einsum("rlk,rmk->rlm", yts, ys)
+  g = jnp.einsum("rlk,rmk->rlm", yts, ys)
+  if f is None:
+    s = eye[None] + e * g
+  else:
+    s = eye[None] + f[:, :, None] * g * e[:, None, :]
   t = jnp.einsum("rlk,rk->rl", ys, u)
+  if f is not None:
+    t = f * t
   return s, t, u, yts
 
 
@@ -299,23 +398,28 @@ def _solve_local(Y, gram, prior, x0, cols, mask, a, b, reg, *, solver, cg_steps,
 
   For the exact solver, `gram` is the pair (M⁻¹, Y M⁻¹) with M = b YᵀY + λI
   when the rows are shorter than K (the Woodbury form, `_woodbury_parts`),
-  else b YᵀY.
+  else b YᵀY.  `a` is the scalar confidence or the rows' [R, L] per-entry
+  confidences (then cut into blocks with the rows).
   """
+  per_entry = a if _per_entry(a) else None
+  conf = lambda w: a if w is None else w  # A block's confidences: its slice, or the scalar.
   if solver == "cg":
     return _in_blocks(
-        lambda c, m, p, x: solve_bucket(Y, gram, c, m, a=a, b=b, reg=reg, prior=p, x0=x,
-                                        solver="cg", cg_steps=cg_steps),
-        block_rows, cols, mask, prior, x0)
+        lambda c, m, p, x, w: solve_bucket(Y, gram, c, m, a=conf(w), b=b, reg=reg, prior=p,
+                                           x0=x, solver="cg", cg_steps=cg_steps),
+        block_rows, cols, mask, prior, x0, per_entry)
   if _use_woodbury(cols.shape[1], Y.shape[1]):
     minv, yt = gram
     prior_u = None if prior is None else reg * (prior @ minv)
     s, t, u, p = _in_blocks(
-        lambda c, m, q: _woodbury_parts(Y, yt, c, m, q, a=a, b=b, reg=reg),
-        block_rows, cols, mask, prior_u)
+        lambda c, m, q, w: _woodbury_parts(Y, yt, c, m, q, a=conf(w), b=b, reg=reg),
+        block_rows, cols, mask, prior_u, per_entry)
     z = _cholesky_solve(s, t)
-    return u - (a - b) * jnp.einsum("rlk,rl->rk", p, z)
-  A, rhs = _in_blocks(lambda c, m, p: _implicit_systems(Y, gram, c, m, p, a=a, b=b, reg=reg),
-                      block_rows, cols, mask, prior)
+    e, _ = _woodbury_scales(a - b)
+    return u - _weighted_combination(e, p, z)
+  A, rhs = _in_blocks(
+      lambda c, m, p, w: _implicit_systems(Y, gram, c, m, p, a=conf(w), b=b, reg=reg),
+      block_rows, cols, mask, prior, per_entry)
   return _cholesky_solve(A, rhs)
 
 
@@ -355,9 +459,10 @@ def _implicit_chunk(X, Y, gram, prior, rows, cols, mask, a, b, reg, *, solver, c
   else:
     args = (Y, gram, prior_rows, X[safe], cols, mask, a, b, reg)
   if mesh is not None and mesh.devices.size > 1:
-    # Each device solves its own rows (blocked locally); Y and the Gram are replicated.
+    # Each device solves its own rows (blocked locally); Y and the Gram are replicated,
+    # per-entry confidences are split with their rows.
     row = P(DATA_AXIS)
-    specs = (P(), P()) + (row,) * (len(args) - 5) + (P(), P(), P())
+    specs = ((P(), P()) + (row,) * (len(args) - 5) + (row if _per_entry(a) else P(), P(), P()))
     solve = jax.shard_map(solve, mesh=mesh, in_specs=specs, out_specs=row)
   sol = solve(*args)
   return X.at[_drop_index(rows, X.shape[0])].set(sol.astype(X.dtype), mode="drop")
@@ -466,11 +571,26 @@ def _check_mesh(mesh: Mesh | None):
 # ----------------------------------------------------------------------------- host drivers
 
 
+def _chunk_confidence(vals: np.ndarray, mask: np.ndarray, *, a: float, b: float,
+                      confidence: str, alpha: float, epsilon: float):
+  """A chunk's confidence argument: float(a), or float32 [R, L] C_ij (b on padding slots)."""
+  if confidence == "constant":
+    return float(a)
+  stored = vals[mask]
+  if stored.size and not (np.all(np.isfinite(stored)) and stored.min() > 0):
+    raise ValueError(f"confidence={confidence!r} needs stored values > 0 (counts), got a "
+                     f"minimum of {stored.min()!r}")
+  c = confidence_of(np.where(mask, vals, 0.0).astype(np.float32), a=a, b=b,
+                    confidence=confidence, alpha=alpha, epsilon=epsilon)
+  return np.where(mask, c, b).astype(np.float32)
+
+
 def half_sweep(X, Y, buckets: Sequence[Bucket], *, a: float, b: float, reg: float,
                prior=None, solver: str = "cholesky", cg_steps: int = 3,
                rows_per_call: int | None = None, mesh: Mesh | None = None,
                max_bytes_per_call: int | None = None, extra_gram=None,
-               cache_bytes: int | None = CACHE_BYTES) -> jax.Array:
+               cache_bytes: int | None = CACHE_BYTES, confidence: str = "constant",
+               alpha: float = 40.0, epsilon: float = 1.0) -> jax.Array:
   """Re-solves every row of X listed in `buckets` against fixed Y (weighted implicit ALS).
 
   The Gram b·YᵀY is computed once; then one jitted call per chunk of a bucket
@@ -482,8 +602,9 @@ def half_sweep(X, Y, buckets: Sequence[Bucket], *, a: float, b: float, reg: floa
   Args:
     X: [n_rows, K] current factors (used as the CG starting point); not modified.
     Y: [n_cols, K] fixed factors of the other side.
-    buckets: `bucketed_rows(matrix)` of the [n_rows, n_cols] interaction matrix.
-    a: confidence of observed entries.
+    buckets: `bucketed_rows(matrix)` of the [n_rows, n_cols] interaction matrix
+      (their `vals` are read only when `confidence` is not "constant").
+    a: confidence of observed entries ("constant" confidence).
     b: confidence of unobserved entries.
     reg: λ.
     prior: [n_rows, K] prior mean per row, or None.
@@ -498,12 +619,17 @@ def half_sweep(X, Y, buckets: Sequence[Bucket], *, a: float, b: float, reg: floa
       MF's μ ZᵀZ from a second matrix sharing these factors).
     cache_bytes: size of the row blocks solved one at a time inside a call
       (their gathered factors); None solves a call's rows in one block.
+    confidence: "constant" (C = a on every stored entry, the values ignored),
+      "linear" (b + α r) or "log" (b + α log(1 + r/ε)) of the stored values
+      r > 0 (see `confidence_of`).
+    alpha, epsilon: α and ε of "linear"/"log".
 
   Returns:
     [n_rows, K] new factors (replicated on the mesh when given).
   """
   if solver not in SOLVERS:
     raise ValueError(f"unknown solver {solver!r}; valid: {SOLVERS}")
+  check_confidence(confidence, alpha, epsilon)
   _check_mesh(mesh)
   n_dev = _n_devices(mesh)
   y = _replicate(Y, mesh)
@@ -522,9 +648,13 @@ def half_sweep(X, Y, buckets: Sequence[Bucket], *, a: float, b: float, reg: floa
     per_call = _rows_per_call(bucket, k, rows_per_call, max_bytes_per_call)
     size, block = _block_layout(bucket, k, per_call, n_dev, cache_bytes)
     shared = minv if solver == "cholesky" and _use_woodbury(bucket.length, k) else gram
-    for rows, cols, _, mask in _chunks(bucket, size):
+    for rows, cols, vals, mask in _chunks(bucket, size):
+      conf = _chunk_confidence(vals, mask, a=a, b=b, confidence=confidence, alpha=alpha,
+                               epsilon=epsilon)
+      if confidence != "constant":
+        conf = _shard_rows(conf, mesh)
       x = _implicit_chunk(x, y, shared, prior, _shard_rows(rows, mesh), _shard_rows(cols, mesh),
-                          _shard_rows(mask, mesh), float(a), float(b), float(reg), solver=solver,
+                          _shard_rows(mask, mesh), conf, float(b), float(reg), solver=solver,
                           cg_steps=cg_steps, block_rows=block,
                           mesh=mesh if n_dev > 1 else None)
       x = jax.block_until_ready(x)
@@ -566,19 +696,23 @@ def weighted_lambda_half_sweep(X, Y, buckets: Sequence[Bucket], *, reg: float,
 
 def fold_in(Y, matrix_rows_csr: sp.spmatrix, *, a: float, b: float, reg: float,
             solver: str = "cholesky", cg_steps: int | None = None,
-            rows_per_call: int | None = None, mesh: Mesh | None = None) -> jax.Array:
+            rows_per_call: int | None = None, mesh: Mesh | None = None,
+            confidence: str = "constant", alpha: float = 40.0,
+            epsilon: float = 1.0) -> jax.Array:
   """Factors for rows that training never saw: one implicit solve against fixed Y.
 
   Args:
     Y: [n_cols, K] trained factors of the other side.
-    matrix_rows_csr: csr [n_new, n_cols] interactions of the new rows.
-    a: confidence of observed entries.
+    matrix_rows_csr: csr [n_new, n_cols] interactions of the new rows (their
+      values are the counts r for "linear"/"log" confidence).
+    a: confidence of observed entries ("constant").
     b: confidence of unobserved entries.
     reg: λ.
     solver: "cholesky" or "cg" (from 0).
     cg_steps: CG iterations; default K (exact in exact arithmetic).
     rows_per_call: rows per jitted call; default a whole bucket.
     mesh: optional 1-D mesh (axis "data").
+    confidence, alpha, epsilon: as in `half_sweep`.
 
   Returns:
     [n_new, K] factors (0 for rows without interactions).
@@ -589,32 +723,44 @@ def fold_in(Y, matrix_rows_csr: sp.spmatrix, *, a: float, b: float, reg: float,
     return x
   return half_sweep(x, Y, bucketed_rows(matrix_rows_csr), a=a, b=b, reg=reg, solver=solver,
                     cg_steps=k if cg_steps is None else cg_steps,
-                    rows_per_call=rows_per_call, mesh=mesh)
+                    rows_per_call=rows_per_call, mesh=mesh, confidence=confidence,
+                    alpha=alpha, epsilon=epsilon)
 
 
 def fold_in_dense(Y: jax.Array, inputs: jax.Array, *, a: float, b: float, reg: float,
-                  item_chunk: int = 512) -> jax.Array:
+                  item_chunk: int = 512, confidence: str = "constant", alpha: float = 40.0,
+                  epsilon: float = 1.0) -> jax.Array:
   """Implicit-ALS factors for dense rows of clicks, one exact solve per row (pure, jittable).
 
-  x_r = (b YᵀY + (a − b) Yᵀ diag(c_r) Y + λI)⁻¹ a Yᵀ c_r with c_r = [inputs_r > 0]:
-  how WMF/CMF score users that training never saw.  Yᵀ diag(c_r) Y is summed
-  over item chunks, so the temporary is [B, item_chunk, K], not [B, n, K]
-  (8 GB for 500 users x 41k items x K = 100).  One batched Cholesky.
+  x_r = (b YᵀY + Yᵀ diag(c_r − b) Y + λI)⁻¹ Yᵀ c_r with c_rj the confidence of
+  entry j where inputs_rj > 0 (a, or `confidence_of` the input value) and 0
+  elsewhere: how WMF/CMF score users that training never saw.  Yᵀ diag(·) Y is
+  summed over item chunks, so the temporary is [B, item_chunk, K], not
+  [B, n, K] (8 GB for 500 users x 41k items x K = 100).  One batched Cholesky.
 
   Args:
     Y: [n, K] fixed factors (items).
-    inputs: [B, n] rows; entries > 0 count as clicks.
-    a, b, reg: confidence on clicks, elsewhere, and λ.
+    inputs: [B, n] rows; entries > 0 are observed, their values the counts r.
+    a, b, reg: confidence on clicks ("constant"), elsewhere, and λ.
     item_chunk: items per scan step.
+    confidence, alpha, epsilon: as in `half_sweep`.
 
   Returns:
     [B, K] factors.
   """
   k = Y.shape[1]
-  c = (inputs > 0).astype(Y.dtype)
-  weighted = masked_grams(c, Y, item_chunk)
-  system = (b * (Y.T @ Y))[None] + (a - b) * weighted + reg * jnp.eye(k, dtype=Y.dtype)[None]
-  return _cholesky_solve(system, a * (c @ Y))
+  observed = inputs > 0
+  c = observed.astype(Y.dtype)
+  conf = confidence_of(jnp.where(observed, inputs, 0.0).astype(Y.dtype), a=a, b=b,
+                       confidence=confidence, alpha=alpha, epsilon=epsilon)
+  if _per_entry(conf):  # Per-entry weights enter the sums ...
+    weighted = masked_grams(jnp.where(observed, conf - b, 0.0), Y, item_chunk)
+    rhs = jnp.where(observed, conf, 0.0) @ Y
+  else:  # ... a scalar multiplies them once.
+    weighted = (conf - b) * masked_grams(c, Y, item_chunk)
+    rhs = conf * (c @ Y)
+  system = (b * (Y.T @ Y))[None] + weighted + reg * jnp.eye(k, dtype=Y.dtype)[None]
+  return _cholesky_solve(system, rhs)
 
 
 def weighted_lambda_fold_in_dense(Y: jax.Array, values: jax.Array, *, reg: float,
@@ -652,26 +798,30 @@ def masked_grams(c: jax.Array, Y: jax.Array, item_chunk: int = 512) -> jax.Array
 
 
 def implicit_objective(X, Y, matrix_csr: sp.spmatrix, *, a: float, b: float, reg_x: float,
-                       reg_y: float, prior_x=None, prior_y=None, chunk: int = 1 << 20) -> float:
+                       reg_y: float, prior_x=None, prior_y=None, chunk: int = 1 << 20,
+                       confidence: str = "constant", alpha: float = 40.0,
+                       epsilon: float = 1.0) -> float:
   """The weighted implicit ALS loss, exactly, in float64 on the host, in O((n+m)K² + nnz·K).
 
   Σ_ij C_ij (p_ij - x_iᵀy_j)² + reg_x Σ_i ||x_i - m_i||² + reg_y Σ_j ||y_j - n_j||²,
   with the sum over all (i, j) written as
-  b·tr((XᵀX)(YᵀY)) - 2b Σ_obs s_ij + b·nnz + (a - b) Σ_obs (1 - s_ij)², s = XYᵀ,
+  b·tr((XᵀX)(YᵀY)) - 2b Σ_obs s_ij + b·nnz + Σ_obs (C_ij - b)(1 - s_ij)², s = XYᵀ,
   where only the stored entries' scores are computed.  Each `half_sweep`
   minimizes exactly this over one side (X with reg_x, Y with reg_y).
 
   Args:
     X: [n_rows, K] row factors.
     Y: [n_cols, K] column factors.
-    matrix_csr: [n_rows, n_cols]; stored entries are the observed ones.
-    a: confidence of observed entries.
+    matrix_csr: [n_rows, n_cols]; stored entries are the observed ones, their
+      values the counts r of "linear"/"log" confidence.
+    a: confidence of observed entries ("constant").
     b: confidence of unobserved entries.
     reg_x: λ of the rows.
     reg_y: λ of the columns.
     prior_x: [n_rows, K] prior mean of the rows, or None.
     prior_y: [n_cols, K] prior mean of the columns, or None.
     chunk: non-zeros scored at a time (bounds host memory).
+    confidence, alpha, epsilon: as in `half_sweep`.
 
   Returns:
     The loss as a Python float.
@@ -687,8 +837,14 @@ def implicit_objective(X, Y, matrix_csr: sp.spmatrix, *, a: float, b: float, reg
     r, c = m.row[start:start + chunk], m.col[start:start + chunk]
     s = np.einsum("nk,nk->n", x[r], y[c])
     sum_s += float(s.sum())
-    sum_sq += float(np.sum((1.0 - s) ** 2))
-  loss = dense - 2.0 * b * sum_s + b * m.nnz + (a - b) * sum_sq
+    conf = confidence_of(m.data[start:start + chunk].astype(np.float64), a=a, b=b,
+                         confidence=confidence, alpha=alpha, epsilon=epsilon)
+    if confidence == "constant":
+      sum_sq += float(np.sum((1.0 - s) ** 2))
+    else:
+      sum_sq += float(np.sum((conf - b) * (1.0 - s) ** 2))
+  excess = (a - b) if confidence == "constant" else 1.0
+  loss = dense - 2.0 * b * sum_s + b * m.nnz + excess * sum_sq
   dx = x if prior_x is None else x - np.asarray(prior_x, np.float64)
   dy = y if prior_y is None else y - np.asarray(prior_y, np.float64)
   return float(loss + reg_x * np.sum(dx * dx) + reg_y * np.sum(dy * dy))
