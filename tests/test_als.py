@@ -247,13 +247,15 @@ def test_each_jitted_chunk_holds_at_most_one_factorization():
   for solver, expected in (("cholesky", 1), ("cg", 0)):
     for prior in (None, x):
       for block_rows in (r, 8):  # One block, and 8 blocks under lax.map.
-        # L = 5 < K = 8: the exact solver takes the Woodbury path, whose shared part
-        # is the pair (M⁻¹, Y M⁻¹) (computed by its own, separate call).
-        shared = (gram, y @ gram) if solver == "cholesky" else gram
-        hlo = als._implicit_chunk.lower(x, y, shared, prior, rows, cols, mask, 1.0, 1.0, 1.0,
-                                        solver=solver, cg_steps=3,
-                                        block_rows=block_rows).compile().as_text()
-        assert len(potrf.findall(hlo)) == expected, (solver, prior is None, block_rows)
+        for conf in (1.0, 2.0 * vals):  # The scalar a, and per-entry confidences ("linear"/"log").
+          # L = 5 < K = 8: the exact solver takes the Woodbury path, whose shared part
+          # is the pair (M⁻¹, Y M⁻¹) (computed by its own, separate call).
+          shared = (gram, y @ gram) if solver == "cholesky" else gram
+          hlo = als._implicit_chunk.lower(x, y, shared, prior, rows, cols, mask, conf, 1.0, 1.0,
+                                          solver=solver, cg_steps=3,
+                                          block_rows=block_rows).compile().as_text()
+          assert len(potrf.findall(hlo)) == expected, (solver, prior is None, block_rows,
+                                                       np.ndim(conf))
   hlo = als._weighted_lambda_chunk.lower(x, y, rows, cols, vals, mask, 1.0).compile().as_text()
   assert len(potrf.findall(hlo)) == 1
 
