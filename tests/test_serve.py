@@ -256,3 +256,21 @@ def test_a_checkpoint_that_does_not_fit_is_one_clear_error(tmp_path):
   (tmp_path / "config.json").write_text(json.dumps(config))
   with pytest.raises(WorkdirMismatch, match="checkpoint of epoch 1 does not fit this model"):
     train_and_evaluate(wmf, split, _config(epochs=3), tmp_path, log=lambda s: None)
+
+
+def test_real_file_ids_map_back_to_the_users_own_ratings(shared_data, tmp_path):
+  """ml-100k through the experiment path: a user's training items, by raw id, are exactly
+  the movies they rated >= 4 in u.data (the binarization the model card records)."""
+  from experiments import train as exp_train
+  exp = exp_train.build_experiment(model="ease", dataset="ml-100k",
+                                   overrides=["heldout_users=0", "l2=200"])
+  exp_train.run_experiment(exp, str(tmp_path), data_dir=str(shared_data), log=lambda s: None)
+  tm = serve.load(tmp_path)
+  assert tm.info["preprocessing"]["binarize_threshold"] == 4.0
+  events = np.loadtxt(shared_data / "movielens-100k" / "u.data", dtype=np.int64)
+  rows = {u: r for r, u in enumerate(tm.user_ids)}
+  for user in (196, 22, 5, 943):
+    liked = set(events[(events[:, 0] == user) & (events[:, 2] >= 4), 1].tolist())
+    assert set(tm.item_ids[tm.train[rows[user]].indices].tolist()) == liked
+    recs = serve.recommend(tm, [user], k=20)
+    assert not set(recs.items[0]) & liked and len(recs.items[0]) == 20
