@@ -398,3 +398,30 @@ def test_zero_heldout_users_give_empty_eval_sets(tmp_path):
     for e in (split.validation, split.test):
       assert e.fold_in.shape == e.held_out.shape == (0, n_items) and e.users.shape == (0,)
     assert split.train.shape[0] == ds.interactions.n_users
+
+
+def test_split_indices_are_the_datasets_after_preprocessing_compacts(tmp_path):
+  # Items 0-2 are only ever rated 1 and users 0-1 have < 5 positives: binarization and
+  # the min-count filter drop them, so the preprocessed log has fewer ids than the file.
+  rng = np.random.default_rng(0)
+  lines = ["user,item,rating,timestamp"]
+  for u in range(60):
+    for k, i in enumerate(rng.choice(25, size=12, replace=False)):
+      r = 1 if i < 3 or u < 2 else 5
+      lines.append(f"u{u},i{i},{r},{100 * u + k}")
+  ds = load_dataset(str(write(tmp_path / "r.csv", "\n".join(lines) + "\n")))
+  x = ds.interactions
+  positives = {tuple(l.split(",")[:2]) for l in lines[1:] if l.split(",")[2] == "5"}
+  config = dict(heldout_users=6)
+  strong, _ = pipeline.ranking_split(ds, pipeline.DataConfig(protocol="strong", **config))
+  temporal, _ = pipeline.ranking_split(ds, pipeline.DataConfig(protocol="strong-temporal",
+                                                               **config))
+  for s in (strong, temporal):
+    items = x.item_ids[s.items]
+    assert not {"i0", "i1", "i2"} & set(items.tolist())
+    got = pairs(s.train, x.user_ids[s.train_users], items)
+    for e in (s.validation, s.test):
+      got |= pairs(e.fold_in + e.held_out, x.user_ids[e.users], items)
+    assert got and got <= positives
+  np.testing.assert_array_equal(strong.items, temporal.items)
+  np.testing.assert_array_equal(strong.train_users, temporal.train_users)

@@ -390,41 +390,36 @@ def _after_protocol(dataset: Dataset, config: DataConfig, split, conversions: li
   if protocol in ("ratings", "ratings-items"):
     return split  # Raw ratings are the targets.
   inter = dataset.interactions
-  if protocol.startswith("random-P") or protocol.startswith("strong-temporal"):
-    raw, repeated = _merged(inter)
-    if repeated:
-      conversions.append(_duplicates_line(inter, repeated, False))
-    has_values = bool(np.any(raw.data != 1))
-    t = config.binarize_threshold
-    if protocol.startswith("random-P") and t is not None:  # psplits thresholds the matrix.
-      kept = int(np.sum(raw.data >= t))
-      what = "ratings" if dataset.kind == "explicit" else "values"
-      conversions.append(f"{what} binarized: {kept:,} of {raw.nnz:,} (user, item) pairs have "
-                         f"{what[:-1]} >= {t:g} and become 1.0; the rest are dropped")
-    n_pairs = int(raw.nnz)
-  else:
-    has_values = bool(np.any(inter.values != 1))
-    n_pairs = inter.n_events
-  if protocol == "strong-temporal-ordered" and has_values and config.binarize_threshold is None:
+  raw, repeated = _merged(inter)
+  if repeated and protocol != "loo-sampled":  # Leave-one-out works on events, not pairs.
+    conversions.append(_duplicates_line(inter, repeated, False))
+  has_values = bool(np.any(raw.data != 1))
+  t = config.binarize_threshold
+  if protocol.startswith("random-P") and t is not None:  # psplits thresholds the matrix.
+    kept = int(np.sum(raw.data >= t))
+    what = "ratings" if dataset.kind == "explicit" else "values"
+    conversions.append(f"{what} binarized: {kept:,} of {raw.nnz:,} (user, item) pairs have "
+                       f"{what[:-1]} >= {t:g} and become 1.0; the rest are dropped")
+  if protocol == "strong-temporal-ordered" and has_values and t is None:
     conversions.append(f"{'ratings' if dataset.kind == 'explicit' else 'counts'} replaced by "
                        "1-based time ranks (protocol strong-temporal-ordered)")
   else:
-    line = _values_line(dataset, config, has_values, n_pairs, protocol in COUNT_PROTOCOLS)
+    line = _values_line(dataset, config, has_values, int(raw.nnz), protocol in COUNT_PROTOCOLS)
     if line:
-      conversions.append(line.replace("all ", "", 1) if protocol == "loo-sampled" else line)
-  if protocol == "strong-temporal" and config.implicit_values == "counts":
-    split = _with_counts(dataset, config, split)
+      conversions.append(line)
+  if protocol.startswith("strong-temporal"):
+    # The temporal split indexes rows and columns in its own preprocessed log: its
+    # preprocessing ("strong"'s, step for step) is redone, unrecorded, for that id space.
+    with preprocess.recording(enabled=False):
+      pre = _filters(inter, config)
+    if protocol == "strong-temporal" and config.implicit_values == "counts":
+      split = _with_counts(pre.to_csr(), split)
+    split = _to_dataset_ids(split, pre, inter)
   return split
 
 
-def _with_counts(dataset: Dataset, config: DataConfig, split) -> splits.RankingSplit:
-  """The strong-temporal split with the summed counts as train and fold-in values.
-
-  The protocol's preprocessing (the min-count filter: binarization is refused
-  with counts) is redone without recording, giving the split's id space.
-  """
-  with preprocess.recording(enabled=False):
-    counts = _filters(dataset.interactions, config).to_csr()
+def _with_counts(counts: sp.csr_matrix, split) -> splits.RankingSplit:
+  """The split with `counts` (same id space) as the values of train and fold-in rows."""
 
   def valued(pattern: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
     sub = counts[rows][:, split.items]
