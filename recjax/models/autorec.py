@@ -98,5 +98,16 @@ def make(config: Config) -> Model:
     out = network(inputs.shape[-1]).apply(params, inputs)
     return rae.with_default_rating(out, inputs, factors["known_columns"], config.default_rating)
 
+  # One vector per training-matrix column: items under "ratings" (U-AutoRec), but users under
+  # "ratings-items" (I-AutoRec), whose item code g(V r_i + mu) needs the item's rating row,
+  # which is not in the params; the model cannot tell the orientation apart.
+  def item_vectors(params, factors):
+    """Columns of the decoder kernel W [k, n] as rows [n, k] (bias left out)."""
+    del factors
+    return params["params"]["decoder"]["kernel"].T
+
   return Model(name="autorec", config=config, init=init, score=score, loss=loss,
-               optimizer=optimizer, train_defaults={"epochs": 200})
+               optimizer=optimizer, train_defaults={"epochs": 200},
+               item_vectors=item_vectors, item_vectors_doc=(
+                   "AutoRec decoder weights W[:, j] per column, bias excluded (U-AutoRec: "
+                   "items; I-AutoRec, 'ratings-items': the columns are users)"))

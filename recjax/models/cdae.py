@@ -149,5 +149,12 @@ def make(config: Config) -> Model:
     return net.apply(params, net.apply(params, x, method=CDAE.encode_input), v,
                      method=CDAE.decode)
 
+  def item_vectors(params, factors):
+    """Columns of the decoder kernel W_2 [K, I] as rows [I, K] (bias b_2 left out)."""
+    del factors
+    return params["params"]["decoder"]["kernel"].T
+
   return Model(name="cdae", config=config, init=init, score=score, loss=loss,
-               optimizer=optax.adam(config.learning_rate), train_defaults={"epochs": 200})
+               optimizer=optax.adam(config.learning_rate), train_defaults={"epochs": 200},
+               item_vectors=item_vectors,
+               item_vectors_doc="CDAE decoder output weights W_2[:, j] (bias excluded)")

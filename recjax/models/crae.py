@@ -397,12 +397,19 @@ def make(config: Config) -> Model:
                           item_chunk=config.fold_in_chunk)
     return u @ item_vectors(factors).T
 
+  def model_item_vectors(params, factors):
+    """The item vectors score multiplies with (`item_vectors` above)."""
+    del params
+    return item_vectors(factors)
+
   optimizer = optax.adam(config.learning_rate)
   if config.clip_norm > 0:
     optimizer = optax.chain(optax.clip_by_global_norm(config.clip_norm), optimizer)
   return Model(name="crae", config=config, init=init, score=score, prepare=prepare,
                block_step=block_step, loss=loss, optimizer=optimizer,
-               train_defaults={"epochs": 80}, side_keys=("item_titles",), batches=batches)
+               train_defaults={"epochs": 80}, side_keys=("item_titles",), batches=batches,
+               item_vectors=model_item_vectors,
+               item_vectors_doc="CRAE item factors: v_j if clicked in training, else the title code γ_j")
 
 
 # ----------------------------------------------------------------------------- the objective

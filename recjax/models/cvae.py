@@ -316,9 +316,16 @@ def make(config: Config) -> Model:
                           item_chunk=config.fold_in_chunk)
     return u @ item_vectors(factors).T
 
+  def model_item_vectors(params, factors):
+    """The item vectors score multiplies with (`item_vectors` above)."""
+    del params
+    return item_vectors(factors)
+
   return Model(name="cvae", config=config, init=init, score=score, prepare=prepare,
                block_step=block_step, loss=loss, optimizer=optax.adam(config.learning_rate),
-               train_defaults={"epochs": 100}, side_keys=("item_content",), batches=batches)
+               train_defaults={"epochs": 100}, side_keys=("item_content",), batches=batches,
+               item_vectors=model_item_vectors,
+               item_vectors_doc="CVAE item factors: v_j if clicked in training, else the encoder mean μ_j")
 
 
 LATENT_PARAMETERS = ("mu", "logvar", "latent_in")

@@ -199,7 +199,8 @@ def make(config: Config) -> Model:
                                batch["index"], batch["mask"], factors["V"])
     return value, {"sq_error": value}
 
-  def score(params, factors, inputs):
+  def item_vectors(params, factors):
+    """The item vectors score ranks by: f(x_j) for all items, or only unclicked ones ("cold")."""
     v_wmf = factors["V"]
     n_words = params["params"]["input_kernel"].shape[0]
     c = factors["content"]
@@ -207,11 +208,17 @@ def make(config: Config) -> Model:
                                   COO_CHUNK, method=ContentMLP.from_coo)
     if config.score_items == "cold":
       v_reg = jnp.where(factors["clicked"][:, None], v_wmf, v_reg)
-    u = als.fold_in_dense(v_wmf, inputs, a=config.a, b=config.b, reg=config.reg_u,
+    return v_reg
+
+  def score(params, factors, inputs):
+    u = als.fold_in_dense(factors["V"], inputs, a=config.a, b=config.b, reg=config.reg_u,
                           item_chunk=config.fold_in_chunk)
-    return u @ v_reg.T
+    return u @ item_vectors(params, factors).T
 
   optimizer = optax.adamw(config.learning_rate, weight_decay=config.weight_decay)
   return Model(name="deepmusic", config=config, init=init, prepare=prepare, block_step=block_step,
                loss=loss, optimizer=optimizer, score=score, batches=batches,
-               train_defaults={"epochs": 50}, side_keys=("item_content",))
+               train_defaults={"epochs": 50}, side_keys=("item_content",),
+               item_vectors=item_vectors, item_vectors_doc=(
+                   "DeepMusic regressed item factors f(x_j)" if config.score_items == "regressed"
+                   else "DeepMusic item factors: WMF v_j if clicked, else regressed f(x_j)"))

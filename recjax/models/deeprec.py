@@ -121,5 +121,15 @@ def make(config: Config) -> Model:
       return out
     return rae.with_default_rating(out, inputs, factors["known_columns"], config.default_rating)
 
+  def item_vectors(params, factors):
+    """Columns of the last decoder kernel [hidden[0], n] as rows [n, hidden[0]] (bias left out)."""
+    del factors
+    p = params["params"]
+    if config.tied:  # The last decoder kernel is the first encoder kernel, transposed.
+      return p["encoder_0_kernel"]
+    return p[f"decoder_{len(hidden) - 1}_kernel"].T
+
   return Model(name="deeprec", config=config, init=init, score=score, loss=loss,
-               optimizer=optimizer, train_defaults={"epochs": 100})
+               optimizer=optimizer, train_defaults={"epochs": 100},
+               item_vectors=item_vectors,
+               item_vectors_doc="DeepRec last decoder layer's weights W[:, j] (bias excluded)")

@@ -222,11 +222,18 @@ def _make(name: str, config, variational: bool) -> Model:
     z = out[0] if variational else out
     return decode(params, n_items, z)
 
+  def item_vectors(params, factors):
+    """Columns of the decoder's output kernel [H, I] as rows [I, H] (output bias left out)."""
+    del factors
+    return params["decoder"]["params"]["output"]["kernel"].T
+
   train_defaults = {"epochs": 200}
   if config.sparse_input:
     train_defaults["batch_format"] = "padded"
   return Model(name=name, config=config, init=init, score=score, loss=loss,
-               optimizer=optax.adam(config.learning_rate), train_defaults=train_defaults)
+               optimizer=optax.adam(config.learning_rate), train_defaults=train_defaults,
+               item_vectors=item_vectors,
+               item_vectors_doc=f"{name} decoder output weights W[:, j] (bias excluded)")
 
 
 def make_vae(config: VAEConfig) -> Model:

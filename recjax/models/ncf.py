@@ -259,13 +259,22 @@ def make(config: Config, kind: str = "neumf") -> Model:
     rows = (jnp.asarray(inputs) > 0).astype(jnp.float32)
     return net.apply(params, fold_in(params, rows), None, method=NCF.score_vectors)
 
+  def item_vectors(params, factors):
+    """The item embedding tables: GMF's q_i, MLP's q'_i, NeuMF's [q_i; q'_i]."""
+    del factors
+    p = params["params"]
+    return jnp.concatenate([p[k] for k in ("gmf_item", "mlp_item") if k in p], axis=1)
+
   if config.optimizer == "adam":
     optimizer = optax.adam(config.learning_rate)
   else:
     optimizer = optax.sgd(config.learning_rate)
   return Model(name=f"ncf-{kind}", config=config, init=init, score=score, loss=loss,
                optimizer=optimizer,
-               train_defaults={"epochs": 20})
+               train_defaults={"epochs": 20}, item_vectors=item_vectors,
+               item_vectors_doc={"gmf": "GMF item embeddings q_i",
+                                 "mlp": "MLP item embeddings q'_i",
+                                 "neumf": "NeuMF item embeddings [GMF q_i; MLP q'_i]"}[kind])
 
 
 def make_gmf(config: Config) -> Model:

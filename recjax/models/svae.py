@@ -262,9 +262,15 @@ def make(config: Config) -> Model:
     mu, _ = net.apply(params, hs[:, -1], method=SVAENet.latent)
     return net.apply(params, mu, method=SVAENet.decode)
 
+  def item_vectors(params, factors):
+    """Columns of the decoder's output kernel [hidden, I] as rows [I, hidden] (bias left out)."""
+    del factors
+    return params["params"]["dec_out"]["kernel"].T
+
   optimizer = optax.adam(config.learning_rate)
   if config.weight_decay > 0:  # PyTorch Adam's weight_decay: λ·θ added to the gradient.
     optimizer = optax.chain(optax.add_decayed_weights(config.weight_decay), optimizer)
   return Model(name="svae", config=config, init=init, score=score, prepare=prepare,
                loss=loss, optimizer=optimizer, batches=batches,
-               train_defaults={"epochs": 20})
+               train_defaults={"epochs": 20}, item_vectors=item_vectors,
+               item_vectors_doc="SVAE decoder output weights W[:, j] (bias excluded)")

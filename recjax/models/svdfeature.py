@@ -217,6 +217,12 @@ def make(config: Config) -> Model:
                           item_chunk=config.fold_in_chunk)
     return u @ v.T
 
+  def item_vectors(params, factors):
+    """The item factors V that score multiplies with."""
+    del params
+    return factors["V"]
+
   return Model(name="svdfeature", config=config, init=init, prepare=prepare,
                block_step=block_step, score=score, train_defaults={"epochs": 20},
-               side_keys=("item_content",))
+               side_keys=("item_content",),
+               item_vectors=item_vectors, item_vectors_doc="SVDFeature item factors V = X̃E + D")
