@@ -3,8 +3,11 @@
 Each reader parses a whole file (or 64 MiB chunks of it) with bulk numpy
 operations and checks every line as it goes: a malformed line raises
 `DataFormatError` naming the file, the 1-based line number and what was
-expected there.  Nothing is skipped or dropped.  Blank lines are allowed only
-at the end of a file; CRLF line ends and a UTF-8 byte-order mark are accepted.
+expected there.  No line is skipped or dropped (a generic table's header line
+names its columns; columns it does not name as user, item, rating, count or
+timestamp are ignored, and the `notes` list says so).  Blank lines are allowed
+only at the end of a file; CRLF line ends and a UTF-8 byte-order mark are
+accepted.
 
 Raw ids and dense indices:
 
