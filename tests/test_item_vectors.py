@@ -1,4 +1,8 @@
-"""Every registered model's `item_vectors`: shape, finite, jittable, and the vectors its score uses.
+"""Every registered model's `item_vectors` and its exported model's queries.
+
+Shape, finite, jittable, and the vectors its score uses; then the runner's
+export loads and answers every query or refuses it in one line
+(`serve_checks.check_served`).
 
 Each model trains for real (one epoch, tiny sizes) through the runner on a
 40 x 30 seeded matrix; then one identity per family ties the vectors to the
@@ -8,6 +12,7 @@ bias; NCF, the item side of the towers.
 """
 
 import flax.linen as nn
+import serve_checks
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -212,6 +217,9 @@ def test_item_vectors_are_what_the_model_scores_with(case, data, tmp_path):
   model = registry.get_model(name, CASES[case][1])
   if name == "popularity":
     assert model.item_vectors is None and not model.item_vectors_doc
+    model, split, params, factors = _state(case, data, tmp_path)
+    rows = jnp.asarray(split.train[:8].toarray(), jnp.float32)
+    serve_checks.check_served(model, split, params, factors, tmp_path, rows)
     return
   if name in ("wmf", "cmf") and model.item_vectors is None:
     pytest.skip(f"{name}: item_vectors not implemented yet (wmf.py/cmf.py belong to another change)")
@@ -228,3 +236,5 @@ def test_item_vectors_are_what_the_model_scores_with(case, data, tmp_path):
   eval_set = split.validation if split.validation.fold_in.shape[0] else split.test
   rows = jnp.asarray(eval_set.fold_in[:8].toarray(), jnp.float32)
   _check_scores_use_vectors(model, case, params, factors, rows, vecs)
+  if "[" not in case:  # Trained by the runner: its exported model loads and answers.
+    serve_checks.check_served(model, split, params, factors, tmp_path, rows)
