@@ -182,7 +182,7 @@ def test_wmf_and_cmf_with_linear_on_clicks_equal_constant():
     a = 7.0
     out = []
     for conf in ({"a": a}, {"a": 99.0, "confidence": "linear", "alpha": a - extra.get("b", 1.0)}):
-      model = mod.make(mod.Config(factors=K, **extra, **conf))
+      model = mod.make(mod.Config(factors=K, bucket_growth=4.0, **extra, **conf))  # Few shapes.
       params, f = model.init(jax.random.PRNGKey(0), m)
       aux = model.prepare(*sides)
       for _ in range(2):
