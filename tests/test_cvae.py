@@ -12,7 +12,8 @@ from recjax.models import cvae
 from recjax.models.registry import get_model
 from recjax.nn import cvae as cvae_nn
 from recjax.nn import sparse
-from recjax.train.runner import TrainConfig, train_and_evaluate
+from recjax.eval import evaluate
+from recjax.train.runner import TrainConfig, WorkdirMismatch, train_and_evaluate
 from hybrid_helpers import keep_p_split, weighted_ridge
 
 K = 4
@@ -239,8 +240,9 @@ def test_end_to_end_tiny_run_through_the_runner(tmp_path):
                              "learning_rate": 2e-2})
   config = TrainConfig(epochs=40, eval_every=10, batch_size=8, seed=1, progress=False,
                        n_devices=1, metrics=("recall@10", "recall_cdl@10"))
-  res = train_and_evaluate(model, split, config, tmp_path / "run", side={"item_content": content},
-                           log=lambda s: None)
+  res, best = train_and_evaluate(model, split, config, tmp_path / "run",
+                                 side={"item_content": content}, log=lambda s: None,
+                                 return_state=True)
   records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
   assert [r["epoch"] for r in records] == list(range(1, 41))
   assert all(set(r["train"]) == {"loss", "neg_log_lik", "kl", "prior", "stage"} for r in records)
@@ -248,12 +250,14 @@ def test_end_to_end_tiny_run_through_the_runner(tmp_path):
   assert records[9]["train"]["loss"] < records[10]["train"]["loss"]
   # Well above random ranking (10 of 40 items: random recall@10 ≈ 0.25); content kNN gets ~0.7.
   assert res["test"]["recall_cdl@10"] > 0.5
-  # Same run, every item ranked (fold-in items not removed): resumes and only re-evaluates.
-  res2 = train_and_evaluate(model, split, TrainConfig(**{**config.__dict__,
-                                                         "exclude_fold_in": False}),
-                            tmp_path / "run", side={"item_content": content}, log=lambda s: None)
-  assert res2["epochs_run"] == 40
-  assert res2["test"]["recall_cdl@10"] <= res["test"]["recall_cdl@10"]
+  # The same state with every item ranked (fold-in items not removed) can only do worse.
+  # (Re-running the workdir with exclude_fold_in=False is refused: it would select differently.)
+  every_item = evaluate(lambda st, x: model.score(st[0], st[1], x), best, split.test,
+                        metrics=config.metrics, exclude_fold_in=False)
+  assert every_item["recall_cdl@10"] <= res["test"]["recall_cdl@10"]
+  with pytest.raises(WorkdirMismatch, match="exclude_fold_in"):
+    train_and_evaluate(model, split, TrainConfig(**{**config.__dict__, "exclude_fold_in": False}),
+                       tmp_path / "run", side={"item_content": content}, log=lambda s: None)
 
 
 def test_config_errors_are_clear():

@@ -274,3 +274,20 @@ def test_real_file_ids_map_back_to_the_users_own_ratings(shared_data, tmp_path):
     assert set(tm.item_ids[tm.train[rows[user]].indices].tolist()) == liked
     recs = serve.recommend(tm, [user], k=20)
     assert not set(recs.items[0]) & liked and len(recs.items[0]) == 20
+
+
+def test_items_as_rows_refuses_user_queries_in_one_line(tmp_path):
+  """I-AutoRec (protocol ratings-items): rows are items, so both query kinds are refused."""
+  from recjax.data.ratings import rating_split
+  rng = np.random.default_rng(0)
+  ratings = np.where(rng.random((30, 20)) < 0.4, rng.integers(1, 6, (30, 20)), 0)
+  split = rating_split(sp.csr_matrix(ratings.astype(np.float32)), seed=1, orientation="items")
+  train_and_evaluate(get_model("autorec", {"hidden": 4}), split,
+                     _config(epochs=1, metrics=("rmse", "neg_rmse"), select_metric="neg_rmse"),
+                     tmp_path, log=lambda s: None)
+  tm = serve.load(tmp_path)
+  assert tm.info["orientation"] == "items"
+  with pytest.raises(serve.QueryNotSupported, match="items as rows.*cannot recommend"):
+    serve.recommend(tm, [tm.user_ids[0]], k=3)
+  with pytest.raises(serve.QueryNotSupported, match="one vector per user"):
+    serve.similar_items(tm, [tm.item_ids[0]], k=3)

@@ -338,6 +338,11 @@ def unit_item_vectors(tm: TrainedModel) -> jax.Array:
   if tm.model.item_vectors is None:
     raise QueryNotSupported(f"{tm.model.name} has no item representation, so it cannot answer "
                             f"similar-item queries")
+  if tm.info.get("orientation", "users") != "users":
+    raise QueryNotSupported(
+        f"{tm.model.name} was trained with items as rows (protocol {tm.info.get('protocol')}): "
+        f"its decoder has one vector per user, not per item, so it cannot answer similar-item "
+        f"queries")
   return jax.jit(lambda p, f: _normalized(tm.model.item_vectors(p, f).astype(jnp.float32)))(
       tm.params, tm.factors)
 
