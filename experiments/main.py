@@ -27,7 +27,10 @@ flags.DEFINE_string("data_dir", None, "Where datasets are looked up first "
 flags.DEFINE_string("cache_dir", None, "Download cache (default $RECJAX_CACHE_DIR or ~/.cache/recjax).")
 flags.DEFINE_bool("download", True, "Download a missing dataset when its licence allows.")
 flags.DEFINE_multi_string("set", [], "Config override key=value (model, data or train field; "
-                          "prefix model./data./train. to disambiguate). Repeatable.")
+                          "prefix model./data./train. to disambiguate). Repeatable. For data "
+                          "fields 'auto' is the dataset's default and 'none' turns a step off "
+                          "(binarize_threshold=none: no binarization; heldout_users=none or 0: "
+                          "train on every user).")
 flags.DEFINE_bool("list", False, "List models and datasets, then exit.")
 flags.DEFINE_bool("overwrite", False, "Discard the run a --workdir holds when it was made by a "
                   "different experiment (otherwise such a workdir is refused). Same experiment: "

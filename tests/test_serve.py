@@ -291,3 +291,34 @@ def test_items_as_rows_refuses_user_queries_in_one_line(tmp_path):
     serve.recommend(tm, [tm.user_ids[0]], k=3)
   with pytest.raises(serve.QueryNotSupported, match="one vector per user"):
     serve.similar_items(tm, [tm.item_ids[0]], k=3)
+
+
+def test_play_counts_train_wmf_confidence_and_histories_carry_counts(tmp_path):
+  """A `userID artistID weight` file with a header: counts kept (implicit_values=counts), WMF
+  with Hu et al.'s linear confidence; a history given with its counts answers as the user."""
+  from experiments import train as exp_train
+  rng = np.random.default_rng(0)
+  m = _matrix(n_users=50, n_items=30, nnz=500, seed=8)
+  lines = ["artistID\tuserID\tweight"]  # Item first: must not be swapped.
+  for u, i in zip(*m.nonzero()):
+    lines.append(f"a{i}\t{u + 1000}\t{int(rng.integers(1, 300))}")
+  path = tmp_path / "user_artists.tsv"
+  path.write_text("\n".join(lines) + "\n")
+  exp = exp_train.build_experiment(
+      model="wmf", dataset=str(path),
+      overrides=["implicit_values=counts", "confidence=linear", "alpha=0.1", "factors=4",
+                 "heldout_users=0", "epochs=2"])
+  logs = []
+  exp_train.run_experiment(exp, str(tmp_path / "w"), log=logs.append)
+  assert any("count column 'weight'" in l for l in logs)
+  tm = serve.load(tmp_path / "w")
+  assert tm.info["input_values"] == "counts" and tm.train.data.max() > 1
+  assert set(map(str, tm.item_ids)) <= {f"a{i}" for i in range(30)}
+  assert all(isinstance(u, (int, np.integer)) and u >= 1000 for u in tm.user_ids)
+  user = tm.user_ids[0]
+  row = tm.train[0]
+  history = {user: list(zip(tm.item_ids[row.indices], row.data))}
+  known, folded = serve.recommend(tm, [user], k=5), serve.recommend_histories(tm, history, k=5)
+  assert list(known.items[0]) == list(folded.items[0])
+  clicks_only = serve.recommend_histories(tm, {user: list(tm.item_ids[row.indices])}, k=5)
+  assert not np.allclose(clicks_only.scores[0], known.scores[0])  # The counts matter.

@@ -10,7 +10,7 @@ No full score matrix is ever held: `recommend_all` streams batch by batch.
   training row, the path every unseen user takes, and their training items are
   excluded.
 * New users are scored from raw item-id histories encoded as training rows
-  were (clicks, time ranks or ratings: ``TrainedModel.input_values``); ids the
+  were (clicks, counts, time ranks or ratings: ``TrainedModel.input_values``); ids the
   model does not know are reported in ``Recommendations.unknown``; an empty
   history (or one with no known item) is answered by item popularity among
   training users, flagged in ``Recommendations.fallback``.
@@ -259,6 +259,9 @@ def history_rows(tm: TrainedModel, histories: Mapping[Any, Sequence]
           raise ValueError(f"history {key!r}: {tm.model.name} predicts ratings, so each history "
                            f"item needs a rating (item {raw!r} has none)")
         cols[col] = float(value)
+        continue
+      if mode == "counts":  # Trained on summed counts: a repeated item adds up; no value is 1.
+        cols[col] = cols.get(col, 0.0) + (1.0 if value is None else float(value))
         continue
       if value is not None and threshold is not None and float(value) < float(threshold):
         below += 1  # Training kept only ratings >= threshold as clicks.

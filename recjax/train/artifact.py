@@ -6,7 +6,7 @@ query needs is in it, the training data is never read again:
 * ``model.json`` -- what the model is: its registry name and config, the
   dataset and the preprocessing that was applied (resolved `DataConfig`,
   protocol), how an input row is encoded (``input_values``: "binary",
-  "time_rank" or "rating"), the epoch chosen and why.
+  "counts", "time_rank" or "rating"), the epoch chosen and why.
 * ``ids.json`` -- the raw id of every item column and of every training row,
   as read from the user's file (ints stay ints, strings stay strings).
 * ``train.npz`` -- the training rows (scipy csr, values as the model saw
@@ -47,13 +47,17 @@ class ModelLoadError(ValueError):
   """A directory is not a finished recjax model; the message says why and what to do."""
 
 
-def input_values_of(protocol: str) -> str:
-  """How the protocol encodes a user's row: what a new user's history must become."""
+def input_values_of(protocol: str, implicit_values: str | None = None) -> str:
+  """How the protocol encodes a user's row: what a new user's history must become.
+
+  "binary" (clicks 1.0), "counts" (``implicit_values="counts"``: summed
+  counts), "time_rank" (1-based ranks in time order) or "rating".
+  """
   if protocol == "strong-temporal-ordered":
     return "time_rank"  # 1-based time ranks (SVAE rebuilds the order from them).
   if protocol in ("ratings", "ratings-items"):
     return "rating"
-  return "binary"
+  return "counts" if implicit_values == "counts" else "binary"
 
 
 def _ids_jsonable(ids: np.ndarray) -> list:

@@ -472,7 +472,9 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
             "preprocessing": run.get("data", {}).get("resolved"),
             "protocol": getattr(split, "protocol", None),
             "orientation": getattr(split, "orientation", "users"),
-            "input_values": artifact.input_values_of(str(getattr(split, "protocol", ""))),
+            "input_values": artifact.input_values_of(
+                str(getattr(split, "protocol", "")),
+                (run.get("data", {}).get("resolved") or {}).get("implicit_values")),
             "chosen_epoch": state.best_epoch, "epochs_run": state.epoch,
             "chosen_by": (f"best validation {config.select_metric}" if evaluated
                           else "last epoch (no validation users)"),
