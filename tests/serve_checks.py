@@ -16,6 +16,18 @@ def check_served(model, split, params, factors, workdir, rows):
   assert tm.model.name == model.name and tm.model.config == model.config
   np.testing.assert_allclose(np.asarray(tm.model.score(tm.params, tm.factors, rows)),
                              np.asarray(model.score(params, factors, rows)), rtol=1e-5, atol=1e-6)
+  if model.score_padded is not None:  # Serving's padded item lists score as the dense rows do.
+    dense = np.asarray(rows)
+    width = max(1, int((dense != 0).sum(axis=1).max()))
+    items = np.zeros((len(dense), width), np.int32)
+    values = np.zeros((len(dense), width), np.float32)
+    mask = np.zeros((len(dense), width), bool)
+    for r, row in enumerate(dense):
+      cols = np.flatnonzero(row)[::-1]  # Any order: the sums must not depend on it.
+      items[r, :len(cols)], values[r, :len(cols)], mask[r, :len(cols)] = cols, row[cols], True
+    np.testing.assert_allclose(
+        np.asarray(model.score_padded(params, factors, items, values, mask)),
+        np.asarray(model.score(params, factors, rows)), rtol=2e-4, atol=2e-5)
   rated = tm.input_values == "rating"
   users = list(tm.user_ids[:3])
   k = 4

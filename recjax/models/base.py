@@ -33,6 +33,11 @@ A model is a bundle of pure functions over explicit state (see DESIGN.md):
 * ``score(params, factors, inputs) -> scores``: pure and jittable; ``inputs``
   are dense fold-in rows [B, I]; returns [B, I] scores (higher is better).
   Users that training never saw are folded in here.
+* ``score_padded(params, factors, items, values, mask) -> scores``: optional,
+  pure and jittable: the same [B, I] scores as ``score`` on the dense rows that
+  the padded item lists spell (``items`` int32 [B, L], ``values`` [B, L],
+  ``mask`` bool [B, L], False on padding).  Serving uses it so that folding a
+  user in costs O(their items), not O(catalog) (ALS fold-in, EASE's x @ B).
 * ``item_vectors(params, factors) -> [I, d]``: pure and jittable; one vector per
   item column, the model's own item representation (EASE's weight columns,
   ALS item factors, an autoencoder's decoder embeddings).  Similar items are
@@ -71,6 +76,7 @@ class Model:
   train_defaults: dict = dataclasses.field(default_factory=dict)
   side_keys: tuple[str, ...] = ()  # Side information `prepare` needs, e.g. ("item_content",).
   batches: Callable[[Any, int, int, int], tuple[int, Any]] | None = None  # Own training batches.
+  score_padded: Callable[..., Any] | None = None  # score from padded item lists (serving).
   item_vectors: Callable[[Params, Factors], Any] | None = None  # [n_items, d] for similar items.
   item_vectors_doc: str = ""  # What item_vectors are, e.g. "WMF item factors V".
 

@@ -106,12 +106,18 @@ def make(config: Config) -> Model:
     v = factors["V"]
     return als.fold_in_dense(v, inputs, a=config.a, b=config.b, reg=config.reg_u, **conf) @ v.T
 
+  def score_padded(params, factors, items, values, mask):
+    del params
+    v = factors["V"]
+    return als.fold_in_padded(v, items, values, mask, a=config.a, b=config.b, reg=config.reg_u,
+                              **conf) @ v.T
+
   def item_vectors(params, factors):
     del params
     return factors["V"]
 
   return Model(name="cmf", config=config, init=init, prepare=prepare, block_step=block_step,
-               score=score, train_defaults={"epochs": 10}, side_keys=("item_content",),
+               score=score, score_padded=score_padded, train_defaults={"epochs": 10}, side_keys=("item_content",),
                item_vectors=item_vectors,
                item_vectors_doc="CMF item factors V (shared by clicks and content)")
 

@@ -123,12 +123,18 @@ def make(config: Config) -> Model:
                           item_chunk=config.fold_in_chunk)
     return u @ v.T
 
+  def score_padded(params, factors, items, values, mask):
+    del params
+    v = factors["V"]
+    return als.fold_in_padded(v, items, values, mask, a=config.a, b=config.b,
+                              reg=config.reg_u) @ v.T
+
   def item_vectors(params, factors):
     """The item factors V that score multiplies with."""
     del params
     return factors["V"]
 
   return Model(name="ctr", config=config, init=init, prepare=prepare, block_step=block_step,
-               score=score, train_defaults={"epochs": 20}, side_keys=("item_content",),
+               score=score, score_padded=score_padded, train_defaults={"epochs": 20}, side_keys=("item_content",),
                item_vectors=item_vectors,
                item_vectors_doc="CTR item factors V (pulled toward topic proportions θ)")

@@ -316,12 +316,18 @@ def make(config: Config) -> Model:
                           item_chunk=config.fold_in_chunk)
     return u @ item_vectors(factors).T
 
+  def score_padded(params, factors, items, values, mask):
+    del params
+    u = als.fold_in_padded(factors["V"], items, values, mask, a=config.a, b=config.b,
+                           reg=config.reg_u)
+    return u @ item_vectors(factors).T
+
   def model_item_vectors(params, factors):
     """The item vectors score multiplies with (`item_vectors` above)."""
     del params
     return item_vectors(factors)
 
-  return Model(name="cvae", config=config, init=init, score=score, prepare=prepare,
+  return Model(name="cvae", config=config, init=init, score=score, score_padded=score_padded, prepare=prepare,
                block_step=block_step, loss=loss, optimizer=optax.adam(config.learning_rate),
                train_defaults={"epochs": 100}, side_keys=("item_content",), batches=batches,
                item_vectors=model_item_vectors,

@@ -215,9 +215,14 @@ def make(config: Config) -> Model:
                           item_chunk=config.fold_in_chunk)
     return u @ item_vectors(params, factors).T
 
+  def score_padded(params, factors, items, values, mask):
+    u = als.fold_in_padded(factors["V"], items, values, mask, a=config.a, b=config.b,
+                           reg=config.reg_u)
+    return u @ item_vectors(params, factors).T
+
   optimizer = optax.adamw(config.learning_rate, weight_decay=config.weight_decay)
   return Model(name="deepmusic", config=config, init=init, prepare=prepare, block_step=block_step,
-               loss=loss, optimizer=optimizer, score=score, batches=batches,
+               loss=loss, optimizer=optimizer, score=score, score_padded=score_padded, batches=batches,
                train_defaults={"epochs": 50}, side_keys=("item_content",),
                item_vectors=item_vectors, item_vectors_doc=(
                    "DeepMusic regressed item factors f(x_j)" if config.score_items == "regressed"

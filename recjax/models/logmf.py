@@ -64,11 +64,17 @@ def make(config: Config) -> Model:
     counts = jnp.log1p(jnp.maximum(inputs, 0.0))
     return als.weighted_lambda_fold_in_dense(v, counts, reg=config.reg) @ v.T
 
+  def score_padded(params, factors, items, values, mask):
+    del params
+    v = factors["V"]
+    counts = jnp.log1p(jnp.maximum(values, 0.0))
+    return als.weighted_lambda_fold_in_padded(v, items, counts, mask, reg=config.reg) @ v.T
+
   def item_vectors(params, factors):
     """The item factors V that score multiplies with."""
     del params
     return factors["V"]
 
   return Model(name="mf-logcount", config=config, init=init, prepare=prepare,
-               block_step=block_step, score=score, train_defaults={"epochs": 10},
+               block_step=block_step, score=score, score_padded=score_padded, train_defaults={"epochs": 10},
                item_vectors=item_vectors, item_vectors_doc="log-count MF item factors V")

@@ -58,11 +58,15 @@ def make(config: Config) -> Model:
     del params
     return inputs @ factors["weights"]
 
+  def score_padded(params, factors, items, values, mask):
+    del params
+    return ease_ops.padded_rows_matmul(items, values, mask, factors["weights"])
+
   def item_vectors(params, factors):
     """Row j = column j of the weights (x @ B predicts item j from it)."""
     del params
     return factors["weights"].T
 
   return Model(name="slim", config=config, init=init, prepare=prepare,
-               block_step=block_step, score=score, train_defaults={"epochs": 1},
+               block_step=block_step, score=score, score_padded=score_padded, train_defaults={"epochs": 1},
                item_vectors=item_vectors, item_vectors_doc="SLIM weight columns W[:, j]")

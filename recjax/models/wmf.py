@@ -76,11 +76,17 @@ def make(config: Config) -> Model:
                           item_chunk=config.fold_in_chunk, **conf)
     return u @ v.T
 
+  def score_padded(params, factors, items, values, mask):
+    del params
+    v = factors["V"]
+    return als.fold_in_padded(v, items, values, mask, a=config.a, b=config.b, reg=config.reg,
+                              **conf) @ v.T
+
   def item_vectors(params, factors):
     del params
     return factors["V"]
 
   return Model(name="wmf", config=config, init=init, prepare=prepare, block_step=block_step,
-               score=score, train_defaults={"epochs": 10}, item_vectors=item_vectors,
+               score=score, score_padded=score_padded, train_defaults={"epochs": 10}, item_vectors=item_vectors,
                item_vectors_doc="WMF item factors V")
 

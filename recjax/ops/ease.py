@@ -194,3 +194,28 @@ def _symmetrize_from_lower(p: np.ndarray, block: int = 1024) -> None:
       if bj > bi:
         rj = slice(bj, min(n, bj + block))
         p[ri, rj] = p[rj, ri].T
+
+
+def padded_rows_matmul(cols: jax.Array, vals: jax.Array, mask: jax.Array,
+                       weights: jax.Array) -> jax.Array:
+  """x @ W for rows x given as padded item lists: Σ_l vals_l W[cols_l, :] (pure, jittable).
+
+  Reads L rows of W per input row instead of all of them (a user with 20 items
+  touches 20 rows of a 20k x 20k EASE matrix, not 20k); a `fori_loop` over the
+  slots keeps the temporary at [B, n], never [B, L, n].
+
+  Args:
+    cols: int32 [B, L]; vals: float [B, L]; mask: bool [B, L] (False on padding).
+    weights: [n, m].
+
+  Returns:
+    [B, m].
+  """
+  cols = jnp.asarray(cols)
+  coef = jnp.where(mask, vals, 0.0).astype(weights.dtype)
+
+  def body(l, acc):
+    return acc + coef[:, l][:, None] * weights[cols[:, l]]
+
+  init = jnp.zeros((cols.shape[0], weights.shape[1]), weights.dtype)
+  return jax.lax.fori_loop(0, cols.shape[1], body, init)

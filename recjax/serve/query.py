@@ -76,21 +76,23 @@ def _key(raw) -> str:
 
 
 def item_index(tm: TrainedModel) -> dict[str, int]:
-  """Raw item id (as text) -> item column."""
-  return {_key(i): c for c, i in enumerate(tm.item_ids)}
+  """Raw item id (as text) -> item column (built once, at load)."""
+  return tm.item_index or {_key(i): c for c, i in enumerate(tm.item_ids)}
 
 
 def user_index(tm: TrainedModel) -> dict[str, int]:
-  """Raw user id (as text) -> training row."""
-  return {_key(u): r for r, u in enumerate(tm.user_ids)}
+  """Raw user id (as text) -> training row (built once, at load)."""
+  return tm.user_index or {_key(u): r for r, u in enumerate(tm.user_ids)}
 
 
 def candidates(tm: TrainedModel, allow: Iterable | None = None,
                deny: Iterable | None = None) -> tuple[np.ndarray, list[str]]:
   """[n_items] bool of the items that may be recommended, and notes on unknown ids."""
-  index = item_index(tm)
   notes = []
   mask = np.ones(tm.n_items, bool)
+  if allow is None and deny is None:
+    return mask, notes
+  index = item_index(tm)
   for name, ids in (("allow", allow), ("deny", deny)):
     if ids is None:
       continue
@@ -108,20 +110,35 @@ def candidates(tm: TrainedModel, allow: Iterable | None = None,
   return mask, notes
 
 
-# (score fn, k, item_chunk) -> jitted (params, factors, inputs, exclude, candidates,
-# popularity, use_popularity) -> (values [B, k], indices [B, k]).
+# (score fn, k, item_chunk, padded, exclude_seen) -> jitted step; see `_recommend_step`.
 _STEPS: dict[tuple, Any] = {}
 
 
-def _recommend_step(score_fn, k: int, item_chunk: int | None):
-  key = (score_fn, k, item_chunk)
+def _recommend_step(score_fn, k: int, item_chunk: int | None, padded: bool, exclude_seen: bool):
+  """The jitted batch step: scores, popularity for empty rows, exclusion, top k on device.
+
+  Dense: ``(params, factors, inputs [B, I], allowed [I], popularity [I])``;
+  padded: ``(params, factors, (items, values, mask) [B, L], allowed, popularity)``.
+  Returns (values [B, k], columns [B, k]).
+  """
+  key = (score_fn, k, item_chunk, padded, exclude_seen)
   step = _STEPS.get(key)
   if step is None:
 
-    def step_fn(params, factors, inputs, exclude, allowed, popularity, use_popularity):
-      scores = score_fn(params, factors, inputs).astype(jnp.float32)
-      scores = jnp.where(use_popularity[:, None], popularity[None, :], scores)
-      return ranking_ops.top_k_excluding(scores, exclude | ~allowed[None, :], k, item_chunk)
+    def step_fn(params, factors, inputs, allowed, popularity):
+      if padded:
+        items, values, mask = inputs
+        scores = score_fn(params, factors, items, values, mask).astype(jnp.float32)
+        empty = ~jnp.any(mask, axis=1)
+        rows = jnp.arange(items.shape[0])[:, None]
+        seen = jnp.zeros(scores.shape, bool).at[rows, items].max(mask)
+      else:
+        scores = score_fn(params, factors, inputs).astype(jnp.float32)
+        empty = ~jnp.any(inputs != 0, axis=1)
+        seen = inputs != 0
+      scores = jnp.where(empty[:, None], popularity[None, :], scores)
+      exclude = ~allowed[None, :] if not exclude_seen else seen | ~allowed[None, :]
+      return ranking_ops.top_k_excluding(scores, exclude, k, item_chunk)
 
     step = _STEPS[key] = jax.jit(step_fn)
   return step
@@ -134,42 +151,84 @@ def _check_user_rows(tm: TrainedModel) -> None:
         f"it predicts ratings item by item and cannot recommend items to users")
 
 
+def _pow2(n: int, floor: int = 1) -> int:
+  return max(floor, 1 << max(0, int(n) - 1).bit_length())
+
+
 def _dense(rows: sp.csr_matrix, batch_size: int) -> np.ndarray:
   out = np.zeros((batch_size, rows.shape[1]), np.float32)
   rows.toarray(out=out[:rows.shape[0]])
   return out
 
 
+def _padded(rows: sp.csr_matrix, batch_size: int, width: int):
+  """(items int32, values float32, mask bool), each [batch_size, width], of csr rows."""
+  items = np.zeros((batch_size, width), np.int32)
+  values = np.zeros((batch_size, width), np.float32)
+  lengths = np.diff(rows.indptr)
+  mask = np.arange(width)[None, :] < lengths[:, None]
+  mask = np.concatenate([mask, np.zeros((batch_size - rows.shape[0], width), bool)])
+  items[mask] = rows.indices
+  values[mask] = rows.data
+  return items, values, mask
+
+
+# Rows of one length-sorted group: batches inside it hold rows of similar length,
+# so padded item lists waste little; answers are put back in request order.
+GROUP_BATCHES = 16
+
+
 def _rank_rows(tm: TrainedModel, rows: sp.csr_matrix, k: int, allowed: np.ndarray,
                exclude_seen: bool, batch_size: int, item_chunk: int | None
                ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-  """(start, values [n, k], columns [n, k], fallback [n]) per batch of `rows`."""
+  """(start, values [n, k], columns [n, k], fallback [n]) per `batch_size` rows of `rows`.
+
+  Models with ``score_padded`` get their rows as padded item lists (width: a
+  power of two of the batch's longest row), sorted by length within groups of
+  `GROUP_BATCHES` batches; others get dense rows.  A batch is padded to a power
+  of two rows (at most `batch_size`, a multiple of the devices), so a single
+  query does not pay for a full batch.
+  """
   _check_user_rows(tm)
-  n_allowed = int(allowed.sum())
-  if not 1 <= k:
+  if k < 1:
     raise ValueError(f"k must be >= 1, got {k}")
-  if n_allowed == 0:
+  if not allowed.any():
     raise ValueError("no candidate item is left after the allow/deny lists")
   k_eff = min(k, tm.n_items)
   batch_sh = shd.batch_sharding(tm.mesh)
   rep = shd.replicated(tm.mesh)
-  batch_size = shd.round_up_to_devices(max(1, batch_size), tm.mesh)
-  step = _recommend_step(tm.model.score, k_eff, item_chunk)
+  batch_size = shd.round_up_to_devices(_pow2(max(1, batch_size)), tm.mesh)
+  padded = tm.model.score_padded is not None
+  score_fn = tm.model.score_padded if padded else tm.model.score
+  step = _recommend_step(score_fn, k_eff, item_chunk, padded, bool(exclude_seen))
   allowed_d = jax.device_put(allowed, rep)
   popularity = jax.device_put(tm.popularity, rep)
   rows = sp.csr_matrix(rows, dtype=np.float32)
-  for start in range(0, rows.shape[0], batch_size):
-    part = rows[start:start + batch_size]
+  rows.sort_indices()
+  group = batch_size * (GROUP_BATCHES if padded else 1)
+  for g0 in range(0, rows.shape[0], group):
+    part = rows[g0:g0 + group]
     n = part.shape[0]
-    inputs = _dense(part, batch_size)
-    empty = np.zeros(batch_size, bool)
-    empty[:n] = np.diff(part.indptr) == 0
-    exclude = inputs != 0 if exclude_seen else np.zeros(inputs.shape, bool)
-    values, cols = step(tm.params, tm.factors, jax.device_put(inputs, batch_sh),
-                        jax.device_put(exclude, batch_sh), allowed_d, popularity,
-                        jax.device_put(empty, batch_sh))
-    values, cols = jax.device_get((values, cols))
-    yield start, values[:n], cols[:n], empty[:n]
+    lengths = np.diff(part.indptr)
+    order = np.argsort(lengths, kind="stable") if padded else np.arange(n)
+    out_values = np.empty((n, k_eff), np.float32)
+    out_cols = np.empty((n, k_eff), np.int32)
+    for b0 in range(0, n, batch_size):
+      idx = order[b0:b0 + batch_size]
+      batch = part[idx]
+      size = shd.round_up_to_devices(_pow2(len(idx)), tm.mesh)
+      if padded:
+        width = _pow2(int(lengths[idx].max()) if len(idx) else 1, floor=8)
+        inputs = tuple(jax.device_put(x, batch_sh) for x in _padded(batch, size, width))
+      else:
+        inputs = jax.device_put(_dense(batch, size), batch_sh)
+      values, cols = jax.device_get(step(tm.params, tm.factors, inputs, allowed_d, popularity))
+      out_values[idx] = values[:len(idx)]
+      out_cols[idx] = cols[:len(idx)]
+    empty = lengths == 0
+    for s0 in range(0, n, batch_size):
+      s1 = min(n, s0 + batch_size)
+      yield g0 + s0, out_values[s0:s1], out_cols[s0:s1], empty[s0:s1]
 
 
 def _answers(tm: TrainedModel, values: np.ndarray, cols: np.ndarray):

@@ -122,6 +122,7 @@ class TrainedModel:
     train: [n_train_rows, n_items] csr of the training rows.
     popularity: [n_items] float32, training users per item (the fallback for
       an empty history).
+    item_index, user_index: raw id (as text) -> item column / training row.
   """
 
   model: Model
@@ -133,6 +134,8 @@ class TrainedModel:
   user_ids: np.ndarray
   train: sp.csr_matrix
   popularity: np.ndarray
+  item_index: dict = dataclasses.field(default_factory=dict, repr=False)
+  user_index: dict = dataclasses.field(default_factory=dict, repr=False)
 
   @property
   def n_items(self) -> int:
@@ -225,4 +228,6 @@ def load(path: str | Path, n_devices: int | None = None) -> TrainedModel:
   popularity = np.asarray((train != 0).sum(axis=0), np.float32).ravel()
   return TrainedModel(model=model, params=state["params"], factors=state["factors"], mesh=mesh,
                       info=info, item_ids=_ids(ids["items"]), user_ids=_ids(ids["users"]),
-                      train=train, popularity=popularity)
+                      train=train, popularity=popularity,
+                      item_index={str(i): c for c, i in enumerate(ids["items"])},
+                      user_index={str(u): r for r, u in enumerate(ids["users"])})
