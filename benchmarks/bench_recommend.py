@@ -93,40 +93,44 @@ import numpy as np
 import scipy.sparse as sp
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("n_users", 50_000, "Users of the synthetic matrix.")
-flags.DEFINE_integer("n_items", 20_000, "Items (the catalog).")
-flags.DEFINE_integer("nnz", 1_500_000, "Clicks of the synthetic matrix.")
-flags.DEFINE_integer("seed", 0, "Seed of the data, factors and user samples.")
-flags.DEFINE_integer("factors", 64, "K of the WMF factors.")
-flags.DEFINE_float("alpha", 10.0, "Confidence of a click: implicit alpha = recjax a; b = 1.")
-flags.DEFINE_float("reg", 0.01, "λ (implicit regularization = recjax reg).")
-flags.DEFINE_integer("als_iters", 3, "implicit ALS iterations that make the factors.")
-flags.DEFINE_integer("k", 100, "Recommendations per user.")
-flags.DEFINE_integer("batch_size", 256, "recjax recommend's batch_size (its default).")
-flags.DEFINE_integer("all_batch_size", 1024, "recjax recommend_all's batch_size (its default).")
-flags.DEFINE_integer("n_batch_users", 2048, "Users of one timed batch call (random sample).")
-flags.DEFINE_integer("n_all_users", 4096, "Users consumed from recommend_all per timed run.")
-flags.DEFINE_integer("n_single", 50, "Single-user calls (distinct users) for the latency median.")
-flags.DEFINE_float("single_budget_s", 25.0, "Stop the single-user calls of a path after this "
-                   "long (at least 5 calls).")
-flags.DEFINE_integer("n_repeats", 3, "Timed repeats of each batch call (median quoted).")
-flags.DEFINE_integer("n_check", 20, "Users whose top-k are compared across paths.")
-flags.DEFINE_integer("threads", None, "CPUs for both sides (default: all this process may use).")
-flags.DEFINE_integer("peer_blas_threads", 1, "BLAS threads of implicit (1: implicit's advice; "
-                     "its top-k calls BLAS inside its OpenMP threads, and 2 BLAS threads made "
-                     "topk 2-3x slower here).")
-flags.DEFINE_string("peer_python", None, "A python with implicit installed "
-                    "(`../shared/tools/peer-venvs.sh implicit`); without it, random factors and "
-                    "no implicit timings.")
-flags.DEFINE_list("models", ["wmf", "ease"], "Which recjax models to time.")
-flags.DEFINE_enum("ease_weights", "random", ["random", "solve"], "EASE B: random of the right "
-                  "shape, or solved (sparse Gram + host LAPACK) from the matrix.")
-flags.DEFINE_integer("ease_items", None, "Score EASE on the first this-many items only "
-                     "(default: the whole catalog).")
-flags.DEFINE_bool("prototype", True, "Time the sparse fold-in / sparse EASE prototype.")
-flags.DEFINE_bool("breakdown", True, "Time the pieces of recjax's batch step.")
-flags.DEFINE_string("workdir", None, "Where the artifacts go (default: a temporary directory).")
-flags.DEFINE_string("out", "benchmarks/results/bench_recommend.json", "JSON output path.")
+
+
+def define_flags():
+  """The binary's flags; defined only when run as a program (tests import the helpers)."""
+  flags.DEFINE_integer("n_users", 50_000, "Users of the synthetic matrix.")
+  flags.DEFINE_integer("n_items", 20_000, "Items (the catalog).")
+  flags.DEFINE_integer("nnz", 1_500_000, "Clicks of the synthetic matrix.")
+  flags.DEFINE_integer("seed", 0, "Seed of the data, factors and user samples.")
+  flags.DEFINE_integer("factors", 64, "K of the WMF factors.")
+  flags.DEFINE_float("alpha", 10.0, "Confidence of a click: implicit alpha = recjax a; b = 1.")
+  flags.DEFINE_float("reg", 0.01, "λ (implicit regularization = recjax reg).")
+  flags.DEFINE_integer("als_iters", 3, "implicit ALS iterations that make the factors.")
+  flags.DEFINE_integer("k", 100, "Recommendations per user.")
+  flags.DEFINE_integer("batch_size", 256, "recjax recommend's batch_size (its default).")
+  flags.DEFINE_integer("all_batch_size", 1024, "recjax recommend_all's batch_size (its default).")
+  flags.DEFINE_integer("n_batch_users", 2048, "Users of one timed batch call (random sample).")
+  flags.DEFINE_integer("n_all_users", 4096, "Users consumed from recommend_all per timed run.")
+  flags.DEFINE_integer("n_single", 50, "Single-user calls (distinct users) for the latency median.")
+  flags.DEFINE_float("single_budget_s", 25.0, "Stop the single-user calls of a path after this "
+                     "long (at least 5 calls).")
+  flags.DEFINE_integer("n_repeats", 3, "Timed repeats of each batch call (median quoted).")
+  flags.DEFINE_integer("n_check", 20, "Users whose top-k are compared across paths.")
+  flags.DEFINE_integer("threads", None, "CPUs for both sides (default: all this process may use).")
+  flags.DEFINE_integer("peer_blas_threads", 1, "BLAS threads of implicit (1: implicit's advice; "
+                       "its top-k calls BLAS inside its OpenMP threads, and 2 BLAS threads made "
+                       "topk 2-3x slower here).")
+  flags.DEFINE_string("peer_python", None, "A python with implicit installed "
+                      "(`../shared/tools/peer-venvs.sh implicit`); without it, random factors and "
+                      "no implicit timings.")
+  flags.DEFINE_list("models", ["wmf", "ease"], "Which recjax models to time.")
+  flags.DEFINE_enum("ease_weights", "random", ["random", "solve"], "EASE B: random of the right "
+                    "shape, or solved (sparse Gram + host LAPACK) from the matrix.")
+  flags.DEFINE_integer("ease_items", None, "Score EASE on the first this-many items only "
+                       "(default: the whole catalog).")
+  flags.DEFINE_bool("prototype", True, "Time the sparse fold-in / sparse EASE prototype.")
+  flags.DEFINE_bool("breakdown", True, "Time the pieces of recjax's batch step.")
+  flags.DEFINE_string("workdir", None, "Where the artifacts go (default: a temporary directory).")
+  flags.DEFINE_string("out", "benchmarks/results/bench_recommend.json", "JSON output path.")
 
 # ----------------------------------------------------------------------------- peer (implicit)
 
@@ -753,4 +757,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -127,7 +127,7 @@ def test_run_experiment_empties_hidden_items_content(tmp_path, monkeypatch):
   seen = {}
 
   def fake_train(model, split, config, workdir, run_info=None, log=print, side=None,
-                 return_state=False):
+                 return_state=False, ids=None, overwrite=False):
     seen.update(side=side, run_info=run_info, n_items=len(split.items))
     return {}
 
