@@ -266,3 +266,16 @@ def test_nll_sums():
   got = jax.device_get(ranking.nll_sums(logits, targets))
   np.testing.assert_allclose(got["nll"], nll.sum(), rtol=1e-5)
   assert int(got["count"]) == nll.size
+
+
+@pytest.mark.parametrize("chunk", [3, 16])
+def test_top_k_by_chunk_max_is_lax_top_k_with_ties_and_minus_inf(chunk):
+  rng = np.random.default_rng(0)
+  scores = rng.integers(0, 6, (9, 301)).astype(np.float32)  # Many ties.
+  scores[rng.random(scores.shape) < 0.3] = -np.inf  # Excluded items.
+  scores[0] = -np.inf  # A row with nothing left.
+  for k in (1, 7, 40):
+    want = jax.lax.top_k(jnp.asarray(scores), k)
+    got = jax.jit(lambda s: ranking.top_k_by_chunk_max(s, k, chunk))(scores)
+    np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want[0]))
+    np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(want[1]))

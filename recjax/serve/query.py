@@ -20,7 +20,11 @@ No full score matrix is ever held: `recommend_all` streams batch by batch.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import jax
@@ -110,38 +114,65 @@ def candidates(tm: TrainedModel, allow: Iterable | None = None,
   return mask, notes
 
 
-# (score fn, k, item_chunk, padded, exclude_seen) -> jitted step; see `_recommend_step`.
-_STEPS: dict[tuple, Any] = {}
+# (score fn, padded, exclude_seen) -> jitted scoring; (k, item_chunk) -> jitted selection.
+_SCORE_STEPS: dict[tuple, Any] = {}
+_SELECT_STEPS: dict[tuple, Any] = {}
 
 
-def _recommend_step(score_fn, k: int, item_chunk: int | None, padded: bool, exclude_seen: bool):
-  """The jitted batch step: scores, popularity for empty rows, exclusion, top k on device.
+def _score_step(score_fn, padded: bool, exclude_seen: bool, filtered: bool):
+  """Jitted ``(params, factors, inputs, allowed [I]) -> scores [B, I]``.
 
-  Dense: ``(params, factors, inputs [B, I], allowed [I], popularity [I])``;
-  padded: ``(params, factors, (items, values, mask) [B, L], allowed, popularity)``.
-  Returns (values [B, k], columns [B, k]).
+  The model's scores with -inf on excluded items: the row's own items when
+  `exclude_seen`, everything outside `allowed` when `filtered` (static flags,
+  so an unfiltered query pays no extra pass over the catalog).  ``inputs``:
+  dense rows [B, I], or padded item lists ``(items, values, mask)``.  Rows with
+  no item are answered on the host (popularity), not here.
   """
-  key = (score_fn, k, item_chunk, padded, exclude_seen)
-  step = _STEPS.get(key)
+  key = (score_fn, padded, exclude_seen, filtered)
+  step = _SCORE_STEPS.get(key)
   if step is None:
 
-    def step_fn(params, factors, inputs, allowed, popularity):
+    def step_fn(params, factors, inputs, allowed):
       if padded:
         items, values, mask = inputs
         scores = score_fn(params, factors, items, values, mask).astype(jnp.float32)
-        empty = ~jnp.any(mask, axis=1)
-        rows = jnp.arange(items.shape[0])[:, None]
-        seen = jnp.zeros(scores.shape, bool).at[rows, items].max(mask)
+        if exclude_seen:  # Scatter -inf on each row's own items; padding slots index past the end.
+          rows = jnp.arange(items.shape[0])[:, None]
+          cols = jnp.where(mask, items, scores.shape[1])
+          scores = scores.at[rows, cols].set(-jnp.inf, mode="drop")
       else:
         scores = score_fn(params, factors, inputs).astype(jnp.float32)
-        empty = ~jnp.any(inputs != 0, axis=1)
-        seen = inputs != 0
-      scores = jnp.where(empty[:, None], popularity[None, :], scores)
-      exclude = ~allowed[None, :] if not exclude_seen else seen | ~allowed[None, :]
-      return ranking_ops.top_k_excluding(scores, exclude, k, item_chunk)
+        if exclude_seen:
+          scores = jnp.where(inputs != 0, -jnp.inf, scores)
+      if filtered:
+        scores = jnp.where(allowed[None, :], scores, -jnp.inf)
+      return scores
 
-    step = _STEPS[key] = jax.jit(step_fn)
+    step = _SCORE_STEPS[key] = jax.jit(step_fn)
   return step
+
+
+def _select_step(k: int, item_chunk: int | None):
+  """Jitted ``scores [B, I] -> (values [B, k], columns [B, k])``; -inf entries come last."""
+  key = (k, item_chunk)
+  step = _SELECT_STEPS.get(key)
+  if step is None:
+    if item_chunk is None:  # Excluded items are -inf already: a plain (exact) top k.
+      select = lambda scores: ranking_ops.top_k_by_chunk_max(scores, k)
+    else:
+      select = lambda scores: ranking_ops.top_k_excluding(scores, jnp.isneginf(scores), k,
+                                                          item_chunk)
+    step = _SELECT_STEPS[key] = jax.jit(select)
+  return step
+
+
+def default_workers() -> int:
+  """Threads answering batches concurrently: twice the CPUs this process may use, at most 8."""
+  try:
+    cpus = len(os.sched_getaffinity(0))
+  except AttributeError:
+    cpus = os.cpu_count() or 1
+  return max(1, min(8, 2 * cpus))
 
 
 def _check_user_rows(tm: TrainedModel) -> None:
@@ -173,19 +204,23 @@ def _padded(rows: sp.csr_matrix, batch_size: int, width: int):
   return items, values, mask
 
 
-# Rows of one length-sorted group: batches inside it hold rows of similar length,
-# so padded item lists waste little; answers are put back in request order.
-GROUP_BATCHES = 16
+# Rows of one length-sorted group (at least one batch): batches inside it hold rows of
+# similar length, so padded item lists waste little; answers return in request order.
+GROUP_ROWS = 4096
+# Item slots (rows x padded width) of one padded batch: rows of 1,000 items come 16 at a
+# time, rows of 20 items `batch_size` at a time, so work follows the items, not the longest row.
+PADDED_SLOTS = 256 * 64
 
 
 def _rank_rows(tm: TrainedModel, rows: sp.csr_matrix, k: int, allowed: np.ndarray,
-               exclude_seen: bool, batch_size: int, item_chunk: int | None
+               exclude_seen: bool, batch_size: int, item_chunk: int | None,
+               workers: int | None = None
                ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
   """(start, values [n, k], columns [n, k], fallback [n]) per `batch_size` rows of `rows`.
 
   Models with ``score_padded`` get their rows as padded item lists (width: a
   power of two of the batch's longest row), sorted by length within groups of
-  `GROUP_BATCHES` batches; others get dense rows.  A batch is padded to a power
+  `GROUP_ROWS` rows; others get dense rows.  A batch is padded to a power
   of two rows (at most `batch_size`, a multiple of the devices), so a single
   query does not pay for a full batch.
   """
@@ -200,35 +235,73 @@ def _rank_rows(tm: TrainedModel, rows: sp.csr_matrix, k: int, allowed: np.ndarra
   batch_size = shd.round_up_to_devices(_pow2(max(1, batch_size)), tm.mesh)
   padded = tm.model.score_padded is not None
   score_fn = tm.model.score_padded if padded else tm.model.score
-  step = _recommend_step(score_fn, k_eff, item_chunk, padded, bool(exclude_seen))
+  score_step = _score_step(score_fn, padded, bool(exclude_seen), not allowed.all())
+  select_step = _select_step(k_eff, item_chunk)
   allowed_d = jax.device_put(allowed, rep)
-  popularity = jax.device_put(tm.popularity, rep)
+  # Every row without items gets the same answer: the most popular allowed items.
+  pop = np.where(allowed, tm.popularity, -np.inf).astype(np.float32)
+  pop_cols = np.argsort(-pop, kind="stable")[:k_eff].astype(np.int32)
+  pop_values = pop[pop_cols]
   rows = sp.csr_matrix(rows, dtype=np.float32)
   rows.sort_indices()
-  group = batch_size * (GROUP_BATCHES if padded else 1)
-  for g0 in range(0, rows.shape[0], group):
-    part = rows[g0:g0 + group]
-    n = part.shape[0]
-    lengths = np.diff(part.indptr)
-    order = np.argsort(lengths, kind="stable") if padded else np.arange(n)
-    out_values = np.empty((n, k_eff), np.float32)
-    out_cols = np.empty((n, k_eff), np.int32)
-    for b0 in range(0, n, batch_size):
-      idx = order[b0:b0 + batch_size]
-      batch = part[idx]
-      size = shd.round_up_to_devices(_pow2(len(idx)), tm.mesh)
-      if padded:
-        width = _pow2(int(lengths[idx].max()) if len(idx) else 1, floor=8)
-        inputs = tuple(jax.device_put(x, batch_sh) for x in _padded(batch, size, width))
-      else:
-        inputs = jax.device_put(_dense(batch, size), batch_sh)
-      values, cols = jax.device_get(step(tm.params, tm.factors, inputs, allowed_d, popularity))
-      out_values[idx] = values[:len(idx)]
-      out_cols[idx] = cols[:len(idx)]
-    empty = lengths == 0
-    for s0 in range(0, n, batch_size):
-      s1 = min(n, s0 + batch_size)
-      yield g0 + s0, out_values[s0:s1], out_cols[s0:s1], empty[s0:s1]
+  group = max(batch_size, GROUP_ROWS) if padded else batch_size
+  workers = default_workers() if workers is None else max(1, int(workers))
+  pool = ThreadPoolExecutor(workers) if workers > 1 and rows.shape[0] > batch_size else None
+  factorize = threading.Lock()
+
+  def answer(inputs):
+    # Scoring (a fold-in's batched factorization) runs one batch at a time under the lock:
+    # never two LAPACK batch maps at once (NOTES-jax-cpu.md's deadlock).  XLA:CPU's top k is
+    # single-threaded, so the selections of other batches run meanwhile on `workers` threads.
+    with factorize:
+      scores = jax.block_until_ready(score_step(tm.params, tm.factors, inputs, allowed_d))
+    return jax.device_get(select_step(scores))
+
+  try:
+    for g0 in range(0, rows.shape[0], group):
+      part = rows[g0:g0 + group]
+      n = part.shape[0]
+      lengths = np.diff(part.indptr)
+      order = np.argsort(lengths, kind="stable") if padded else np.arange(n)
+      out_values = np.empty((n, k_eff), np.float32)
+      out_cols = np.empty((n, k_eff), np.int32)
+      pending: collections.deque = collections.deque()
+
+      def collect(entry):
+        idx, result = entry
+        values, cols = result.result() if pool is not None else result
+        out_values[idx] = values[:len(idx)]
+        out_cols[idx] = cols[:len(idx)]
+
+      empty = lengths == 0
+      out_values[empty], out_cols[empty] = pop_values, pop_cols
+      order = order[~empty[order]]
+      b0 = 0
+      while b0 < len(order):
+        count = min(batch_size, len(order) - b0)
+        if padded:  # Long rows go in fewer rows per batch: about PADDED_SLOTS item slots each.
+          while count > 1 and count * _pow2(int(lengths[order[b0 + count - 1]]), 8) > PADDED_SLOTS:
+            count //= 2
+        idx = order[b0:b0 + count]
+        b0 += count
+        batch = part[idx]
+        size = shd.round_up_to_devices(_pow2(len(idx)), tm.mesh)
+        if padded:
+          width = _pow2(int(lengths[idx].max()), floor=8)
+          inputs = tuple(jax.device_put(x, batch_sh) for x in _padded(batch, size, width))
+        else:
+          inputs = jax.device_put(_dense(batch, size), batch_sh)
+        pending.append((idx, pool.submit(answer, inputs) if pool is not None else answer(inputs)))
+        while len(pending) > 2 * workers:  # Bounded memory: a few [B, I] score blocks in flight.
+          collect(pending.popleft())
+      while pending:
+        collect(pending.popleft())
+      for s0 in range(0, n, batch_size):
+        s1 = min(n, s0 + batch_size)
+        yield g0 + s0, out_values[s0:s1], out_cols[s0:s1], empty[s0:s1]
+  finally:
+    if pool is not None:
+      pool.shutdown(wait=True)
 
 
 def _answers(tm: TrainedModel, values: np.ndarray, cols: np.ndarray):
