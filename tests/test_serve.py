@@ -322,3 +322,14 @@ def test_play_counts_train_wmf_confidence_and_histories_carry_counts(tmp_path):
   assert list(known.items[0]) == list(folded.items[0])
   clicks_only = serve.recommend_histories(tm, {user: list(tm.item_ids[row.indices])}, k=5)
   assert not np.allclose(clicks_only.scores[0], known.scores[0])  # The counts matter.
+
+
+def test_unknown_names_suggest_the_closest():
+  from experiments import train as exp_train
+  from recjax.data.registry import load_dataset
+  with pytest.raises(ValueError, match="did you mean 'mult-vae'"):
+    exp_train.build_experiment(model="multvae", dataset="ml-100k")
+  with pytest.raises(ValueError, match="did you mean 'heldout_users'"):
+    exp_train.build_experiment(model="ease", dataset="ml-100k", overrides=["heldout_user=0"])
+  with pytest.raises(ValueError, match="did you mean 'ml-100k'"):
+    load_dataset("ml100k")

@@ -19,6 +19,7 @@ forbid redistribution.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import os
 import shutil
@@ -230,11 +231,18 @@ def _canonical(name: str) -> str | None:
   return _ALIASES.get(key)
 
 
+def _did_you_mean(name: str) -> str:
+  close = difflib.get_close_matches(str(name).strip().lower(),
+                                    list(DATASETS) + list(_ALIASES), n=1, cutoff=0.6)
+  return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def dataset_spec(name: str) -> DatasetSpec:
   """The spec of a registry name (or alias); ValueError listing the names otherwise."""
   key = _canonical(name)
   if key is None:
-    raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(list_datasets())}")
+    raise ValueError(f"unknown dataset {name!r}{_did_you_mean(name)}; valid names: "
+                     f"{', '.join(list_datasets())}")
   return DATASETS[key]
 
 
@@ -475,8 +483,9 @@ def load_dataset(name_or_path: str, data_dir: str | None = None, cache_dir: str 
     p = Path(name_or_path).expanduser()
     if p.exists():
       return _load_path(p, format, values)
-    raise ValueError(f"unknown dataset {str(name_or_path)!r} (and no such file or folder); "
-                     f"valid names: {', '.join(list_datasets())}")
+    raise ValueError(f"unknown dataset {str(name_or_path)!r} (and no such file or folder)"
+                     f"{_did_you_mean(str(name_or_path))}; valid names: "
+                     f"{', '.join(list_datasets())}")
   spec = DATASETS[key]
   if values != "auto":
     raise ValueError(f"values={values!r} applies to files and folders loaded by path; "
