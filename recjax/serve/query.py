@@ -239,11 +239,14 @@ def _rank_rows(tm: TrainedModel, rows: sp.csr_matrix, k: int, allowed: np.ndarra
   select_step = _select_step(k_eff, item_chunk)
   allowed_d = jax.device_put(allowed, rep)
   # Every row without items gets the same answer: the most popular allowed items.
-  pop = np.where(allowed, tm.popularity, -np.inf).astype(np.float32)
-  pop_cols = np.argsort(-pop, kind="stable")[:k_eff].astype(np.int32)
-  pop_values = pop[pop_cols]
   rows = sp.csr_matrix(rows, dtype=np.float32)
   rows.sort_indices()
+  pop = np.where(allowed, tm.popularity, -np.inf).astype(np.float32)
+  if np.any(np.diff(rows.indptr) == 0):
+    pop_cols = np.argsort(-pop, kind="stable")[:k_eff].astype(np.int32)
+  else:  # No row needs it (the sort costs more than a one-user query's scoring).
+    pop_cols = np.zeros(k_eff, np.int32)
+  pop_values = pop[pop_cols]
   group = max(batch_size, GROUP_ROWS) if padded else batch_size
   workers = default_workers() if workers is None else max(1, int(workers))
   pool = ThreadPoolExecutor(workers) if workers > 1 and rows.shape[0] > batch_size else None
