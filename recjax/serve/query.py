@@ -212,6 +212,11 @@ GROUP_ROWS = 4096
 PADDED_SLOTS = 256 * 64
 
 
+def effective_batch_size(tm: TrainedModel, batch_size: int) -> int:
+  """Rows per batch as the queries run them: a power of two, a multiple of the devices."""
+  return shd.round_up_to_devices(_pow2(max(1, int(batch_size))), tm.mesh)
+
+
 def _rank_rows(tm: TrainedModel, rows: sp.csr_matrix, k: int, allowed: np.ndarray,
                exclude_seen: bool, batch_size: int, item_chunk: int | None,
                workers: int | None = None
@@ -232,7 +237,7 @@ def _rank_rows(tm: TrainedModel, rows: sp.csr_matrix, k: int, allowed: np.ndarra
   k_eff = min(k, tm.n_items)
   batch_sh = shd.batch_sharding(tm.mesh)
   rep = shd.replicated(tm.mesh)
-  batch_size = shd.round_up_to_devices(_pow2(max(1, batch_size)), tm.mesh)
+  batch_size = effective_batch_size(tm, batch_size)
   padded = tm.model.score_padded is not None
   score_fn = tm.model.score_padded if padded else tm.model.score
   score_step = _score_step(score_fn, padded, bool(exclude_seen), not allowed.all())
