@@ -28,6 +28,11 @@ def check_served(model, split, params, factors, workdir, rows):
     np.testing.assert_allclose(
         np.asarray(model.score_padded(params, factors, items, values, mask)),
         np.asarray(model.score(params, factors, rows)), rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(  # The loaded factors carry serving_factors' derived arrays.
+        np.asarray(tm.model.score_padded(tm.params, tm.factors, items, values, mask)),
+        np.asarray(model.score(params, factors, rows)), rtol=2e-4, atol=2e-5)
+  if model.serving_factors is not None:
+    assert set(tm.factors) > set(factors)
   rated = tm.input_values == "rating"
   users = list(tm.user_ids[:3])
   k = 4

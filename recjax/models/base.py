@@ -38,6 +38,10 @@ A model is a bundle of pure functions over explicit state (see DESIGN.md):
   the padded item lists spell (``items`` int32 [B, L], ``values`` [B, L],
   ``mask`` bool [B, L], False on padding).  Serving uses it so that folding a
   user in costs O(their items), not O(catalog) (ALS fold-in, EASE's x @ B).
+* ``serving_factors(params, factors) -> factors``: optional: the factors plus
+  arrays derived from them once when a model is loaded for serving (e.g. the
+  Gram b·VᵀV every fold-in needs); ``score``/``score_padded`` must give the
+  same scores with and without them.
 * ``item_vectors(params, factors) -> [I, d]``: pure and jittable; one vector per
   item column, the model's own item representation (EASE's weight columns,
   ALS item factors, an autoencoder's decoder embeddings).  Similar items are
@@ -77,6 +81,7 @@ class Model:
   side_keys: tuple[str, ...] = ()  # Side information `prepare` needs, e.g. ("item_content",).
   batches: Callable[[Any, int, int, int], tuple[int, Any]] | None = None  # Own training batches.
   score_padded: Callable[..., Any] | None = None  # score from padded item lists (serving).
+  serving_factors: Callable[[Params, Factors], Factors] | None = None  # Derived once at load.
   item_vectors: Callable[[Params, Factors], Any] | None = None  # [n_items, d] for similar items.
   item_vectors_doc: str = ""  # What item_vectors are, e.g. "WMF item factors V".
 

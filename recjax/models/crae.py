@@ -399,9 +399,15 @@ def make(config: Config) -> Model:
 
   def score_padded(params, factors, items, values, mask):
     del params
+    gram = factors.get("serving_gram")  # b·VᵀV from serving_factors, when loaded.
     u = als.fold_in_padded(factors["V"], items, values, mask, a=config.a, b=config.b,
-                           reg=config.reg_u)
+                           reg=config.reg_u, gram=gram)
     return u @ item_vectors(factors).T
+
+  def serving_factors(params, factors):
+    """The factors plus b·VᵀV, which every fold-in needs (computed once at load)."""
+    del params
+    return {**factors, "serving_gram": als.implicit_gram(factors["V"], config.b)}
 
   def model_item_vectors(params, factors):
     """The item vectors score multiplies with (`item_vectors` above)."""
@@ -411,7 +417,7 @@ def make(config: Config) -> Model:
   optimizer = optax.adam(config.learning_rate)
   if config.clip_norm > 0:
     optimizer = optax.chain(optax.clip_by_global_norm(config.clip_norm), optimizer)
-  return Model(name="crae", config=config, init=init, score=score, score_padded=score_padded, prepare=prepare,
+  return Model(name="crae", config=config, init=init, score=score, score_padded=score_padded, serving_factors=serving_factors, prepare=prepare,
                block_step=block_step, loss=loss, optimizer=optimizer,
                train_defaults={"epochs": 80}, side_keys=("item_titles",), batches=batches,
                item_vectors=model_item_vectors,

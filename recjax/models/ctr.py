@@ -125,9 +125,15 @@ def make(config: Config) -> Model:
 
   def score_padded(params, factors, items, values, mask):
     del params
+    gram = factors.get("serving_gram")  # b·VᵀV from serving_factors, when loaded.
     v = factors["V"]
-    return als.fold_in_padded(v, items, values, mask, a=config.a, b=config.b,
-                              reg=config.reg_u) @ v.T
+    return als.fold_in_padded(v, items, values, mask, a=config.a, b=config.b, reg=config.reg_u,
+                              gram=gram) @ v.T
+
+  def serving_factors(params, factors):
+    """The factors plus b·VᵀV, which every fold-in needs (computed once at load)."""
+    del params
+    return {**factors, "serving_gram": als.implicit_gram(factors["V"], config.b)}
 
   def item_vectors(params, factors):
     """The item factors V that score multiplies with."""
@@ -135,6 +141,6 @@ def make(config: Config) -> Model:
     return factors["V"]
 
   return Model(name="ctr", config=config, init=init, prepare=prepare, block_step=block_step,
-               score=score, score_padded=score_padded, train_defaults={"epochs": 20}, side_keys=("item_content",),
+               score=score, score_padded=score_padded, serving_factors=serving_factors, train_defaults={"epochs": 20}, side_keys=("item_content",),
                item_vectors=item_vectors,
                item_vectors_doc="CTR item factors V (pulled toward topic proportions θ)")

@@ -318,16 +318,22 @@ def make(config: Config) -> Model:
 
   def score_padded(params, factors, items, values, mask):
     del params
+    gram = factors.get("serving_gram")  # b·VᵀV from serving_factors, when loaded.
     u = als.fold_in_padded(factors["V"], items, values, mask, a=config.a, b=config.b,
-                           reg=config.reg_u)
+                           reg=config.reg_u, gram=gram)
     return u @ item_vectors(factors).T
+
+  def serving_factors(params, factors):
+    """The factors plus b·VᵀV, which every fold-in needs (computed once at load)."""
+    del params
+    return {**factors, "serving_gram": als.implicit_gram(factors["V"], config.b)}
 
   def model_item_vectors(params, factors):
     """The item vectors score multiplies with (`item_vectors` above)."""
     del params
     return item_vectors(factors)
 
-  return Model(name="cvae", config=config, init=init, score=score, score_padded=score_padded, prepare=prepare,
+  return Model(name="cvae", config=config, init=init, score=score, score_padded=score_padded, serving_factors=serving_factors, prepare=prepare,
                block_step=block_step, loss=loss, optimizer=optax.adam(config.learning_rate),
                train_defaults={"epochs": 100}, side_keys=("item_content",), batches=batches,
                item_vectors=model_item_vectors,

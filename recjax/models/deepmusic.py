@@ -216,13 +216,19 @@ def make(config: Config) -> Model:
     return u @ item_vectors(params, factors).T
 
   def score_padded(params, factors, items, values, mask):
+    gram = factors.get("serving_gram")  # b·VᵀV from serving_factors, when loaded.
     u = als.fold_in_padded(factors["V"], items, values, mask, a=config.a, b=config.b,
-                           reg=config.reg_u)
+                           reg=config.reg_u, gram=gram)
     return u @ item_vectors(params, factors).T
+
+  def serving_factors(params, factors):
+    """The factors plus b·VᵀV, which every fold-in needs (computed once at load)."""
+    del params
+    return {**factors, "serving_gram": als.implicit_gram(factors["V"], config.b)}
 
   optimizer = optax.adamw(config.learning_rate, weight_decay=config.weight_decay)
   return Model(name="deepmusic", config=config, init=init, prepare=prepare, block_step=block_step,
-               loss=loss, optimizer=optimizer, score=score, score_padded=score_padded, batches=batches,
+               loss=loss, optimizer=optimizer, score=score, score_padded=score_padded, serving_factors=serving_factors, batches=batches,
                train_defaults={"epochs": 50}, side_keys=("item_content",),
                item_vectors=item_vectors, item_vectors_doc=(
                    "DeepMusic regressed item factors f(x_j)" if config.score_items == "regressed"

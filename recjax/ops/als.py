@@ -765,7 +765,8 @@ def fold_in_dense(Y: jax.Array, inputs: jax.Array, *, a: float, b: float, reg: f
 
 def fold_in_padded(Y: jax.Array, cols: jax.Array, vals: jax.Array, mask: jax.Array, *,
                    a: float, b: float, reg: float, confidence: str = "constant",
-                   alpha: float = 40.0, epsilon: float = 1.0) -> jax.Array:
+                   alpha: float = 40.0, epsilon: float = 1.0,
+                   gram: jax.Array | None = None) -> jax.Array:
   """`fold_in_dense` for rows given as padded item lists (pure, jittable).
 
   The same exact solve per row, x_r = (b YᵀY + Σ_l (c_l − b) y_l y_lᵀ + λI)⁻¹
@@ -778,14 +779,16 @@ def fold_in_padded(Y: jax.Array, cols: jax.Array, vals: jax.Array, mask: jax.Arr
     vals: float [B, L] their values (counts; ignored by "constant").
     mask: bool [B, L], False on padding slots.
     a, b, reg, confidence, alpha, epsilon: as in `fold_in_dense`.
+    gram: `implicit_gram(Y, b)` when already computed (a server computes it once
+      at load instead of once a batch: n K² flops, most of a one-user query).
 
   Returns:
     [B, K] factors (rows without items solve to 0).
   """
   conf = confidence_of(jnp.where(mask, vals, 0.0).astype(Y.dtype), a=a, b=b,
                        confidence=confidence, alpha=alpha, epsilon=epsilon)
-  return solve_bucket(Y, implicit_gram(Y, b), cols, mask, a=conf, b=b, reg=reg,
-                      solver="cholesky")
+  gram = implicit_gram(Y, b) if gram is None else gram
+  return solve_bucket(Y, gram, cols, mask, a=conf, b=b, reg=reg, solver="cholesky")
 
 
 def weighted_lambda_fold_in_padded(Y: jax.Array, cols: jax.Array, vals: jax.Array,

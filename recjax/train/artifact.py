@@ -114,7 +114,8 @@ class TrainedModel:
 
   Attributes:
     model: the registry `Model` (its ``score`` and ``item_vectors``).
-    params, factors: the chosen state, replicated on ``mesh``.
+    params, factors: the chosen state, replicated on ``mesh`` (factors with the
+      model's ``serving_factors`` added, if it has them).
     mesh: the device mesh queries run on (batches split over its data axis).
     info: model.json.
     item_ids: [n_items] raw id of each item column.
@@ -226,7 +227,10 @@ def load(path: str | Path, n_devices: int | None = None) -> TrainedModel:
   finally:
     checkpointer.close()
   popularity = np.asarray((train != 0).sum(axis=0), np.float32).ravel()
-  return TrainedModel(model=model, params=state["params"], factors=state["factors"], mesh=mesh,
+  factors = state["factors"]
+  if model.serving_factors is not None:  # Derived once here, not once a query (e.g. b·VᵀV).
+    factors = jax.jit(model.serving_factors)(state["params"], factors)
+  return TrainedModel(model=model, params=state["params"], factors=factors, mesh=mesh,
                       info=info, item_ids=_ids(ids["items"]), user_ids=_ids(ids["users"]),
                       train=train, popularity=popularity,
                       item_index={str(i): c for c, i in enumerate(ids["items"])},
