@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
@@ -380,3 +381,27 @@ def test_short_rows_solved_through_woodbury_match_scipy(with_prior):
     rhs = y.T @ (c * observed) + (0 if prior is None else reg * prior[row])
     want = scipy.linalg.solve(lhs, rhs, assume_a="pos")
     np.testing.assert_allclose(np.asarray(x)[row], want, rtol=5e-4, atol=5e-5, err_msg=str(row))
+
+
+@pytest.mark.parametrize("confidence", ["constant", "linear"])
+@pytest.mark.parametrize("width", [4, 16])  # Narrower than K = 8 (Woodbury) and not.
+def test_fold_in_padded_equals_the_dense_fold_in(confidence, width):
+  """Serving's fold-in from padded item lists, with and without the shared constants."""
+  rng = np.random.default_rng(3)
+  n, k = 30, 8
+  y = jnp.asarray(rng.normal(size=(n, k)).astype(np.float32))
+  dense = np.zeros((5, n), np.float32)
+  items = np.zeros((5, width), np.int32)
+  values = np.zeros((5, width), np.float32)
+  mask = np.zeros((5, width), bool)
+  for r, length in enumerate([0, 1, 3, width - 1, width]):
+    cols = rng.choice(n, length, replace=False)
+    dense[r, cols] = rng.integers(1, 9, length)
+    items[r, :length], values[r, :length], mask[r, :length] = cols, dense[r, cols], True
+  kw = dict(a=5.0, b=1.0, reg=0.1, confidence=confidence, alpha=2.0)
+  want = np.asarray(als.fold_in_dense(y, jnp.asarray(dense), **kw))
+  constants = als.fold_in_constants(y, 1.0, 0.1)
+  for c in (None, constants):
+    got = jax.jit(lambda i, v, m: als.fold_in_padded(y, i, v, m, constants=c, **kw))(
+        items, values, mask)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=2e-4, atol=2e-5)

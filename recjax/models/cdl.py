@@ -226,15 +226,15 @@ def make(config: Config) -> Model:
 
   def score_padded(params, factors, items, values, mask):
     del params
-    gram = factors.get("serving_gram")  # b·VᵀV from serving_factors, when loaded.
+    constants = factors.get("serving")  # From serving_factors, when loaded.
     u = als.fold_in_padded(factors["V"], items, values, mask, a=config.a, b=config.b,
-                           reg=config.reg_u, gram=gram)
+                           reg=config.reg_u, constants=constants)
     return u @ item_vectors(factors).T
 
   def serving_factors(params, factors):
-    """The factors plus b·VᵀV, which every fold-in needs (computed once at load)."""
+    """The factors plus what every fold-in shares (b·VᵀV, its inverse), computed once at load."""
     del params
-    return {**factors, "serving_gram": als.implicit_gram(factors["V"], config.b)}
+    return {**factors, "serving": als.fold_in_constants(factors["V"], config.b, config.reg_u)}
 
   def model_item_vectors(params, factors):
     """The item vectors score multiplies with (`item_vectors` above)."""

@@ -108,15 +108,15 @@ def make(config: Config) -> Model:
 
   def score_padded(params, factors, items, values, mask):
     del params
-    gram = factors.get("serving_gram")  # b·VᵀV from serving_factors, when loaded.
+    constants = factors.get("serving")  # From serving_factors, when loaded.
     v = factors["V"]
     return als.fold_in_padded(v, items, values, mask, a=config.a, b=config.b, reg=config.reg_u,
-                              **conf, gram=gram) @ v.T
+                              **conf, constants=constants) @ v.T
 
   def serving_factors(params, factors):
-    """The factors plus b·VᵀV, which every fold-in needs (computed once at load)."""
+    """The factors plus what every fold-in shares (b·VᵀV, its inverse), computed once at load."""
     del params
-    return {**factors, "serving_gram": als.implicit_gram(factors["V"], config.b)}
+    return {**factors, "serving": als.fold_in_constants(factors["V"], config.b, config.reg_u)}
 
   def item_vectors(params, factors):
     del params

@@ -216,15 +216,15 @@ def make(config: Config) -> Model:
     return u @ item_vectors(params, factors).T
 
   def score_padded(params, factors, items, values, mask):
-    gram = factors.get("serving_gram")  # b·VᵀV from serving_factors, when loaded.
+    constants = factors.get("serving")  # From serving_factors, when loaded.
     u = als.fold_in_padded(factors["V"], items, values, mask, a=config.a, b=config.b,
-                           reg=config.reg_u, gram=gram)
+                           reg=config.reg_u, constants=constants)
     return u @ item_vectors(params, factors).T
 
   def serving_factors(params, factors):
-    """The factors plus b·VᵀV, which every fold-in needs (computed once at load)."""
+    """The factors plus what every fold-in shares (b·VᵀV, its inverse), computed once at load."""
     del params
-    return {**factors, "serving_gram": als.implicit_gram(factors["V"], config.b)}
+    return {**factors, "serving": als.fold_in_constants(factors["V"], config.b, config.reg_u)}
 
   optimizer = optax.adamw(config.learning_rate, weight_decay=config.weight_decay)
   return Model(name="deepmusic", config=config, init=init, prepare=prepare, block_step=block_step,

@@ -763,10 +763,22 @@ def fold_in_dense(Y: jax.Array, inputs: jax.Array, *, a: float, b: float, reg: f
   return _cholesky_solve(system, rhs)
 
 
+def fold_in_constants(Y: jax.Array, b: float, reg: float) -> dict:
+  """What every fold-in against fixed Y shares, computed once (e.g. when a model is served).
+
+  Returns:
+    {"gram": b YᵀY [K, K], "minv": M⁻¹, "y_minv": Y M⁻¹ [n, K]} with M = b YᵀY + λI:
+    the [K, K] systems' shared part and the Woodbury form's (`_woodbury_parts`).
+  """
+  gram = implicit_gram(Y, b)
+  minv, y_minv = _shared_inverse(Y, gram, reg)
+  return {"gram": gram, "minv": minv, "y_minv": y_minv}
+
+
 def fold_in_padded(Y: jax.Array, cols: jax.Array, vals: jax.Array, mask: jax.Array, *,
                    a: float, b: float, reg: float, confidence: str = "constant",
                    alpha: float = 40.0, epsilon: float = 1.0,
-                   gram: jax.Array | None = None) -> jax.Array:
+                   constants: dict | None = None) -> jax.Array:
   """`fold_in_dense` for rows given as padded item lists (pure, jittable).
 
   The same exact solve per row, x_r = (b YᵀY + Σ_l (c_l − b) y_l y_lᵀ + λI)⁻¹
@@ -779,15 +791,21 @@ def fold_in_padded(Y: jax.Array, cols: jax.Array, vals: jax.Array, mask: jax.Arr
     vals: float [B, L] their values (counts; ignored by "constant").
     mask: bool [B, L], False on padding slots.
     a, b, reg, confidence, alpha, epsilon: as in `fold_in_dense`.
-    gram: `implicit_gram(Y, b)` when already computed (a server computes it once
-      at load instead of once a batch: n K² flops, most of a one-user query).
+    constants: `fold_in_constants(Y, b, reg)` when already computed (a server
+      computes them once at load instead of once a batch: n K² flops, most of
+      a one-user query).  With them, rows narrower than K (L < K) solve their
+      [L, L] Woodbury capacitance system instead of [K, K], as ALS sweeps do.
 
   Returns:
     [B, K] factors (rows without items solve to 0).
   """
   conf = confidence_of(jnp.where(mask, vals, 0.0).astype(Y.dtype), a=a, b=b,
                        confidence=confidence, alpha=alpha, epsilon=epsilon)
-  gram = implicit_gram(Y, b) if gram is None else gram
+  if constants is not None and _use_woodbury(cols.shape[1], Y.shape[1]):
+    s, t, u, p = _woodbury_parts(Y, constants["y_minv"], cols, mask, None, a=conf, b=b, reg=reg)
+    e, _ = _woodbury_scales(conf - b)
+    return u - _weighted_combination(e, p, _cholesky_solve(s, t))
+  gram = implicit_gram(Y, b) if constants is None else constants["gram"]
   return solve_bucket(Y, gram, cols, mask, a=conf, b=b, reg=reg, solver="cholesky")
 
 
