@@ -333,3 +333,10 @@ def test_unknown_names_suggest_the_closest():
     exp_train.build_experiment(model="ease", dataset="ml-100k", overrides=["heldout_user=0"])
   with pytest.raises(ValueError, match="did you mean 'ml-100k'"):
     load_dataset("ml100k")
+
+
+def test_loads_from_a_relative_path(ease_run, monkeypatch):
+  workdir = ease_run[0]
+  monkeypatch.chdir(workdir.parent)
+  tm = serve.load(workdir.name)
+  assert len(serve.recommend(tm, [tm.user_ids[0]], k=3).items[0]) == 3

@@ -188,7 +188,7 @@ def load(path: str | Path, n_devices: int | None = None) -> TrainedModel:
   """
   from recjax.models import registry  # pylint: disable=import-outside-toplevel
 
-  directory = model_dir(path)
+  directory = model_dir(path).absolute()  # orbax reads relative paths as nothing.
   try:
     info = json.loads((directory / "model.json").read_text())
   except ValueError as e:
@@ -218,7 +218,10 @@ def load(path: str | Path, n_devices: int | None = None) -> TrainedModel:
   replicated = shd.replicated(mesh)
   checkpointer = ocp.StandardCheckpointer()
   try:
-    tree = checkpointer.metadata(directory / "state").item_metadata.tree
+    metadata = checkpointer.metadata(directory / "state").item_metadata
+    if metadata is None:
+      raise FileNotFoundError("no orbax item metadata")
+    tree = metadata.tree
     abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated),
                             tree)
     state = checkpointer.restore(directory / "state", abstract)
