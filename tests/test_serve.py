@@ -340,3 +340,14 @@ def test_loads_from_a_relative_path(ease_run, monkeypatch):
   monkeypatch.chdir(workdir.parent)
   tm = serve.load(workdir.name)
   assert len(serve.recommend(tm, [tm.user_ids[0]], k=3).items[0]) == 3
+
+
+def test_heartbeat_speaks_during_a_long_step_and_stops():
+  import time as _time
+  from recjax.train.progress import Heartbeat
+  lines = []
+  with Heartbeat("block step", lines.append, every_s=0.05):
+    _time.sleep(0.18)
+  n = len(lines)
+  _time.sleep(0.12)
+  assert n >= 2 and len(lines) == n and "block step: still running" in lines[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 
@@ -57,3 +58,36 @@ class ProgressBar:
     else:
       self.stream.write(line + "\n")
     self.stream.flush()
+
+
+class Heartbeat:
+  """Says a long step is still running: `log` every `every_s` seconds until the block exits.
+
+  For work with no countable parts the runner can see (a closed-form block
+  step: an EASE solve, an ALS sweep), so a 90-second solve is not 90 silent
+  seconds.  Used as ``with Heartbeat("epoch 3: block step", log): ...``.
+  """
+
+  def __init__(self, label: str, log, every_s: float = 30.0, enabled: bool = True):
+    self.label = label
+    self.log = log
+    self.every_s = every_s
+    self.enabled = enabled
+    self._stop = threading.Event()
+    self._thread = None
+
+  def _run(self, start: float) -> None:
+    while not self._stop.wait(self.every_s):
+      self.log(f"{self.label}: still running, {_duration(time.perf_counter() - start)} so far")
+
+  def __enter__(self):
+    if self.enabled:
+      self._thread = threading.Thread(target=self._run, args=(time.perf_counter(),), daemon=True)
+      self._thread.start()
+    return self
+
+  def __exit__(self, *exc):
+    self._stop.set()
+    if self._thread is not None:
+      self._thread.join()
+    return False

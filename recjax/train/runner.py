@@ -38,7 +38,7 @@ from recjax.models.base import Model
 from recjax.train import artifact
 from recjax.train import sharding as shd
 from recjax.train.checkpoint import Checkpointer
-from recjax.train.progress import ProgressBar
+from recjax.train.progress import Heartbeat, ProgressBar
 from recjax.train.state import TrainState
 from recjax.train.writer import MetricWriter, write_json
 
@@ -356,8 +356,9 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
       tb = time.perf_counter()
       if first_block:
         log(f"first closed-form block step (epoch {epoch}; it compiles its solvers)...")
-      factors = model.block_step(params, factors, aux_data, _block_key(state.rng, epoch))
-      factors = jax.block_until_ready(_replicate(factors, rep))
+      with Heartbeat(f"epoch {epoch}: block step", log, enabled=config.progress):
+        factors = model.block_step(params, factors, aux_data, _block_key(state.rng, epoch))
+        factors = jax.block_until_ready(_replicate(factors, rep))
       record["block_seconds"] = time.perf_counter() - tb
       if first_block:
         log(f"first block step done in {record['block_seconds']:.1f}s")
