@@ -175,3 +175,32 @@ def test_checkpoints_are_spaced_in_time_and_the_last_epoch_is_always_saved(tmp_p
   train_and_evaluate(toy_model.make(), split, _config(epochs=4, checkpoint_every_s=0.0),
                      tmp_path / "every", log=lambda s: None)
   assert Checkpointer(tmp_path / "every").manager.all_steps() == [3, 4]  # keep_checkpoints=2.
+
+
+def test_a_crash_between_record_and_checkpoint_loses_no_epoch(tmp_path, monkeypatch):
+  """A run killed around an epoch's record and checkpoint resumes to the full record.
+
+  (Checkpointing before writing the record lost epoch 2's record here: the
+  resume started after the checkpointed epoch 2 and truncated nothing.)
+  """
+  from recjax.train import writer as writer_lib
+  split = _split()
+  config = _config(epochs=4, checkpoint_every_s=0.0)
+  reference = train_and_evaluate(toy_model.make(), split, config, tmp_path / "ref",
+                                 log=lambda s: None)
+  real_write = writer_lib.MetricWriter.write
+
+  def dies_writing_epoch_2(self, record):  # Killed as epoch 2's record was about to be written.
+    if record["epoch"] == 2:
+      raise KeyboardInterrupt("killed")
+    real_write(self, record)
+
+  monkeypatch.setattr(writer_lib.MetricWriter, "write", dies_writing_epoch_2)
+  with pytest.raises(KeyboardInterrupt):
+    train_and_evaluate(toy_model.make(), split, config, tmp_path / "run", log=lambda s: None)
+  monkeypatch.setattr(writer_lib.MetricWriter, "write", real_write)
+  resumed = train_and_evaluate(toy_model.make(), split, config, tmp_path / "run",
+                               log=lambda s: None)
+  records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+  assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+  assert resumed["test"] == reference["test"]

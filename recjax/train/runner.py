@@ -422,10 +422,12 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
     record["seconds"] = time.perf_counter() - t0
     record["peak_host_memory_gb"] = _peak_rss_gb()
     last = epoch == epochs or stopped
+    # The record first: a kill between the two leaves a record past the last checkpoint,
+    # which the resume truncates and recomputes; the other order lost the epoch's record.
+    writer.write(record)
     if ckpt is not None and (last or time.perf_counter() - saved_at >= config.checkpoint_every_s):
       ckpt.save(state)
       saved_at = time.perf_counter()
-    writer.write(record)
     parts = [f"epoch {epoch}/{epochs}"]
     if "train" in record:
       parts.append(_fmt(record["train"]))
