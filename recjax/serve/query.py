@@ -240,9 +240,10 @@ def _rank_rows(tm: TrainedModel, rows: sp.csr_matrix, k: int, allowed: np.ndarra
   batch_size = effective_batch_size(tm, batch_size)
   padded = tm.model.score_padded is not None
   score_fn = tm.model.score_padded if padded else tm.model.score
-  score_step = _score_step(score_fn, padded, bool(exclude_seen), not allowed.all())
+  score_step = _score_step(score_fn, padded, bool(exclude_seen), bool(not allowed.all()))
   select_step = _select_step(k_eff, item_chunk)
-  allowed_d = jax.device_put(allowed, rep)
+  filtered = not allowed.all()
+  allowed_d = jax.device_put(allowed, rep) if filtered else None  # Unused unless filtered.
   # Every row without items gets the same answer: the most popular allowed items.
   rows = sp.csr_matrix(rows, dtype=np.float32)
   rows.sort_indices()
@@ -296,7 +297,7 @@ def _rank_rows(tm: TrainedModel, rows: sp.csr_matrix, k: int, allowed: np.ndarra
         size = shd.round_up_to_devices(_pow2(len(idx)), tm.mesh)
         if padded:
           width = _pow2(int(lengths[idx].max()), floor=8)
-          inputs = tuple(jax.device_put(x, batch_sh) for x in _padded(batch, size, width))
+          inputs = jax.device_put(_padded(batch, size, width), batch_sh)  # One transfer call.
         else:
           inputs = jax.device_put(_dense(batch, size), batch_sh)
         pending.append((idx, pool.submit(answer, inputs) if pool is not None else answer(inputs)))
