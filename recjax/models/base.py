@@ -61,6 +61,8 @@ from typing import Any, Callable
 import optax
 import scipy.sparse as sp
 
+from recjax.ops import als
+
 Params = Any
 Factors = Any
 
@@ -92,3 +94,27 @@ class Model:
       raise ValueError(f"model {self.name!r} has a loss but no optimizer")
     if self.batches is not None and self.loss is None:
       raise ValueError(f"model {self.name!r} has training batches but no loss")
+
+
+def als_serving(*, a: float, b: float, reg: float,
+                item_vectors: Callable[[Params, Factors], Any], **confidence):
+  """``(score_padded, serving_factors)`` of a model that folds users in by implicit ALS.
+
+  For the factor models (WMF, CMF, CTR, SVDFeature) and the hybrids (CDL,
+  CVAE, CRAE, DeepMusic): a user is solved against ``factors["V"]`` with
+  confidences a (or ``confidence``'s per-entry form), b, λ = `reg`, then scored
+  against ``item_vectors(params, factors)`` -- the same scores as the model's
+  dense ``score``.  ``serving_factors`` adds ``als.fold_in_constants`` under
+  ``factors["serving"]``, computed once when the model is loaded.
+  """
+
+  def score_padded(params, factors, items, values, mask):
+    u = als.fold_in_padded(factors["V"], items, values, mask, a=a, b=b, reg=reg,
+                           constants=factors.get("serving"), **confidence)
+    return u @ item_vectors(params, factors).T
+
+  def serving_factors(params, factors):
+    del params
+    return {**factors, "serving": als.fold_in_constants(factors["V"], b, reg)}
+
+  return score_padded, serving_factors

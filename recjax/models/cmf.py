@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from recjax.models.base import Model
+from recjax.models.base import Model, als_serving
 from recjax.ops import als
 
 
@@ -106,24 +106,17 @@ def make(config: Config) -> Model:
     v = factors["V"]
     return als.fold_in_dense(v, inputs, a=config.a, b=config.b, reg=config.reg_u, **conf) @ v.T
 
-  def score_padded(params, factors, items, values, mask):
-    del params
-    constants = factors.get("serving")  # From serving_factors, when loaded.
-    v = factors["V"]
-    return als.fold_in_padded(v, items, values, mask, a=config.a, b=config.b, reg=config.reg_u,
-                              **conf, constants=constants) @ v.T
-
-  def serving_factors(params, factors):
-    """The factors plus what every fold-in shares (b·VᵀV, its inverse), computed once at load."""
-    del params
-    return {**factors, "serving": als.fold_in_constants(factors["V"], config.b, config.reg_u)}
+  score_padded, serving_factors = als_serving(a=config.a, b=config.b, reg=config.reg_u,
+                                              item_vectors=lambda params, factors: factors["V"],
+                                              **conf)
 
   def item_vectors(params, factors):
     del params
     return factors["V"]
 
   return Model(name="cmf", config=config, init=init, prepare=prepare, block_step=block_step,
-               score=score, score_padded=score_padded, serving_factors=serving_factors, train_defaults={"epochs": 10}, side_keys=("item_content",),
+               score=score, score_padded=score_padded, serving_factors=serving_factors,
+               train_defaults={"epochs": 10}, side_keys=("item_content",),
                item_vectors=item_vectors,
                item_vectors_doc="CMF item factors V (shared by clicks and content)")
 

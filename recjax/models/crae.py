@@ -98,7 +98,7 @@ import scipy.sparse as sp
 
 from recjax.data import batching
 from recjax.data import titles as titles_lib
-from recjax.models.base import Model
+from recjax.models.base import Model, als_serving
 from recjax.nn import crae as crae_nn
 from recjax.ops import als
 
@@ -397,27 +397,19 @@ def make(config: Config) -> Model:
                           item_chunk=config.fold_in_chunk)
     return u @ item_vectors(factors).T
 
-  def score_padded(params, factors, items, values, mask):
-    del params
-    constants = factors.get("serving")  # From serving_factors, when loaded.
-    u = als.fold_in_padded(factors["V"], items, values, mask, a=config.a, b=config.b,
-                           reg=config.reg_u, constants=constants)
-    return u @ item_vectors(factors).T
-
-  def serving_factors(params, factors):
-    """The factors plus what every fold-in shares (b·VᵀV, its inverse), computed once at load."""
-    del params
-    return {**factors, "serving": als.fold_in_constants(factors["V"], config.b, config.reg_u)}
-
   def model_item_vectors(params, factors):
     """The item vectors score multiplies with (`item_vectors` above)."""
     del params
     return item_vectors(factors)
 
+  score_padded, serving_factors = als_serving(a=config.a, b=config.b, reg=config.reg_u,
+                                              item_vectors=model_item_vectors)
+
   optimizer = optax.adam(config.learning_rate)
   if config.clip_norm > 0:
     optimizer = optax.chain(optax.clip_by_global_norm(config.clip_norm), optimizer)
-  return Model(name="crae", config=config, init=init, score=score, score_padded=score_padded, serving_factors=serving_factors, prepare=prepare,
+  return Model(name="crae", config=config, init=init, score=score, score_padded=score_padded,
+               serving_factors=serving_factors, prepare=prepare,
                block_step=block_step, loss=loss, optimizer=optimizer,
                train_defaults={"epochs": 80}, side_keys=("item_titles",), batches=batches,
                item_vectors=model_item_vectors,

@@ -97,7 +97,7 @@ import scipy.sparse as sp
 
 from recjax.data import batching
 from recjax.data import content as content_lib
-from recjax.models.base import Model
+from recjax.models.base import Model, als_serving
 from recjax.nn import cvae as cvae_nn
 from recjax.nn import sdae as sdae_nn
 from recjax.nn import sparse
@@ -316,24 +316,16 @@ def make(config: Config) -> Model:
                           item_chunk=config.fold_in_chunk)
     return u @ item_vectors(factors).T
 
-  def score_padded(params, factors, items, values, mask):
-    del params
-    constants = factors.get("serving")  # From serving_factors, when loaded.
-    u = als.fold_in_padded(factors["V"], items, values, mask, a=config.a, b=config.b,
-                           reg=config.reg_u, constants=constants)
-    return u @ item_vectors(factors).T
-
-  def serving_factors(params, factors):
-    """The factors plus what every fold-in shares (b·VᵀV, its inverse), computed once at load."""
-    del params
-    return {**factors, "serving": als.fold_in_constants(factors["V"], config.b, config.reg_u)}
-
   def model_item_vectors(params, factors):
     """The item vectors score multiplies with (`item_vectors` above)."""
     del params
     return item_vectors(factors)
 
-  return Model(name="cvae", config=config, init=init, score=score, score_padded=score_padded, serving_factors=serving_factors, prepare=prepare,
+  score_padded, serving_factors = als_serving(a=config.a, b=config.b, reg=config.reg_u,
+                                              item_vectors=model_item_vectors)
+
+  return Model(name="cvae", config=config, init=init, score=score, score_padded=score_padded,
+               serving_factors=serving_factors, prepare=prepare,
                block_step=block_step, loss=loss, optimizer=optax.adam(config.learning_rate),
                train_defaults={"epochs": 100}, side_keys=("item_content",), batches=batches,
                item_vectors=model_item_vectors,

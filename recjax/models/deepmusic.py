@@ -41,7 +41,7 @@ import optax
 import scipy.sparse as sp
 
 from recjax.data.batching import default_bucket_edges, longest_row
-from recjax.models.base import Model
+from recjax.models.base import Model, als_serving
 from recjax.nn.content import ContentMLP
 from recjax.nn.sparse import PaddedRows
 from recjax.ops import als
@@ -215,20 +215,13 @@ def make(config: Config) -> Model:
                           item_chunk=config.fold_in_chunk)
     return u @ item_vectors(params, factors).T
 
-  def score_padded(params, factors, items, values, mask):
-    constants = factors.get("serving")  # From serving_factors, when loaded.
-    u = als.fold_in_padded(factors["V"], items, values, mask, a=config.a, b=config.b,
-                           reg=config.reg_u, constants=constants)
-    return u @ item_vectors(params, factors).T
-
-  def serving_factors(params, factors):
-    """The factors plus what every fold-in shares (b·VᵀV, its inverse), computed once at load."""
-    del params
-    return {**factors, "serving": als.fold_in_constants(factors["V"], config.b, config.reg_u)}
+  score_padded, serving_factors = als_serving(a=config.a, b=config.b, reg=config.reg_u,
+                                              item_vectors=item_vectors)
 
   optimizer = optax.adamw(config.learning_rate, weight_decay=config.weight_decay)
   return Model(name="deepmusic", config=config, init=init, prepare=prepare, block_step=block_step,
-               loss=loss, optimizer=optimizer, score=score, score_padded=score_padded, serving_factors=serving_factors, batches=batches,
+               loss=loss, optimizer=optimizer, score=score, score_padded=score_padded,
+               serving_factors=serving_factors, batches=batches,
                train_defaults={"epochs": 50}, side_keys=("item_content",),
                item_vectors=item_vectors, item_vectors_doc=(
                    "DeepMusic regressed item factors f(x_j)" if config.score_items == "regressed"

@@ -74,5 +74,6 @@ def make(config: Config) -> Model:
     return factors["weights"].T
 
   return Model(name="ease", config=config, init=init, prepare=prepare,
-               block_step=block_step, score=score, score_padded=score_padded, train_defaults={"epochs": 1},
+               block_step=block_step, score=score, score_padded=score_padded,
+               train_defaults={"epochs": 1},
                item_vectors=item_vectors, item_vectors_doc="EASE weight columns B[:, j]")

@@ -76,5 +76,6 @@ def make(config: Config) -> Model:
     return factors["V"]
 
   return Model(name="mf-logcount", config=config, init=init, prepare=prepare,
-               block_step=block_step, score=score, score_padded=score_padded, train_defaults={"epochs": 10},
+               block_step=block_step, score=score, score_padded=score_padded,
+               train_defaults={"epochs": 10},
                item_vectors=item_vectors, item_vectors_doc="log-count MF item factors V")

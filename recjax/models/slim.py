@@ -68,5 +68,6 @@ def make(config: Config) -> Model:
     return factors["weights"].T
 
   return Model(name="slim", config=config, init=init, prepare=prepare,
-               block_step=block_step, score=score, score_padded=score_padded, train_defaults={"epochs": 1},
+               block_step=block_step, score=score, score_padded=score_padded,
+               train_defaults={"epochs": 1},
                item_vectors=item_vectors, item_vectors_doc="SLIM weight columns W[:, j]")

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from recjax.models.base import Model
+from recjax.models.base import Model, als_serving
 from recjax.ops import als
 
 
@@ -217,17 +217,8 @@ def make(config: Config) -> Model:
                           item_chunk=config.fold_in_chunk)
     return u @ v.T
 
-  def score_padded(params, factors, items, values, mask):
-    del params
-    constants = factors.get("serving")  # From serving_factors, when loaded.
-    v = factors["V"]
-    return als.fold_in_padded(v, items, values, mask, a=config.a, b=config.b, reg=config.reg_u,
-                              constants=constants) @ v.T
-
-  def serving_factors(params, factors):
-    """The factors plus what every fold-in shares (b·VᵀV, its inverse), computed once at load."""
-    del params
-    return {**factors, "serving": als.fold_in_constants(factors["V"], config.b, config.reg_u)}
+  score_padded, serving_factors = als_serving(a=config.a, b=config.b, reg=config.reg_u,
+                                              item_vectors=lambda params, factors: factors["V"])
 
   def item_vectors(params, factors):
     """The item factors V that score multiplies with."""
@@ -235,6 +226,7 @@ def make(config: Config) -> Model:
     return factors["V"]
 
   return Model(name="svdfeature", config=config, init=init, prepare=prepare,
-               block_step=block_step, score=score, score_padded=score_padded, serving_factors=serving_factors, train_defaults={"epochs": 20},
+               block_step=block_step, score=score, score_padded=score_padded,
+               serving_factors=serving_factors, train_defaults={"epochs": 20},
                side_keys=("item_content",),
                item_vectors=item_vectors, item_vectors_doc="SVDFeature item factors V = X̃E + D")

@@ -25,7 +25,7 @@ import dataclasses
 
 import scipy.sparse as sp
 
-from recjax.models.base import Model
+from recjax.models.base import Model, als_serving
 from recjax.ops import als
 
 
@@ -76,23 +76,16 @@ def make(config: Config) -> Model:
                           item_chunk=config.fold_in_chunk, **conf)
     return u @ v.T
 
-  def score_padded(params, factors, items, values, mask):
-    del params
-    constants = factors.get("serving")  # From serving_factors, when loaded.
-    v = factors["V"]
-    return als.fold_in_padded(v, items, values, mask, a=config.a, b=config.b, reg=config.reg,
-                              **conf, constants=constants) @ v.T
-
-  def serving_factors(params, factors):
-    """The factors plus what every fold-in shares (b·VᵀV, its inverse), computed once at load."""
-    del params
-    return {**factors, "serving": als.fold_in_constants(factors["V"], config.b, config.reg)}
+  score_padded, serving_factors = als_serving(a=config.a, b=config.b, reg=config.reg,
+                                              item_vectors=lambda params, factors: factors["V"],
+                                              **conf)
 
   def item_vectors(params, factors):
     del params
     return factors["V"]
 
   return Model(name="wmf", config=config, init=init, prepare=prepare, block_step=block_step,
-               score=score, score_padded=score_padded, serving_factors=serving_factors, train_defaults={"epochs": 10}, item_vectors=item_vectors,
+               score=score, score_padded=score_padded, serving_factors=serving_factors,
+               train_defaults={"epochs": 10}, item_vectors=item_vectors,
                item_vectors_doc="WMF item factors V")
 

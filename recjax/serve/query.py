@@ -322,6 +322,19 @@ def _answers(tm: TrainedModel, values: np.ndarray, cols: np.ndarray):
   return items, scores
 
 
+def _rank_all(tm: TrainedModel, rows: sp.csr_matrix, k: int, allowed: np.ndarray,
+              exclude_seen: bool, batch_size: int, item_chunk: int | None):
+  """Every row's answer, gathered: (raw item ids per row, scores per row, fallback [n])."""
+  items, scores, fallback = [], [], []
+  for _, values, cols, empty in _rank_rows(tm, rows, k, allowed, exclude_seen, batch_size,
+                                           item_chunk):
+    i, s = _answers(tm, values, cols)
+    items += i
+    scores += s
+    fallback.append(empty)
+  return items, scores, np.concatenate(fallback) if fallback else np.zeros(0, bool)
+
+
 def user_rows(tm: TrainedModel, users: Sequence) -> np.ndarray:
   """Training rows of raw user ids; an unknown id is a ValueError naming it."""
   index = user_index(tm)
@@ -344,15 +357,8 @@ def recommend(tm: TrainedModel, users: Sequence, k: int = 10, *, allow: Iterable
   """
   rows = tm.train[user_rows(tm, users)]
   allowed, notes = candidates(tm, allow, deny)
-  items, scores, fallback = [], [], []
-  for _, values, cols, empty in _rank_rows(tm, rows, k, allowed, exclude_seen, batch_size,
-                                           item_chunk):
-    i, s = _answers(tm, values, cols)
-    items += i
-    scores += s
-    fallback.append(empty)
-  return Recommendations(keys=list(users), items=items, scores=scores,
-                         fallback=np.concatenate(fallback) if fallback else np.zeros(0, bool),
+  items, scores, fallback = _rank_all(tm, rows, k, allowed, exclude_seen, batch_size, item_chunk)
+  return Recommendations(keys=list(users), items=items, scores=scores, fallback=fallback,
                          unknown={}, notes=tuple(notes))
 
 
@@ -439,14 +445,7 @@ def recommend_histories(tm: TrainedModel, histories: Mapping[Any, Sequence], k: 
   """
   keys, rows, unknown, notes = history_rows(tm, histories)
   allowed, filter_notes = candidates(tm, allow, deny)
-  items, scores, fallback = [], [], []
-  for _, values, cols, empty in _rank_rows(tm, rows, k, allowed, exclude_seen, batch_size,
-                                           item_chunk):
-    i, s = _answers(tm, values, cols)
-    items += i
-    scores += s
-    fallback.append(empty)
-  fallback = np.concatenate(fallback) if fallback else np.zeros(0, bool)
+  items, scores, fallback = _rank_all(tm, rows, k, allowed, exclude_seen, batch_size, item_chunk)
   if fallback.any():
     notes.append(f"{int(fallback.sum())} histories have no known item: answered by popularity "
                  f"among training users")
