@@ -476,6 +476,10 @@ def _similar_step(item_vectors_fn, k: int):
   return step
 
 
+# item_vectors fn -> jitted (params, factors) -> unit-length item vectors.
+_UNIT_VECTORS: dict[Any, Any] = {}
+
+
 def unit_item_vectors(tm: TrainedModel) -> jax.Array:
   """The model's item vectors scaled to unit length, [n_items, d] (replicated)."""
   if tm.model.item_vectors is None:
@@ -486,8 +490,12 @@ def unit_item_vectors(tm: TrainedModel) -> jax.Array:
         f"{tm.model.name} was trained with items as rows (protocol {tm.info.get('protocol')}): "
         f"its decoder has one vector per user, not per item, so it cannot answer similar-item "
         f"queries")
-  return jax.jit(lambda p, f: _normalized(tm.model.item_vectors(p, f).astype(jnp.float32)))(
-      tm.params, tm.factors)
+  fn = _UNIT_VECTORS.get(tm.model.item_vectors)
+  if fn is None:  # One jitted function per model's item_vectors: no retrace per query.
+    item_vectors = tm.model.item_vectors
+    fn = _UNIT_VECTORS[item_vectors] = jax.jit(
+        lambda p, f: _normalized(item_vectors(p, f).astype(jnp.float32)))
+  return fn(tm.params, tm.factors)
 
 
 def similar_items(tm: TrainedModel, items: Sequence, k: int = 10, *,
