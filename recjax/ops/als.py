@@ -59,16 +59,24 @@ observed terms: (b YᵀY + λI)⁻¹ λ m_i, i.e. 0 without a prior (and close t
 when b YᵀY is small next to λ).  In the weighted-λ variant an empty row has no
 penalty and no data; it is set to 0.
 
-Deadlock guard.  jaxlib's batched LAPACK kernels (Cholesky, triangular solves)
-share one thread pool; two *independent* batched factorizations inside one jit
-can wait on each other forever on a 2-core CPU (see NOTES-jax-cpu.md).  So:
-each jitted call here contains at most ONE batched Cholesky (followed by the
-triangular solves that depend on it), and the host drivers block
-(`jax.block_until_ready`) on one chunk's result before launching the next, so
-no two factorizations are ever in flight at once on one device.  On a mesh of
-several CPU devices each device factors its own rows of the same call
-concurrently; the 4-device test runs that path under a timeout, and the "cg"
-solver (no LAPACK at all) is the fallback if it ever hangs.
+Deadlock guard.  jaxlib's batched LAPACK kernels (Cholesky, triangular
+solves) split a batch into chunks, schedule the chunks on the thread pool that
+runs the compiled program itself, and block that thread until the chunks are
+done (`ParallelBatchMap` + `BlockingCounter::Wait`).  When every thread of the
+pool (two on a 2-core machine) is blocked so, no thread is left to run the
+chunks and the process hangs at 0% CPU.  Two batched factorizations in flight
+at once are enough: two independent ones in one program, or one per device
+when several CPU devices run the same program (WMF on 4 CPU devices hung in
+its first block step this way, with the CG solver too, through the fold-in of
+evaluation).  jaxlib runs a call whose batch is a single matrix inline, on the
+calling thread, without the pool.  So, by construction, every factorization
+here goes through `_cholesky_solve`, which on CPU factors one system per LAPACK
+call under `lax.map` (`_cholesky_solve_each`): no compiled program contains a
+batched LAPACK call (`tests/test_als_devices.py` checks the compiled HLO of
+every entry point, and runs every ALS model on 1, 2, 4 and 8 CPU devices under
+a timeout).  It costs little: per-matrix calls were 0.5x-2x the batched
+kernel's time on the 2-core CPU (slower for K <= 32, faster for K >= 64).  On
+GPU/TPU the systems are factored in one batched call (`platform_dependent`).
 
 Sharding: with a 1-D mesh (axis "data"), the rows of each chunk are split over
 the devices (the chunk is padded to a multiple of the device count), Y and the
@@ -218,10 +226,31 @@ def _gathered(Y: jax.Array, cols: jax.Array, mask: jax.Array) -> jax.Array:
   return jnp.where(mask[..., None], Y[cols], 0.0)
 
 
-def _cholesky_solve(A: jax.Array, rhs: jax.Array) -> jax.Array:
-  """Solves the SPD systems A[r] x[r] = rhs[r] with ONE batched Cholesky."""
+def _cholesky_solve_batched(A: jax.Array, rhs: jax.Array) -> jax.Array:
   chol = jnp.linalg.cholesky(A)
   return jax.scipy.linalg.cho_solve((chol, True), rhs[..., None])[..., 0]
+
+
+def _cholesky_solve_each(A: jax.Array, rhs: jax.Array) -> jax.Array:
+  """One system per LAPACK call, under `lax.map`: jaxlib never sees a batch (see the guard)."""
+  k = A.shape[-1]
+  out = jax.lax.map(lambda ab: _cholesky_solve_batched(*ab),
+                    (A.reshape(-1, k, k), rhs.reshape(-1, k)))
+  return out.reshape(rhs.shape)
+
+
+def _cholesky_solve(A: jax.Array, rhs: jax.Array) -> jax.Array:
+  """Solves the SPD systems A[r] x[r] = rhs[r] ([..., K, K], [..., K]) by Cholesky.
+
+  On CPU each system is factored by its own LAPACK call (`_cholesky_solve_each`),
+  so no batched LAPACK kernel, and hence no wait on jaxlib's thread pool, exists
+  in any compiled program (the deadlock guard, module docstring); on GPU/TPU the
+  systems are factored in one batched call.
+  """
+  if A.ndim == 2:  # One system: jaxlib runs it inline, never on its pool.
+    return _cholesky_solve_batched(A, rhs)
+  return jax.lax.platform_dependent(A, rhs, cpu=_cholesky_solve_each,
+                                    default=_cholesky_solve_batched)
 
 
 def _conjugate_gradient(matvec, rhs: jax.Array, x0: jax.Array, steps: int) -> jax.Array:
