@@ -229,6 +229,7 @@ def ranking_split(dataset: Dataset, config: DataConfig) -> tuple[splits.RankingS
     if config.protocol in PROTOCOLS:
       split = _protocol_fn(config.protocol)(dataset, config, info)
       split = _after_protocol(dataset, config, split, conversions)
+      _check_evaluable(dataset, config, split)
       info.setdefault("summary", f"protocol {config.protocol}: {split.train.shape[0]} train "
                                  f"rows, {split.train.shape[1]} columns, "
                                  f"{split.train.nnz} training entries")
@@ -242,6 +243,7 @@ def ranking_split(dataset: Dataset, config: DataConfig) -> tuple[splits.RankingS
       valid = ["strong", *sorted(PROTOCOLS), *sorted(dataset.predefined_splits)]
       raise ValueError(f"dataset {dataset.name!r} has no protocol {config.protocol!r}; "
                        f"valid: {valid}")
+  _check_evaluable(dataset, config, split)
   info["conversions"] = list(conversions)
   info["split"] = {"train_users": split.train.shape[0], "items": split.train.shape[1],
                    "train_interactions": int(split.train.nnz),
@@ -281,6 +283,14 @@ def _strong(dataset: Dataset, config: DataConfig, info: dict[str, Any],
   heldout = config.heldout_users
   if heldout >= 1:
     heldout = int(heldout)
+  n_users = matrix.shape[0]
+  n_h = splits._n_heldout(n_users, heldout)  # pylint: disable=protected-access
+  if n_h > 0 and 2 * n_h >= n_users:
+    kept = " left after preprocessing" if n_users < dataset.interactions.n_users else ""
+    raise ValueError(
+        f"{dataset.name}: heldout_users={config.heldout_users:g} asks for {n_h:,} validation + "
+        f"{n_h:,} test users out of the {n_users:,} users{kept}, which leaves no training "
+        "user; lower heldout_users, or set it to 0 to train on every user without evaluation")
   split = splits.strong_generalization(matrix, n_heldout_users=heldout, seed=config.split_seed,
                                        fold_in_fraction=config.fold_in_fraction)
   conversions.extend(_strong_lines(matrix, split))
@@ -312,6 +322,34 @@ def _to_dataset_ids(split: splits.RankingSplit, pre: Interactions,
       split, items=i(split.items), train_users=u(split.train_users),
       validation=dataclasses.replace(split.validation, users=u(split.validation.users)),
       test=dataclasses.replace(split.test, users=u(split.test.users)))
+
+
+def _check_evaluable(dataset: Dataset, config: DataConfig, split) -> None:
+  """Raises when there are held-out users but not one held-out entry to score.
+
+  A split without held-out users (heldout_users=0, or too few users for one)
+  passes: the runner trains on every user and says there is no evaluation.  A
+  split whose held-out users all lack held-out entries would train and report
+  metrics of nobody (NaN); it stops here with the reason instead.
+  """
+  sets = [e for e in (getattr(split, "validation", None), getattr(split, "test", None))
+          if e is not None]
+  if not sets or not sum(e.n_users for e in sets) or any(e.held_out.nnz for e in sets):
+    return
+  nv, nt = (e.n_users for e in sets) if len(sets) == 2 else (sets[0].n_users, 0)
+  users = f"its {nv:,} validation and {nt:,} test users"
+  if config.protocol.startswith("strong"):
+    most = max(int(np.diff(e.fold_in.indptr).max()) if e.n_users else 0 for e in sets)
+    floor = splits.MIN_ITEMS_TO_SPLIT
+    raise ValueError(
+        f"{dataset.name}: nothing to evaluate: none of {users} has a held-out item (a held-out "
+        f"user needs >= {floor} items to hold some out; the most any of them has is {most}); "
+        f"keep only users with enough items (--set min_user_count={floor}), or set "
+        "heldout_users=0 to train on every user without evaluation")
+  raise ValueError(
+      f"{dataset.name}: nothing to evaluate: protocol {config.protocol} holds out nothing of "
+      f"{users} (each has too few items to hold one out); use data with more items per user, "
+      "a min_user_count filter, or another protocol")
 
 
 def _strong_lines(matrix: sp.csr_matrix, split) -> list[str]:

@@ -231,15 +231,48 @@ def _decode(a: np.ndarray) -> np.ndarray:
 
 
 def _raw_index(raw: np.ndarray, n: int | None, path, where: Callable[[int], int],
-               what: str) -> tuple[np.ndarray, np.ndarray]:
-  """Dense index == raw id (0-based); n, when given, bounds the ids and fixes the size."""
+               what: str) -> None:
+  """Checks ids used as dense indices (0-based): non-negative and, when n is given, < n.
+
+  Without n the id space is sized by the largest id: callers bound that with
+  `_check_raw_size` over all the ids of the file(s) before allocating.
+  """
   _check(raw < 0, path, where, lambda i: f"expected a non-negative {what} id; got {raw[i]}")
   if n is not None:
     _check(raw >= n, path, where,
            lambda i: f"expected {'an' if what[0] in 'aeiou' else 'a'} {what} id in [0, {n}); "
            f"got {raw[i]}")
-  size = n if n is not None else (int(raw.max()) + 1 if raw.size else 0)
-  return raw.astype(np.int64), np.arange(size, dtype=np.int64)
+
+
+# Formats whose dense index is the raw id size their id space by the largest id when
+# no count is given; that id may leave at most this many slots per distinct id (and
+# any id below RAW_ID_FREE is fine), so a stray 10^18 is an error, not an allocation.
+RAW_ID_FREE = 1 << 20
+RAW_ID_SLOTS_PER_ID = 64
+
+
+def _raw_size_ok(raw: np.ndarray) -> bool:
+  if not raw.size:
+    return True
+  top = int(raw.max())
+  return top < RAW_ID_FREE or top < RAW_ID_SLOTS_PER_ID * len(np.unique(raw))
+
+
+def _check_raw_size(raw: np.ndarray, locate: Callable[[int], tuple[object, int]], what: str,
+                    hint: str = "") -> None:
+  """DataFormatError at the largest id when 0-based raw ids would need a huge id space.
+
+  locate(i) is the (file, 1-based line) of raw[i].
+  """
+  if _raw_size_ok(raw):
+    return
+  i = int(np.argmax(raw))
+  k = len(np.unique(raw))
+  raise DataFormatError(
+      *locate(i), f"expected 0-based {what} ids (this format's dense index is the raw "
+      f"id); got {what} id {int(raw[i])} while {k:,} distinct {what} id"
+      f"{'' if k == 1 else 's'} occur: the id space would need {int(raw[i]) + 1:,} slots"
+      + (f"; {hint}" if hint else ""))
 
 
 # ---------------------------------------------------------------------------
@@ -913,10 +946,13 @@ def read_counted_lists(path, n_rows: int | None = None, n_cols: int | None = Non
                        name: str | None = None) -> Interactions:
   """A citeulike-style `n i1 ... in` file: line u lists the n (0-based) items of user u.
 
-  Dense index == raw id for both users (the line number - 1) and items.
-  n_rows / n_cols, when given, are the numbers of users / items (more lines or
-  an item id >= n_cols is an error; users without a line get an empty row).
-  Values are 1.0, duplicate_rule "sum".
+  Users are the lines (dense index == raw id == line number - 1).  With n_cols
+  (the known number of items, e.g. citeulike's) dense item index == raw id,
+  and an item id >= n_cols is an error; without it the item ids that occur are
+  numbered densely in numeric order (`item_ids` keeps the raw ids), so no
+  array is sized by a raw id.  n_rows, when given, is the number of users
+  (more lines is an error; users without a line get an empty row).  Item ids
+  must be non-negative.  Values are 1.0, duplicate_rule "sum".
   """
   rows, cols = [], []
   n_lines = 0
@@ -924,7 +960,9 @@ def read_counted_lists(path, n_rows: int | None = None, n_cols: int | None = Non
     line_of, elems, n = _counted_rows(path, body, line0, "n i1 ... in")
     where = lambda i, l0=line0, lo=line_of: l0 + int(lo[i]) + 1
     ids = _convert(elems, np.int64, path, where, "an integer item id")
-    _raw_index(ids, n_cols, path, where, "item")
+    _check(ids < 0, path, where, lambda i, v=ids: f"expected a non-negative item id; got {v[i]}")
+    if n_cols is not None:
+      _raw_index(ids, n_cols, path, where, "item")
     rows.append(line_of + line0)
     cols.append(ids)
     n_lines = line0 + n
@@ -934,11 +972,14 @@ def read_counted_lists(path, n_rows: int | None = None, n_cols: int | None = Non
   users = np.concatenate(rows) if rows else np.zeros(0, np.int64)
   items = np.concatenate(cols) if cols else np.zeros(0, np.int64)
   nu = n_rows if n_rows is not None else n_lines
-  ni = n_cols if n_cols is not None else (int(items.max()) + 1 if items.size else 0)
-  return Interactions(users=users.astype(np.int64), items=items,
-                      values=np.ones(len(users), np.float32), timestamps=None, user_ids=np.arange(nu, dtype=np.int64),
-                      item_ids=np.arange(ni, dtype=np.int64), duplicate_rule="sum",
-                      name=name or str(path))
+  if n_cols is not None:
+    item_ids = np.arange(n_cols, dtype=np.int64)
+  else:
+    items, item_ids = _index_ids(items, strings=False)
+  return Interactions(users=users.astype(np.int64), items=items.astype(np.int64),
+                      values=np.ones(len(users), np.float32), timestamps=None,
+                      user_ids=np.arange(nu, dtype=np.int64), item_ids=item_ids,
+                      duplicate_rule="sum", name=name or str(path))
 
 
 def read_lda_c(path, n_words: int | None = None, n_docs: int | None = None) -> sp.csr_matrix:
@@ -981,6 +1022,9 @@ def read_lda_c(path, n_words: int | None = None, n_docs: int | None = None) -> s
   r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
   c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
   v = np.concatenate(vals) if vals else np.zeros(0, np.int64)
+  if n_words is None:
+    _check_raw_size(c, lambda i: (path, int(r[i]) + 1), "word",
+                    "give the vocabulary (its size bounds the word ids)")
   nw = n_words if n_words is not None else (int(c.max()) + 1 if c.size else 0)
   nd = n_docs if n_docs is not None else n_lines
   m = sp.csr_matrix((v.astype(np.float32), (r, c)), shape=(nd, nw))
@@ -1095,6 +1139,16 @@ def read_user_lines(paths, ids: str = "sorted", n_users: int | None = None,
   ev_u = np.concatenate([x[5] for x in u_all]) if u_all else np.zeros(0, np.int64)
   ev_i = np.concatenate([x[4] for x in u_all]) if u_all else np.zeros(0, np.int64)
   if ids == "raw":
+    for what, n, k, lk in (("user", n_users, 2, 3), ("item", n_items, 4, 6)):
+      if n is None and u_all:
+        sizes = np.cumsum([0] + [len(x[k]) for x in u_all])
+
+        def locate(i, k=k, lk=lk, sizes=sizes):
+          j = int(np.searchsorted(sizes, i, side="right")) - 1
+          return u_all[j][0], u_all[j][1] + int(u_all[j][lk][i - sizes[j]]) + 1
+
+        _check_raw_size(np.concatenate([x[k] for x in u_all]), locate, what,
+                        f"read with ids='sorted' to number them densely, or give n_{what}s")
     nu = max(n_users or 0, int(line_uids.max()) + 1 if line_uids.size else 0)
     ni = max(n_items or 0, int(ev_i.max()) + 1 if ev_i.size else 0)
     users, user_ids = ev_u, np.arange(nu, dtype=np.int64)

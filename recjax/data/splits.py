@@ -101,6 +101,9 @@ def _split_entries(m: sp.csr_matrix, to_second: np.ndarray) -> tuple[sp.csr_matr
   return build(~to_second), build(to_second)
 
 
+MIN_ITEMS_TO_SPLIT = 5  # A held-out user with fewer items is folded in whole, not scored.
+
+
 def _n_heldout(n_users: int, n_heldout_users: int | float) -> int:
   if isinstance(n_heldout_users, (float, np.floating)):
     if not 0.0 <= n_heldout_users < 0.5:
@@ -111,7 +114,7 @@ def _n_heldout(n_users: int, n_heldout_users: int | float) -> int:
 
 def strong_generalization(matrix: sp.spmatrix, n_heldout_users: int | float = 0.1,
                           seed: int = 0, fold_in_fraction: float = 0.8,
-                          min_items_to_split: int = 5) -> RankingSplit:
+                          min_items_to_split: int = MIN_ITEMS_TO_SPLIT) -> RankingSplit:
   """Strong-generalization split of Liang et al. 2018, section 4.3 (vae_cf code).
 
   Users are permuted with the seed; as in the reference notebook the last

@@ -41,7 +41,7 @@ from recjax.data import preprocess, splits
 from recjax.data.splits import EvalSet, RankingSplit
 from recjax.data.types import Dataset, Interactions
 
-MIN_ITEMS_TO_SPLIT = 5  # As splits.strong_generalization's default ("strong").
+MIN_ITEMS_TO_SPLIT = splits.MIN_ITEMS_TO_SPLIT  # As "strong".
 
 
 def require_time_order(dataset: Dataset, protocol: str) -> None:
