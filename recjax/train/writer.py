@@ -1,12 +1,145 @@
-"""Run outputs under ``workdir``: config.json, metrics.jsonl, results.json."""
+"""Run outputs under ``workdir``: config.json, metrics.jsonl, results.json.
+
+Durability: `write_json` and `MetricWriter.truncate_after` replace their file
+atomically (a temporary file, fsynced, then renamed), and `MetricWriter.write`
+fsyncs each record before returning, so a record the runner has written
+survives a SIGKILL (or a power cut) that comes after it.  A disk that refuses
+a write (permission, read-only file system, no space) raises `DiskWriteError`:
+an OSError whose message is one line naming the path and the cause.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
+import signal
+import tempfile
 from pathlib import Path
 from typing import Any
+
+# Test hook (tests/test_durability.py): with RECJAX_TEST_KILL_AT=POINT:EPOCH in the
+# environment, `kill_if_asked(POINT, EPOCH)` SIGKILLs the process, so a test can kill a
+# run at an exact point: after_record (writer.py), during_save and after_save
+# (checkpoint.py).  Unset, it does nothing.
+KILL_AT_ENV = "RECJAX_TEST_KILL_AT"
+
+
+def kill_if_asked(point: str, epoch: int) -> None:
+  if os.environ.get(KILL_AT_ENV) == f"{point}:{epoch}":
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+_REASONS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+            errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+            errno.EROFS: "read-only file system"}
+# How the same causes read in errors that are not OSErrors (tensorstore raises ValueError).
+_TEXTS = (("No space left on device", errno.ENOSPC), ("Disk quota exceeded", errno.EDQUOT),
+          ("Permission denied", errno.EACCES), ("PERMISSION_DENIED", errno.EACCES),
+          ("Read-only file system", errno.EROFS))
+
+
+class DiskWriteError(OSError):
+  """A write the disk refused (permission, read-only, no space); str() is one line."""
+
+  def __init__(self, code: int, message: str, filename: str | None = None):
+    super().__init__(code, message, filename)
+    self.message = message
+
+  def __str__(self) -> str:
+    return self.message
+
+
+def disk_errno(exc: BaseException) -> int | None:
+  """The errno of a refused write behind `exc` (its cause chain included), else None."""
+  seen = set()
+  e: BaseException | None = exc
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno in _REASONS:
+      return e.errno
+    text = str(e)
+    for needle, code in _TEXTS:
+      if needle in text:
+        return code
+    if "RESOURCE_EXHAUSTED" in text and ("writ" in text.lower()):  # tensorstore's ENOSPC.
+      return errno.ENOSPC
+    e = e.__cause__ or e.__context__
+  return None
+
+
+def reason(code: int) -> str:
+  return _REASONS.get(code, os.strerror(code))
+
+
+def is_space(code: int) -> bool:
+  return code in (errno.ENOSPC, errno.EDQUOT)
+
+
+def refused_write(path: Path, code: int) -> DiskWriteError:
+  """The one-line error for a refused write of `path` (a file or a directory)."""
+  path = Path(path)
+  if is_space(code):
+    text = (f"cannot write {path}: {reason(code)}; free space and rerun the same command "
+            f"to resume")
+  elif path.is_dir():
+    text = f"{path} is not writable ({reason(code)})"
+  elif path.exists() and os.access(path.parent, os.W_OK):
+    text = f"cannot write {path}: the file is not writable ({reason(code)})"
+  else:
+    text = f"cannot write {path}: {path.parent} is not writable ({reason(code)})"
+  return DiskWriteError(code, text, str(path))
+
+
+@contextlib.contextmanager
+def writing(path: Path):
+  """Turns a refused write inside the block into `DiskWriteError` naming `path`."""
+  try:
+    yield
+  except DiskWriteError:
+    raise
+  except OSError as e:
+    code = disk_errno(e)
+    if code is None:
+      raise
+    raise refused_write(path, code) from None
+
+
+def ensure_writable_dir(path: Path) -> Path:
+  """Creates directory `path` (and parents) and checks that files can be written in it."""
+  path = Path(path)
+  with writing(path):
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path):
+      pass
+  return path
+
+
+def _fsync_dir(path: Path) -> None:
+  try:
+    fd = os.open(path, os.O_RDONLY)
+  except OSError:
+    return
+  try:
+    os.fsync(fd)
+  except OSError:
+    pass
+  finally:
+    os.close(fd)
+
+
+def _replace_text(path: Path, text: str) -> None:
+  """Atomically replaces `path` with `text`: temp file, fsync, rename, fsync of the folder."""
+  tmp = path.with_suffix(path.suffix + ".tmp")
+  with writing(path):
+    with open(tmp, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  _fsync_dir(path.parent)
 
 
 def _jsonable(x: Any) -> Any:
@@ -24,18 +157,25 @@ def _jsonable(x: Any) -> Any:
 def write_json(path: Path, obj: Any) -> None:
   """Writes atomically (temp file + rename), so a killed run never leaves half a file."""
   path = Path(path)
-  tmp = path.with_suffix(path.suffix + ".tmp")
-  with open(tmp, "w") as f:
-    json.dump(_jsonable(obj), f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
+  _replace_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
+
+
+def _parse(line: str) -> dict | None:
+  try:
+    record = json.loads(line)
+  except ValueError:
+    return None
+  return record if isinstance(record, dict) else None
 
 
 class MetricWriter:
   """Appends one JSON record per epoch to ``metrics.jsonl``.
 
   On resume, `truncate_after(epoch)` drops records of epochs that the restored
-  checkpoint does not contain, so the file matches an uninterrupted run.
+  checkpoint does not contain (and a line torn by a full disk or a power cut),
+  so the file matches an uninterrupted run.  The runner writes an epoch's
+  record before its checkpoint: a kill between the two leaves a record past
+  the last checkpoint, which the resume drops and recomputes.
   """
 
   def __init__(self, workdir: Path):
@@ -46,19 +186,21 @@ class MetricWriter:
       return
     kept = []
     for line in self.path.read_text().splitlines():
-      if line.strip() and json.loads(line).get("epoch", 0) <= epoch:
+      record = _parse(line) if line.strip() else None
+      if record is not None and record.get("epoch", 0) <= epoch:
         kept.append(line)
-    tmp = self.path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(k + "\n" for k in kept))
-    os.replace(tmp, self.path)
+    _replace_text(self.path, "".join(k + "\n" for k in kept))
 
   def write(self, record: dict) -> None:
-    with open(self.path, "a") as f:
-      f.write(json.dumps(_jsonable(record), sort_keys=True) + "\n")
-      f.flush()
-      os.fsync(f.fileno())
+    """Appends `record` and fsyncs it: when this returns, the record is on disk."""
+    with writing(self.path):
+      with open(self.path, "a") as f:
+        f.write(json.dumps(_jsonable(record), sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    kill_if_asked("after_record", int(record.get("epoch", 0)))
 
   def read(self) -> list[dict]:
     if not self.path.exists():
       return []
-    return [json.loads(l) for l in self.path.read_text().splitlines() if l.strip()]
+    return [r for r in map(_parse, self.path.read_text().splitlines()) if r is not None]
