@@ -7,6 +7,11 @@ user's held-out items.
 All the work on a batch (scoring, exclusion, top-K, metric sums) runs in one
 jitted function, cached at module level, so an evaluation every epoch compiles
 once.  Sums stay on device across batches; one `jax.device_get` at the end.
+
+Memory is bounded by the batch size, not by the number of users: each batch's
+dense [batch_size, n_items] inputs are built from the sparse rows only when it
+is due, and at most one batch runs ahead of the one computing
+(`recjax.eval.inflight`), so async dispatch cannot queue the whole evaluation.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 from jax.sharding import NamedSharding, PartitionSpec
 
+from recjax.eval import inflight
 from recjax.ops import ranking as ranking_ops
 
 ScoreFn = Callable[[Any, jax.Array], jax.Array]
@@ -138,7 +144,9 @@ def evaluate_ranking(
       before the metrics, so recall counts over the user's held-out
       candidates, and users left without any are skipped.  None ranks all.
     on_batch: optional `(done, total) -> None` progress callback, called after
-      each batch has finished computing (it waits for the device).
+      each batch has finished computing.  With or without it, at most one
+      batch is dispatched ahead of the one computing, so peak memory is a few
+      [batch_size, n_items] batches plus the sparse inputs.
 
   Returns:
     {metric name (lower-case): mean over evaluated users, "users": their
@@ -191,6 +199,11 @@ def evaluate_ranking(
   totals = {m: np.zeros((), np.float32) for m in metrics}
   totals["users"] = np.zeros((), np.int32)
   totals = jax.tree.map(put_scalar, totals)
+  # Host inputs (float32 fold-in + bool held-out) of the live batches, and one batch's
+  # scores and masked scores (float32 each) on the device.
+  inflight.check_batch_memory(batch_size, n_items, inflight.LIVE_BATCHES * 5 + 8, "ranking")
+  n_batches = -(-len(rows) // batch_size)
+  dispatch = inflight.BoundedDispatch(n_batches, on_batch)
   for start in range(0, len(rows), batch_size):
     batch_rows = rows[start:start + batch_size]
     row_mask = np.zeros((batch_size,), bool)
@@ -206,9 +219,10 @@ def evaluate_ranking(
         candidates,
         totals,
     )
-    if on_batch is not None:
-      jax.block_until_ready(totals)
-      on_batch(start // batch_size + 1, -(-len(rows) // batch_size))
+    # Waits for the previous batch: without it async dispatch queues every batch's dense
+    # inputs and memory grows with the number of users, not with batch_size.
+    dispatch.submitted(totals)
+  dispatch.drain()
 
   totals = jax.device_get(totals)
   users = int(totals["users"])

@@ -4,7 +4,9 @@ Each scored row's training ratings go into the model (``score_fn``), the
 predictions are clipped to the training rating range (AutoRec clips its
 predictions to [1, 5]) and compared with the row's held-out ratings.  One
 jitted function per batch does the scoring and the masked error sums; sums stay
-on device across batches and are fetched once.
+on device across batches and are fetched once.  At most one batch is dispatched
+ahead of the one computing (`recjax.eval.inflight`), so memory is a few dense
+batches whatever the number of rows.
 
 Metric names (lower-case):
 
@@ -24,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 from jax.sharding import NamedSharding, PartitionSpec
+
+from recjax.eval import inflight
 
 ScoreFn = Callable[[Any, jax.Array], jax.Array]
 METRICS = ("rmse", "mae", "neg_rmse", "neg_mae")
@@ -156,6 +160,11 @@ def evaluate_rating(
   step = _batch_step(score_fn)
   totals = jax.tree.map(put_scalar, {k: np.zeros((), np.float32) for k in ("sse", "sae", "count")})
   rating_range = put_scalar((np.float32(lo), np.float32(hi)))
+  # Host inputs (float32 rows and targets, bool pattern) of the live batches, and one
+  # batch's predictions and errors (float32) on the device.
+  inflight.check_batch_memory(batch_size, fold_in.shape[1], inflight.LIVE_BATCHES * 9 + 8,
+                              "rating")
+  dispatch = inflight.BoundedDispatch(-(-len(rows) // batch_size), on_batch)
   for start in range(0, len(rows), batch_size):
     batch_rows = rows[start:start + batch_size]
     totals = step(state,
@@ -163,9 +172,8 @@ def evaluate_rating(
                   put_rows(_dense_rows(held_out, batch_rows, batch_size, np.float32)),
                   put_rows(_dense_rows(pattern, batch_rows, batch_size, bool)),
                   rating_range, totals)
-    if on_batch is not None:
-      jax.block_until_ready(totals)
-      on_batch(start // batch_size + 1, -(-len(rows) // batch_size))
+    dispatch.submitted(totals)  # At most one batch ahead: memory set by batch_size.
+  dispatch.drain()
 
   totals = jax.device_get(totals)
   count = float(totals["count"])

@@ -23,7 +23,9 @@ How the model is called (the score function's `inputs`):
 
 The choice is made once per (score function, shapes) and cached with the
 jitted batch step; everything per batch (scoring, ranks, metric sums) runs in
-one jitted function and sums stay on device until one `device_get`.
+one jitted function and sums stay on device until one `device_get`.  At most
+one batch is dispatched ahead of the one computing (`recjax.eval.inflight`),
+so memory is a few [batch_size, n_items] batches whatever the number of users.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 import scipy.sparse as sp
 from jax.sharding import NamedSharding, PartitionSpec
 
+from recjax.eval import inflight
 from recjax.ops import ranking as ranking_ops
 
 # (score_fn, metrics, shapes) -> (uses_query, jitted batch step).
@@ -188,6 +191,10 @@ def evaluate_sampled(
   totals = {m: np.zeros((), np.float32) for m in metrics}
   totals["users"] = np.zeros((), np.int32)
   totals = jax.tree.map(put_scalar, totals)
+  # Host rows (float32) of the live batches and one batch's [B, I] scores of a rows-only model.
+  inflight.check_batch_memory(batch_size, fold_in.shape[1], inflight.LIVE_BATCHES * 4 + 4,
+                              "sampled")
+  dispatch = inflight.BoundedDispatch(-(-n // batch_size), on_batch)
   step = None
   for start in range(0, n, batch_size):
     rows = np.arange(start, min(start + batch_size, n))
@@ -203,9 +210,8 @@ def evaluate_sampled(
     if step is None:
       step = _batch_step(score_fn, state, metrics, query)
     totals = step(state, jax.tree.map(put_rows, query), put_rows(row_mask), totals)
-    if on_batch is not None:
-      jax.block_until_ready(totals)
-      on_batch(start // batch_size + 1, -(-n // batch_size))
+    dispatch.submitted(totals)  # At most one batch ahead: memory set by batch_size, not n.
+  dispatch.drain()
 
   totals = jax.device_get(totals)
   count = int(totals["users"])

@@ -1,0 +1,171 @@
+"""Memory checks before large allocations: how much there is, and one clear line when it is not enough.
+
+A closed-form model (EASE, SLIM) needs a few dense items x items matrices, so its
+memory is known from the catalog size before anything is allocated.  Rather than
+start, build a Gram matrix and die minutes later in a numpy `ArrayMemoryError`
+traceback, callers estimate the peak and call `check_fits`, which raises
+`InsufficientMemory` (a `MemoryError`) with one line: what needs how much, how
+much there is, and what to do.
+
+`available_bytes` is the smallest of
+
+* the address-space headroom under ``RLIMIT_AS`` (``ulimit -v``): the soft limit
+  minus the process's current virtual size (``VmSize``);
+* the cgroup's headroom (v2 ``memory.max``, v1 ``memory.limit_in_bytes``) minus
+  its current usage, not counting reclaimable inactive file pages;
+* ``MemAvailable`` in ``/proc/meminfo``.
+
+Sources that are absent or unlimited are skipped.  Everything here is host-side
+(stdlib only); it says nothing about accelerator memory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+from pathlib import Path
+
+# Values this large mean "no limit" (cgroup v1 writes 2**63 rounded to pages).
+_UNLIMITED = 1 << 60
+
+
+class InsufficientMemory(MemoryError):
+  """An allocation would not fit; the message is one line saying what to do."""
+
+
+def format_bytes(n: float) -> str:
+  """1.5 GB, 320 MB, 12 KB (decimal units, as `free -h` and `ulimit -v` users expect)."""
+  n = float(n)
+  for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+    if abs(n) >= scale:
+      return f"{n / scale:.1f} {unit}"
+  return f"{int(n)} B"
+
+
+def _read_int(path: Path) -> int | None:
+  try:
+    text = path.read_text().strip()
+  except OSError:
+    return None
+  if not text or text == "max":
+    return None
+  try:
+    return int(text)
+  except ValueError:
+    return None
+
+
+def _stat_value(path: Path, key: str) -> int:
+  try:
+    for line in path.read_text().splitlines():
+      name, _, value = line.partition(" ")
+      if name == key:
+        return int(value)
+  except (OSError, ValueError):
+    pass
+  return 0
+
+
+def _proc_kb(path: str, key: str) -> int | None:
+  """A ``Key:  N kB`` field of a /proc file, in bytes."""
+  try:
+    with open(path) as f:
+      for line in f:
+        if line.startswith(key + ":"):
+          return int(line.split()[1]) * 1024
+  except (OSError, ValueError, IndexError):
+    pass
+  return None
+
+
+def rlimit_headroom() -> int | None:
+  """RLIMIT_AS soft limit minus the current virtual size; None when unlimited."""
+  soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+  if soft == resource.RLIM_INFINITY or soft < 0:
+    return None
+  size = _proc_kb("/proc/self/status", "VmSize") or 0
+  return max(0, soft - size)
+
+
+def cgroup_headroom(root: str | Path = "/sys/fs/cgroup") -> int | None:
+  """The cgroup's memory limit minus its usage (inactive file pages count as free)."""
+  root = Path(root)
+  # cgroup v2 (unified) first, then v1's memory controller.
+  for limit_f, usage_f, stat_f, inactive_key in (
+      ("memory.max", "memory.current", "memory.stat", "inactive_file"),
+      ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
+       "total_inactive_file")):
+    limit = _read_int(root / limit_f)
+    if limit is None or limit >= _UNLIMITED:
+      continue
+    usage = _read_int(root / usage_f) or 0
+    usage -= min(usage, _stat_value(root / stat_f, inactive_key))
+    return max(0, limit - usage)
+  return None
+
+
+def mem_available() -> int | None:
+  """``MemAvailable`` of /proc/meminfo in bytes (None where there is no such file)."""
+  return _proc_kb("/proc/meminfo", "MemAvailable")
+
+
+_SOURCES = {
+    "rlimit": "the address-space limit (ulimit -v) minus what this process already maps",
+    "cgroup": "the container's memory limit minus its usage",
+    "meminfo": "MemAvailable in /proc/meminfo",
+}
+
+
+def _smallest() -> tuple[int | None, str]:
+  known = [(v, name) for name, v in (("rlimit", rlimit_headroom()), ("cgroup", cgroup_headroom()),
+                                     ("meminfo", mem_available())) if v is not None]
+  return min(known) if known else (None, "")
+
+
+def available_bytes() -> int | None:
+  """The most this process can still allocate: the smallest known headroom, or None."""
+  return _smallest()[0]
+
+
+def check_fits(needed_bytes: float, what: str, advice: str = "",
+               available: int | None = None) -> None:
+  """Raises `InsufficientMemory` when `needed_bytes` exceed what is available.
+
+  Args:
+    needed_bytes: the estimated peak of the allocation(s) about to be made.
+    what: what needs it, e.g. "EASE on 40,981 items (2.3 dense 40,981 x 40,981 float32)".
+    advice: what to do instead (a flag to set, a model that scales); appended.
+    available: bytes available (for tests); default `available_bytes()`.  When
+      nothing is known (no limit, no /proc) the check passes.
+
+  Raises:
+    InsufficientMemory: one line, "<what> needs about X but only Y is available
+    (...); <advice>".
+  """
+  source = "given"
+  if available is None:
+    available, source = _smallest()
+  if available is None or needed_bytes <= available:
+    return
+  where = f" ({_SOURCES[source]})" if source in _SOURCES else ""
+  message = (f"{what} needs about {format_bytes(needed_bytes)} of memory but only "
+             f"{format_bytes(available)} is available{where}")
+  if advice:
+    message += f"; {advice}"
+  raise InsufficientMemory(" ".join(message.split()))
+
+
+
+def max_square_side(available: float, matrices: float, itemsize: int = 4,
+                    fixed: float = 0.0) -> int:
+  """The largest n with `matrices` · n² · itemsize + fixed <= available (0 if none)."""
+  room = available - fixed
+  if room <= 0 or matrices <= 0:
+    return 0
+  return int(math.isqrt(int(room / (matrices * itemsize))))
+
+
+def pid_peak_rss_bytes(pid: int | None = None) -> int | None:
+  """``VmHWM`` (peak resident set) of a process, in bytes; default this one."""
+  return _proc_kb(f"/proc/{pid or os.getpid()}/status", "VmHWM")
