@@ -13,9 +13,9 @@ a loadable model under ``model/`` (``python -m experiments.recommend``).  Only
 this file reads flags.
 """
 
-import sys
-
 from absl import app, flags, logging
+
+from experiments import errors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Model name (see --list).")
@@ -38,9 +38,20 @@ flags.DEFINE_bool("overwrite", False, "Discard the run a --workdir holds when it
 
 
 def main(argv):
+  verbose = FLAGS["verbosity"].present
+  paths = {"workdir": FLAGS.workdir, "dataset": FLAGS.dataset, "config": FLAGS.config,
+           "data_dir": FLAGS.data_dir, "cache_dir": FLAGS.cache_dir}
+  # Every user-facing failure (bad flag or config value, missing, malformed or unreadable
+  # file, unwritable workdir, too little memory) is one `error:` line on stderr and a
+  # non-zero exit; --verbosity re-raises for the traceback.
+  with errors.one_line_errors(paths, verbose):
+    _main(argv, verbose)
+
+
+def _main(argv, verbose: bool):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not FLAGS["verbosity"].present:
+  if not verbose:
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO.
   from experiments import train
   from recjax.data.registry import list_datasets
@@ -49,24 +60,14 @@ def main(argv):
     print("models:  ", ", ".join(list_models()))
     print("datasets:", ", ".join(list_datasets()))
     return
-  try:
-    experiment = train.build_experiment(FLAGS.config, FLAGS.model, FLAGS.dataset, FLAGS.set)
-  except (FileNotFoundError, ValueError) as e:
-    raise app.UsageError(str(e)) from None
+  experiment = train.build_experiment(FLAGS.config, FLAGS.model, FLAGS.dataset, FLAGS.set)
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required")
-  try:
-    train.run_experiment(experiment, FLAGS.workdir, data_dir=FLAGS.data_dir,
-                         cache_dir=FLAGS.cache_dir, download=FLAGS.download,
-                         overwrite=FLAGS.overwrite)
-  except (FileNotFoundError, ValueError) as e:
-    # Bad input (missing data, malformed file, bad override): the message says what
-    # and where; the traceback is noise unless asked for with --verbosity.
-    if FLAGS["verbosity"].present:
-      raise
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  errors.check_workdir(FLAGS.workdir)
+  train.run_experiment(experiment, FLAGS.workdir, data_dir=FLAGS.data_dir,
+                       cache_dir=FLAGS.cache_dir, download=FLAGS.download,
+                       overwrite=FLAGS.overwrite)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=errors.parse_flags)

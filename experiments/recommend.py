@@ -24,6 +24,8 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
+from experiments import errors
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A finished run's workdir (or its model/ directory).")
 flags.DEFINE_list("users", [], "Known (training) users by raw id, comma-separated.")
@@ -64,7 +66,7 @@ def read_histories(path: str) -> dict:
   """key -> [item or (item, value)] in file order; errors name file:line."""
   p = Path(path)
   if not p.is_file():
-    raise ValueError(f"{p}: no such file")
+    raise ValueError(f"{p}: {'a folder, not a file' if p.is_dir() else 'no such file'}")
   histories: dict = {}
   if p.suffix == ".jsonl":
     for n, line in enumerate(p.read_text().splitlines(), start=1):
@@ -195,18 +197,21 @@ def run(argv_flags) -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
-  try:
+  verbose = FLAGS["verbosity"].present
+  paths = {"workdir": FLAGS.workdir, "histories": FLAGS.histories, "out": FLAGS.out}
+  for flag in ("allow_items", "deny_items"):
+    spec = getattr(FLAGS, flag)
+    if spec and spec.startswith("@"):
+      paths[flag] = spec[1:]
+  # Bad id, unfinished workdir, unsupported query, unreadable file or unwritable --out,
+  # too little memory: one `error:` line (--verbosity re-raises for the traceback).
+  with errors.one_line_errors(paths, verbose):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not verbose:
+      logging.set_verbosity(logging.WARNING)
     run(FLAGS)
-  except ValueError as e:  # Bad id, unfinished workdir, unsupported query: one line.
-    if FLAGS["verbosity"].present:
-      raise
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=errors.parse_flags)

@@ -258,11 +258,19 @@ def ranking_split(dataset: Dataset, config: DataConfig) -> tuple[splits.RankingS
 
 def _filters(inter: Interactions, config: DataConfig) -> Interactions:
   """The "strong" preprocessing: binarization, then the min-count filters (one pass)."""
+  raw = inter
   if config.binarize_threshold is not None:
     inter = preprocess.binarize(inter, config.binarize_threshold)
   if config.min_user_count or config.min_item_count:
-    inter = preprocess.filter_min_counts(inter, min_user=config.min_user_count or 0,
-                                         min_item=config.min_item_count or 0)
+    try:
+      inter = preprocess.filter_min_counts(inter, min_user=config.min_user_count or 0,
+                                           min_item=config.min_item_count or 0)
+    except ValueError as e:
+      if inter is raw or "drops every" not in str(e):
+        raise
+      raise ValueError(
+          f"{e} (counted after binarize_threshold={config.binarize_threshold:g}, which keeps "
+          f"{inter.n_events:,} of {raw.n_events:,} events)") from None
   return inter
 
 
