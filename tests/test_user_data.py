@@ -292,8 +292,12 @@ def test_train_test_folder_keeps_its_split(tmp_path):
   assert (split.test.fold_in != split.train).nnz == 0  # fold-in = each user's train row
   assert split.validation is split.test
   merged, info = pipeline.ranking_split(ds, pipeline.DataConfig(protocol="strong",
-                                                                heldout_users=1))
+                                                                heldout_users=0))
   assert merged.protocol == "strong" and info["preprocessed"]["interactions"] == 8
+  # Held-out users with 2-3 items have nothing to hold out: a clear stop, not NaN metrics.
+  with pytest.raises(ValueError, match="nothing to evaluate: none of its 1 validation and 1 "
+                     "test users has a held-out item"):
+    pipeline.ranking_split(ds, pipeline.DataConfig(protocol="strong", heldout_users=1))
 
 
 def test_train_valid_test_folder_uses_the_validation_file(tmp_path):
