@@ -28,7 +28,7 @@ ENVIRONMENT = 1  # Exit code of a path that cannot be read/written, or too littl
 def _memory_errors() -> tuple[type[BaseException], ...]:
   try:  # The closed-form models' one-line estimate, where it exists.
     from recjax.ops.memory import InsufficientMemory  # pylint: disable=import-outside-toplevel
-  except ImportError:
+  except Exception:  # pylint: disable=broad-except  (absent or broken: MemoryError still counts)
     return (MemoryError,)
   return (InsufficientMemory, MemoryError)
 

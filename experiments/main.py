@@ -9,8 +9,11 @@ own file/folder in one of the generic formats.  ``--config`` loads a file from
 workdir receives config.json, metrics.jsonl, results.json and checkpoints; the
 same command run again resumes where it stopped; a workdir made by another
 experiment is refused (``--overwrite`` discards it).  A finished workdir holds
-a loadable model under ``model/`` (``python -m experiments.recommend``).  Only
-this file reads flags.
+a loadable model under ``model/`` (``python -m experiments.recommend``).  A
+failure (bad flag or value, missing, malformed or unreadable file, unwritable
+workdir, too little memory) is one ``error: ...`` line on stderr and exit code 2
+(bad input) or 1 (permissions, disk, memory); ``--verbosity=0`` shows the
+traceback.  Only this file reads flags.
 """
 
 from absl import app, flags, logging
