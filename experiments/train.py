@@ -165,6 +165,29 @@ def build_experiment(config: str | None = None, model: str | None = None,
   return experiment
 
 
+# Data protocols (`pipeline.PROTOCOLS`) whose eval sets are not fold-in ranking; every other
+# protocol (strong, given, strong-temporal*, random-P*, predefined splits) ranks items.
+_EVALUATION_OF_PROTOCOL = {"loo-sampled": "sampled", "ratings": "rating", "ratings-items": "rating"}
+
+
+def evaluation_protocol(data_protocol: str) -> str:
+  """The evaluation protocol ("ranking", "sampled", "rating") a data protocol leads to."""
+  return _EVALUATION_OF_PROTOCOL.get(str(data_protocol), "ranking")
+
+
+def _make_config(cls, values: dict, group: str):
+  """``cls(**values)``; an unknown field is a one-line ValueError naming the valid ones."""
+  if not isinstance(values, dict):
+    raise ValueError(f"{group} config must be a dict of fields, got {values!r}")
+  fields = [f.name for f in dataclasses.fields(cls)]
+  unknown = sorted(set(values) - set(fields))
+  if unknown:
+    raise ValueError(f"{group} config has no field(s) {unknown}"
+                     f"{model_registry.did_you_mean(unknown[0], fields)}; its fields: "
+                     f"{sorted(fields)}")
+  return cls(**values)
+
+
 def run_experiment(experiment: dict, workdir: str, data_dir: str | None = None,
                    cache_dir: str | None = None, download: bool = True, log=print,
                    hidden_content=None, return_state: bool = False, overwrite: bool = False):
@@ -182,9 +205,12 @@ def run_experiment(experiment: dict, workdir: str, data_dir: str | None = None,
       refusing it.
   """
   model_name = experiment["model"]
+  # Every config is checked before any data is read (their __post_init__ and check_metrics).
   model = model_registry.get_model(model_name, experiment.get("model_config", {}))
-  data_config = pipeline.DataConfig(**experiment.get("data", {}))
-  train_config = TrainConfig(**experiment.get("train", {}))
+  data_config = _make_config(pipeline.DataConfig, experiment.get("data", {}), "data")
+  train_config = _make_config(TrainConfig, experiment.get("train", {}), "train")
+  runner.check_metrics(train_config, evaluation_protocol(data_config.protocol))
+  runner.check_devices(train_config.n_devices)
   t0 = time.perf_counter()
   dataset = load_dataset(experiment["dataset"], data_dir=data_dir, cache_dir=cache_dir,
                          download=download)

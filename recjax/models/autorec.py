@@ -35,7 +35,7 @@ import numpy as np
 import optax
 import scipy.sparse as sp
 
-from recjax.models.base import Model
+from recjax.models.base import Model, check_config
 from recjax.nn import rating_autoencoders as rae
 
 
@@ -49,6 +49,13 @@ class Config:
   learning_rate: float = 1e-3  # Step size (Rprop: the initial step).
   momentum: float = 0.9  # For "sgd".
   default_rating: float = 3.0  # Prediction where the row or the column has no training rating.
+
+  def __post_init__(self):
+    check_config(self, "autorec", at_least={"hidden": 1, "l2": 0.0}, above={"learning_rate": 0.0},
+                 fractions=("momentum",),
+                 choices={"hidden_activation": tuple(rae.ACTIVATIONS),
+                          "output_activation": tuple(rae.ACTIVATIONS),
+                          "optimizer": ("adam", "rprop", "sgd")})
 
 
 def _optimizer(name: str, learning_rate: float, momentum: float) -> optax.GradientTransformation:

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import optax
 import scipy.sparse as sp
 
-from recjax.models.base import Model
+from recjax.models.base import Model, check_config
 from recjax.nn.cdae import CDAE
 
 
@@ -56,6 +56,11 @@ class Config:
   learning_rate: float = 1e-3  # Adam's step size.
   fold_in_steps: int = 50  # Adam steps on an unseen user's V_u at scoring time (0: V_u = 0).
   fold_in_lr: float = 0.05  # Their step size.
+
+  def __post_init__(self):
+    check_config(self, "cdae", at_least={"hidden": 1, "weight_decay": 0.0, "fold_in_steps": 0},
+                 above={"click_weight": 0.0, "learning_rate": 0.0, "fold_in_lr": 0.0},
+                 fractions=("dropout",))
 
 
 def weighted_square_loss(x, out, click_weight: float):

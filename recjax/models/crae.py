@@ -98,7 +98,7 @@ import scipy.sparse as sp
 
 from recjax.data import batching
 from recjax.data import titles as titles_lib
-from recjax.models.base import Model, als_serving
+from recjax.models.base import Model, als_serving, check_config
 from recjax.nn import crae as crae_nn
 from recjax.ops import als
 
@@ -138,6 +138,19 @@ class Config:
   max_bytes_per_call: int = 256 << 20  # Memory of one jitted ALS solve.
   encode_batch: int = 1024  # Items per jitted call when the block step computes every γ_j.
   fold_in_chunk: int = 512  # Items per step when folding in users.
+
+  def __post_init__(self):
+    check_config(self, "crae", at_least={"factors": 1, "hidden": 1, "vocab_size": 1, "b": 0.0,
+                                        "reg_u": 0.0, "reg_v": 0.0, "reg_w": 0.0,
+                                        "pretrain_epochs": 0, "clip_norm": 0.0,
+                                        "hidden_content_seed": 0, "length_multiple": 1,
+                                        "bucket_window": 1, "cg_steps": 1, "max_bytes_per_call": 1,
+                                        "encode_batch": 1, "fold_in_chunk": 1},
+                 above={"a": 0.0, "precision": 0.0, "pool_a": 0.0, "pool_b": 0.0,
+                        "learning_rate": 0.0, "init_scale": 0.0, "bucket_growth": 1.0},
+                 fractions=("noise_rate", "hidden_content_fraction"), allow_inf=("precision",),
+                 choices={"candidate": crae_nn.CANDIDATES, "noise": NOISES,
+                          "pooling": crae_nn.POOLINGS, "solver": als.SOLVERS})
 
 
 def network(config: Config) -> crae_nn.CRAENet:

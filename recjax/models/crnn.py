@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from recjax.models.base import check_config
 from recjax.nn import recurrent
 
 OUTPUT_CHUNK = 8  # Time steps per full-softmax block: bounds [B, chunk, I] logits in memory.
@@ -46,6 +47,11 @@ class Config:
   batch_users: int = 64  # Sequences per jitted step.
   sampled: int = 0  # 0: full softmax; S > 0: sampled softmax with S uniform negatives (training only).
   h0: float = 0.0  # Value of every component of the initial state (paper: ε).
+
+  def __post_init__(self):
+    check_config(self, "crnn", at_least={"dim": 1, "window": 1, "batch_users": 1, "sampled": 0},
+                 above={"learning_rate": 0.0, "eps": 0.0}, fractions=("dropout", "decay"),
+                 choices={"cell": tuple(recurrent.CELL_WIDTH)})
 
 
 def init(key: jax.Array, n_users: int, n_items: int, config: Config) -> dict:

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from recjax.models.base import Model, als_serving
+from recjax.models.base import Model, als_serving, check_config
 from recjax.ops import als, lda
 
 
@@ -70,6 +70,15 @@ class Config:
   bucket_growth: float = 1.25  # Ratio of successive padded row lengths of the click matrix.
   max_bytes_per_call: int = 256 << 20  # Memory of one jitted ALS solve.
   fold_in_chunk: int = 512  # Items per step when folding in users at scoring time.
+
+  def __post_init__(self):
+    check_config(self, "ctr", at_least={"factors": 1, "b": 0.0, "reg_u": 0.0, "reg_v": 0.0,
+                                       "theta_steps": 0, "theta_pseudo_count": 0.0, "lda_eta": 0.0,
+                                       "lda_em_iters": 1, "lda_e_steps": 1, "lda_seed": 0,
+                                       "lda_chunk_docs": 1, "cg_steps": 1, "max_bytes_per_call": 1,
+                                       "fold_in_chunk": 1},
+                 above={"a": 0.0, "lda_alpha": 0.0, "init_scale": 0.0, "bucket_growth": 1.0},
+                 choices={"solver": als.SOLVERS})
 
 
 def make(config: Config) -> Model:

@@ -97,7 +97,7 @@ import scipy.sparse as sp
 
 from recjax.data import batching
 from recjax.data import content as content_lib
-from recjax.models.base import Model, als_serving
+from recjax.models.base import Model, als_serving, check_config
 from recjax.nn import cvae as cvae_nn
 from recjax.nn import sdae as sdae_nn
 from recjax.nn import sparse
@@ -131,6 +131,18 @@ class Config:
   max_bytes_per_call: int = 256 << 20  # Memory of one jitted ALS solve.
   encode_batch: int = 1024  # Items per jitted call when the block step encodes every item.
   fold_in_chunk: int = 512  # Items per step when folding in users.
+
+  def __post_init__(self):
+    check_config(self, "cvae", at_least={"factors": 1, "b": 0.0, "reg_u": 0.0, "reg_v": 0.0,
+                                        "reg_r": 0.0, "reg_w": 0.0, "layerwise_epochs": 0,
+                                        "pretrain_epochs": 0, "kl_warmup_epochs": 0, "cg_steps": 1,
+                                        "max_bytes_per_call": 1, "encode_batch": 1,
+                                        "fold_in_chunk": 1},
+                 above={"a": 0.0, "gaussian_precision": 0.0, "learning_rate": 0.0,
+                        "init_scale": 0.0, "bucket_growth": 1.0},
+                 fractions=("layerwise_noise",),
+                 choices={"likelihood": ("bernoulli", "gaussian"), "content_scale": CONTENT_SCALES,
+                          "solver": als.SOLVERS})
 
 
 def scale_content(content: sp.spmatrix, how: str) -> sp.csr_matrix:

@@ -41,7 +41,7 @@ import optax
 import scipy.sparse as sp
 
 from recjax.data.batching import default_bucket_edges, longest_row
-from recjax.models.base import Model, als_serving
+from recjax.models.base import Model, als_serving, check_config
 from recjax.nn.content import ContentMLP
 from recjax.nn.sparse import PaddedRows
 from recjax.ops import als
@@ -69,6 +69,15 @@ class Config:
   bucket_growth: float = 1.25  # Ratio of successive padded row lengths of the click matrix.
   max_bytes_per_call: int = 256 << 20  # Memory of one jitted ALS solve.
   fold_in_chunk: int = 512  # Items per step when folding in users at scoring time.
+
+  def __post_init__(self):
+    check_config(self, "deepmusic", at_least={"factors": 1, "b": 0.0, "reg_u": 0.0, "reg_v": 0.0,
+                                             "wmf_sweeps": 1, "weight_decay": 0.0, "cg_steps": 1,
+                                             "max_bytes_per_call": 1, "fold_in_chunk": 1},
+                 above={"a": 0.0, "learning_rate": 0.0, "init_scale": 0.0, "bucket_growth": 1.0},
+                 choices={"activation": ("relu", "sigmoid", "tanh"),
+                          "content_scale": ("word_max", "row_max", "binary", "counts"),
+                          "score_items": ("regressed", "cold"), "solver": als.SOLVERS})
 
 
 def scale_content(content: sp.spmatrix, how: str) -> sp.csr_matrix:

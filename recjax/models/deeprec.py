@@ -35,7 +35,7 @@ import numpy as np
 import optax
 import scipy.sparse as sp
 
-from recjax.models.base import Model
+from recjax.models.base import Model, check_config
 from recjax.nn import rating_autoencoders as rae
 
 
@@ -52,6 +52,14 @@ class Config:
   learning_rate: float = 0.005  # The paper's Netflix runs: 0.005.
   momentum: float = 0.9  # For "momentum".
   default_rating: float | None = None  # If set, the prediction for unseen users and items.
+
+  def __post_init__(self):
+    check_config(self, "deeprec", at_least={"refeed_steps": 0, "weight_decay": 0.0},
+                 above={"learning_rate": 0.0}, fractions=("dropout", "momentum"),
+                 nonempty=("hidden",),
+                 choices={"activation": tuple(rae.ACTIVATIONS),
+                          "output_activation": tuple(rae.ACTIVATIONS),
+                          "optimizer": ("momentum", "adam")})
 
 
 def _optimizer(name: str, learning_rate: float, momentum: float) -> optax.GradientTransformation:

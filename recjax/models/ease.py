@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from recjax.models.base import Model
+from recjax.models.base import Model, check_config
 from recjax.ops import ease as ease_ops
 
 
@@ -23,6 +23,10 @@ class Config:
   l2: float = 500.0  # λ on the diagonal of XᵀX (Steck's ML-20M/Netflix choice: 500/1000).
   solver: str = "auto"  # "device" (jitted Cholesky), "host" (in-place LAPACK), "auto".
   host_above_items: int = 12_000  # "auto" uses the host solver on CPU above this catalog size.
+
+  def __post_init__(self):
+    check_config(self, "ease", above={"l2": 0.0}, at_least={"host_above_items": 0},
+                 choices={"solver": ("auto", "device", "host")})
 
 
 def make(config: Config) -> Model:

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from recjax.models.base import Model
+from recjax.models.base import Model, check_config
 from recjax.ops import als
 
 
@@ -33,6 +33,10 @@ class Config:
   init_scale: float = 0.1  # Standard deviation of the random initial factors.
   bucket_growth: float = 1.25  # Ratio of successive padded row lengths (finer: less padding, more compiles).
   max_bytes_per_call: int = 256 << 20  # Memory of one jitted solve.
+
+  def __post_init__(self):
+    check_config(self, "mf-logcount", at_least={"factors": 1, "reg": 0.0, "max_bytes_per_call": 1},
+                 above={"init_scale": 0.0, "bucket_growth": 1.0})
 
 
 def log_counts(matrix: sp.csr_matrix) -> sp.csr_matrix:

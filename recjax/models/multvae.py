@@ -8,7 +8,9 @@ f_θ(z) over all items feed a multinomial likelihood (Eq. 2), or the Gaussian
 * ``mult-vae``: q(z | x) = N(mu, diag σ²); the loss is the negative of Eq. 6,
   -E_q[log p(x | z)] + β · KL(q ‖ N(0, I)), one reparameterized sample per
   user, with β = min(anneal_cap, step / total_anneal_steps) where step counts
-  the optax updates made so far (vae_cf's schedule).  No weight decay.
+  the optax updates made so far (vae_cf's schedule; by default total_anneal_steps
+  is derived from the run's length so that β reaches the cap at 85.5% of it, as
+  in the authors' ML-20M run).  No weight decay.
 * ``mult-dae``: z = g_φ(x) (a point), loss -log p(x | z) + λ Σ‖W‖² over the
   kernels (vae_cf's ``2 · l2_regularizer(λ)``, λ = 0.01).
 
@@ -40,10 +42,17 @@ import numpy as np
 import optax
 import scipy.sparse as sp
 
-from recjax.models.base import Model
+from recjax.models import base
+from recjax.models.base import Model, check_config
 from recjax.nn import autoencoders, likelihoods, sparse
 
 SAMPLERS = ("uniform", "popularity")
+# Field rules both configs share (see `check_config`).
+_AUTOENCODER_RULES = dict(
+    at_least={"latent_dim": 1, "neg_weight": 0.0, "weight_decay": 0.0, "sampled_softmax": 0},
+    above={"learning_rate": 0.0, "pos_weight": 0.0}, fractions=("dropout",),
+    choices={"likelihood": likelihoods.LIKELIHOODS, "sampler": SAMPLERS,
+             "compute_dtype": autoencoders.COMPUTE_DTYPES})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,13 +65,25 @@ class VAEConfig:
   neg_weight: float = 1.0  # Gaussian only: confidence c_0 of the other entries.
   learning_rate: float = 1e-3  # Adam's step size.
   weight_decay: float = 0.0  # λ in λ Σ‖W‖² over kernels, added to the loss (the paper: 0 for VAEs).
-  total_anneal_steps: int = 200_000  # β grows linearly to anneal_cap over this many updates (0: β = cap).
+  # β = min(anneal_cap, step / total_anneal_steps) (0: β = cap from the start).  None (default):
+  # derived from this run's length (the runner's `with_run_length`) so that β reaches anneal_cap
+  # at 85.5% of the run's updates, the proportion of the authors' ML-20M run (200,000 with
+  # cap 0.2 over 200 epochs x 234 batches = 46,800 updates: the cap at update 40,000); see
+  # `base.derived_anneal_steps`.  The resolved number is what config.json records.  The old
+  # fixed 200,000 left β < 0.005 for a whole run on a dataset of a few thousand users.
+  total_anneal_steps: int | None = None
   anneal_cap: float = 0.2  # Largest β (select it with experiments/beta_select.py).
   sparse_input: bool = False  # Train on padded item lists (no dense [B, I] input batch).
   sampled_softmax: int = 0  # S > 0: sampled softmax normalizer with S items per step (needs sparse_input).
   sampler: str = "uniform"  # Proposal for sampled items: "uniform" or "popularity" (training counts).
   compute_dtype: str = "float32"  # "float32", or "bfloat16": bf16 matmul operands, f32 accumulation, params and loss.
   eps_std: float = 1.0  # Std of the reparameterization noise ε (the paper: 1; RecBole's MultiVAE uses 0.01).
+
+  def __post_init__(self):
+    rules = dict(_AUTOENCODER_RULES)
+    rules["at_least"] = {**rules["at_least"], "total_anneal_steps": 0, "anneal_cap": 0.0,
+                         "eps_std": 0.0}
+    check_config(self, "mult-vae", **rules)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +100,9 @@ class DAEConfig:
   sampled_softmax: int = 0  # S > 0: sampled softmax normalizer with S items per step (needs sparse_input).
   sampler: str = "uniform"  # Proposal for sampled items: "uniform" or "popularity" (training counts).
   compute_dtype: str = "float32"  # "float32", or "bfloat16": bf16 matmul operands, f32 accumulation, params and loss.
+
+  def __post_init__(self):
+    check_config(self, "mult-dae", **_AUTOENCODER_RULES)
 
 
 def _kernel_sq_norm(params) -> jax.Array:
@@ -113,8 +137,6 @@ def _validate(name: str, config) -> None:
                      f"got {config.compute_dtype!r}")
   if getattr(config, "eps_std", 1.0) < 0:
     raise ValueError(f"{name}: eps_std must be >= 0, got {config.eps_std}")
-  if getattr(config, "anneal_cap", 0.0) < 0 or getattr(config, "total_anneal_steps", 0) < 0:
-    raise ValueError(f"{name}: anneal_cap and total_anneal_steps must be >= 0")
 
 
 def _make(name: str, config, variational: bool) -> Model:
@@ -202,6 +224,9 @@ def _make(name: str, config, variational: bool) -> Model:
       mu, logvar = out
       z = autoencoders.reparameterize(k_z, mu, logvar, config.eps_std)
       kl = jnp.sum(m * likelihoods.gaussian_kl(mu, logvar)) / n
+      if config.total_anneal_steps is None:
+        raise ValueError(f"{name}: total_anneal_steps=None is derived from the run's length by "
+                         "the runner (Model.with_run_length); set it to train outside the runner")
       beta = likelihoods.anneal_beta(batch["step"], config.total_anneal_steps, config.anneal_cap)
       aux.update(kl=kl, beta=beta)
     else:
@@ -230,10 +255,28 @@ def _make(name: str, config, variational: bool) -> Model:
   train_defaults = {"epochs": 200}
   if config.sparse_input:
     train_defaults["batch_format"] = "padded"
-  return Model(name=name, config=config, init=init, score=score, loss=loss,
-               optimizer=optax.adam(config.learning_rate), train_defaults=train_defaults,
-               item_vectors=item_vectors,
-               item_vectors_doc=f"{name} decoder output weights W[:, j] (bias excluded)")
+  with_run_length = schedule_report = None
+  if variational:
+    def with_run_length(train, batch_size: int, epochs: int) -> Model:
+      """total_anneal_steps=None -> derived from this run's updates (one per batch of rows)."""
+      if config.total_anneal_steps is not None:
+        return model
+      n_updates = epochs * -(-train.shape[0] // batch_size)
+      return _make(name, dataclasses.replace(
+          config, total_anneal_steps=base.derived_anneal_steps(n_updates, config.anneal_cap)),
+                   variational)
+
+    def schedule_report(n_updates: int, final: bool = True):
+      if config.total_anneal_steps is None:
+        return None
+      return base.beta_report(name, n_updates, config.total_anneal_steps, config.anneal_cap, final)
+
+  model = Model(name=name, config=config, init=init, score=score, loss=loss,
+                optimizer=optax.adam(config.learning_rate), train_defaults=train_defaults,
+                item_vectors=item_vectors,
+                item_vectors_doc=f"{name} decoder output weights W[:, j] (bias excluded)",
+                with_run_length=with_run_length, schedule_report=schedule_report)
+  return model
 
 
 def make_vae(config: VAEConfig) -> Model:

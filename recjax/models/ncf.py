@@ -45,7 +45,7 @@ import numpy as np
 import optax
 import scipy.sparse as sp
 
-from recjax.models.base import Model
+from recjax.models.base import Model, check_config
 from recjax.nn.ncf import NCF
 
 OPTIMIZERS = ("adam", "sgd")
@@ -64,6 +64,12 @@ class Config:
   mlp_workdir: str = ""  # NeuMF: workdir of a finished ncf-mlp run to initialize from ("" = random).
   fold_in_steps: int = 50  # Adam steps on an unseen user's vectors (dense-row scoring only).
   fold_in_lr: float = 0.05  # Their step size.
+
+  def __post_init__(self):
+    check_config(self, "ncf", at_least={"factors": 1, "negatives": 1, "l2": 0.0, "alpha": 0.0,
+                                       "fold_in_steps": 0},
+                 at_most={"alpha": 1.0}, above={"learning_rate": 0.0, "fold_in_lr": 0.0},
+                 nonempty=("mlp_layers",), choices={"optimizer": OPTIMIZERS})
 
 
 def load_best_params(workdir: str | Path):

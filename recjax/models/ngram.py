@@ -13,11 +13,16 @@ import dataclasses
 import numpy as np
 import scipy.sparse as sp
 
+from recjax.models.base import check_config
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
   order: int = 2  # 0 = uniform (Eq. 4), 1 = unigram (Eq. 6), 2 = bigram (Eq. 7).
   eps: float = 0.1  # Laplace smoothing ε added to each count.
+
+  def __post_init__(self):
+    check_config(self, "ngram", above={"eps": 0.0}, choices={"order": (0, 1, 2)})
 
 
 @dataclasses.dataclass(frozen=True)

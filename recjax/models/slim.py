@@ -12,7 +12,7 @@ import dataclasses
 import jax
 import scipy.sparse as sp
 
-from recjax.models.base import Model
+from recjax.models.base import Model, check_config
 from recjax.ops import ease as ease_ops
 from recjax.ops import slim as slim_ops
 
@@ -25,6 +25,10 @@ class Config:
   method: str = "admm"  # "admm" or "fista" (monotone FISTA), see recjax.ops.slim.
   rho: float | None = None  # ADMM penalty; None: 5 x mean item count + l2.
   item_chunk: int | None = None  # Item columns solved per block (bounds memory); None: all.
+
+  def __post_init__(self):
+    check_config(self, "slim", at_least={"l1": 0.0, "l2": 0.0, "n_iters": 1, "item_chunk": 1},
+                 above={"rho": 0.0}, choices={"method": ("admm", "fista")})
 
 
 def make(config: Config) -> Model:

@@ -25,9 +25,9 @@ i.e. the multinomial log-likelihood of the multi-hot of the next ``next_k``
 items (default 1: next-item prediction; the authors' code offers next_k = 4),
 one reparameterized z_t per step, the KL in closed form, both averaged over
 the user's valid steps; the batch loss is the mean over its users.  β is
-annealed linearly to ``anneal_cap`` over ``total_anneal_steps`` updates by
-Mult-VAE's schedule (`recjax.nn.likelihoods.anneal_beta`, the authors' code
-uses the same).  (The authors' code, one user per batch, sums the
+annealed linearly to ``anneal_cap`` over ``total_anneal_steps`` updates (by
+default derived from the run's length) by Mult-VAE's schedule
+(`recjax.nn.likelihoods.anneal_beta`, the authors' code uses the same).  (The authors' code, one user per batch, sums the
 log-likelihood over the steps and divides by next_k while averaging the KL
 over the steps; averaging both per step, as here, makes β comparable across
 sequence lengths.)  Adam with ``weight_decay`` added to the gradient as
@@ -53,7 +53,8 @@ import optax
 import scipy.sparse as sp
 
 from recjax.data import batching
-from recjax.models.base import Model
+from recjax.models import base
+from recjax.models.base import Model, check_config
 from recjax.nn import likelihoods
 from recjax.nn.svae import SVAENet
 
@@ -68,9 +69,19 @@ class Config:
   max_length: int = 200  # Sequences keep their last max_length events (training and fold-in).
   learning_rate: float = 1e-3  # Adam's step size (PyTorch's default, which the authors use).
   weight_decay: float = 0.01  # Coupled L2 (PyTorch Adam's weight_decay) on all parameters (survey: 0.01; authors' code: 5e-3); 0 disables.
-  total_anneal_steps: int = 200_000  # β grows linearly to anneal_cap over this many updates (0: β = cap).
+  # β = min(anneal_cap, step / total_anneal_steps) (0: β = cap).  None (default): derived from the
+  # run's length (`base.derived_anneal_steps`: β reaches the cap at 85.5% of the updates, the
+  # proportion of Mult-VAE's ML-20M run); the fixed 200,000 left β ≈ 0 on any small dataset.
+  total_anneal_steps: int | None = None
   anneal_cap: float = 0.2  # Largest β.
   group_by_length: bool = True  # Batch sequences of similar length (less padding); False: uniformly random batches.
+
+  def __post_init__(self):
+    check_config(self, "svae", at_least={"embed_dim": 1, "rnn_dim": 1, "hidden_dim": 1,
+                                        "latent_dim": 1, "next_k": 1, "max_length": 2,
+                                        "weight_decay": 0.0, "total_anneal_steps": 0,
+                                        "anneal_cap": 0.0},
+                 above={"learning_rate": 0.0})
 
 
 def _validate(config: Config) -> None:
@@ -85,9 +96,6 @@ def _validate(config: Config) -> None:
     raise ValueError(f"svae: learning_rate must be > 0, got {config.learning_rate}")
   if config.weight_decay < 0:
     raise ValueError(f"svae: weight_decay must be >= 0, got {config.weight_decay}")
-  if config.anneal_cap < 0 or config.total_anneal_steps < 0:
-    raise ValueError(f"svae: anneal_cap and total_anneal_steps must be >= 0, got "
-                     f"{config.anneal_cap} and {config.total_anneal_steps}")
 
 
 def training_sequences(train: sp.csr_matrix, max_length: int
@@ -251,6 +259,9 @@ def make(config: Config) -> Model:
     n = jnp.maximum(jnp.sum(w), 1.0)
     neg_ll = jnp.sum(w * nll) / n
     kl = jnp.sum(w * kl) / n
+    if config.total_anneal_steps is None:
+      raise ValueError("svae: total_anneal_steps=None is derived from the run's length by the "
+                       "runner (Model.with_run_length); set it to train outside the runner")
     beta = likelihoods.anneal_beta(batch["step"], config.total_anneal_steps, config.anneal_cap)
     return neg_ll + beta * kl, {"neg_ll": neg_ll, "kl": kl, "beta": beta}
 
@@ -270,7 +281,23 @@ def make(config: Config) -> Model:
   optimizer = optax.adam(config.learning_rate)
   if config.weight_decay > 0:  # PyTorch Adam's weight_decay: λ·θ added to the gradient.
     optimizer = optax.chain(optax.add_decayed_weights(config.weight_decay), optimizer)
-  return Model(name="svae", config=config, init=init, score=score, prepare=prepare,
-               loss=loss, optimizer=optimizer, batches=batches,
-               train_defaults={"epochs": 20}, item_vectors=item_vectors,
-               item_vectors_doc="SVAE decoder output weights W[:, j] (bias excluded)")
+  def with_run_length(train, batch_size: int, epochs: int) -> Model:
+    """total_anneal_steps=None -> derived from the run's updates (a batch of users with >= 2 items)."""
+    if config.total_anneal_steps is not None:
+      return model
+    users = int(np.count_nonzero(np.diff(sp.csr_matrix(train).indptr) >= 2))
+    n_updates = epochs * batching.n_batches(users, batch_size)
+    return make(dataclasses.replace(
+        config, total_anneal_steps=base.derived_anneal_steps(n_updates, config.anneal_cap)))
+
+  def schedule_report(n_updates: int, final: bool = True):
+    if config.total_anneal_steps is None:
+      return None
+    return base.beta_report("svae", n_updates, config.total_anneal_steps, config.anneal_cap, final)
+
+  model = Model(name="svae", config=config, init=init, score=score, prepare=prepare,
+                loss=loss, optimizer=optimizer, batches=batches,
+                train_defaults={"epochs": 20}, item_vectors=item_vectors,
+                item_vectors_doc="SVAE decoder output weights W[:, j] (bias excluded)",
+                with_run_length=with_run_length, schedule_report=schedule_report)
+  return model

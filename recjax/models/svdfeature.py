@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from recjax.models.base import Model, als_serving
+from recjax.models.base import Model, als_serving, check_config
 from recjax.ops import als
 
 
@@ -67,6 +67,14 @@ class Config:
   bucket_growth: float = 1.25  # Ratio of successive padded row lengths of the click matrix.
   max_bytes_per_call: int = 256 << 20  # Memory of one jitted ALS solve.
   fold_in_chunk: int = 512  # Items per step when folding in users at scoring time.
+
+  def __post_init__(self):
+    check_config(self, "svdfeature", at_least={"factors": 1, "b": 0.0, "reg_u": 0.0,
+                                              "reg_words": 0.0, "reg_offset": 0.0, "n_words": 1,
+                                              "cg_steps": 1, "als_cg_steps": 1,
+                                              "max_bytes_per_call": 1, "fold_in_chunk": 1},
+                 above={"a": 0.0, "init_scale": 0.0, "bucket_growth": 1.0},
+                 choices={"content_norm": ("l2", "l1", "sqrt", "none"), "solver": als.SOLVERS})
 
 
 def normalize_content(content: sp.spmatrix, how: str) -> sp.csr_matrix:

@@ -25,7 +25,7 @@ import dataclasses
 
 import scipy.sparse as sp
 
-from recjax.models.base import Model, als_serving
+from recjax.models.base import Model, als_serving, check_config
 from recjax.ops import als
 
 
@@ -44,6 +44,13 @@ class Config:
   confidence: str = "constant"  # "constant" (a on stored entries), "linear" (b + α r) or "log" (b + α log(1 + r/ε)).
   alpha: float = 40.0  # α of "linear"/"log" confidence (> 0; Hu et al.'s 40); unused by "constant".
   epsilon: float = 1.0  # ε of "log" confidence (> 0); unused otherwise.
+
+  def __post_init__(self):
+    check_config(self, "wmf", at_least={"factors": 1, "b": 0.0, "reg": 0.0, "cg_steps": 1,
+                                       "max_bytes_per_call": 1, "fold_in_chunk": 1},
+                 above={"a": 0.0, "init_scale": 0.0, "bucket_growth": 1.0, "alpha": 0.0,
+                        "epsilon": 0.0},
+                 choices={"solver": als.SOLVERS, "confidence": als.CONFIDENCES})
 
 
 def make(config: Config) -> Model:

@@ -34,7 +34,9 @@ import scipy.sparse as sp
 
 from recjax.data import batching
 from recjax.eval import evaluate as evaluate_protocol
-from recjax.models.base import Model
+from recjax.eval import rating as rating_eval
+from recjax.models.base import Model, check_config
+from recjax.ops import ranking as ranking_ops
 from recjax.train import artifact
 from recjax.train import sharding as shd
 from recjax.train.checkpoint import Checkpointer
@@ -64,6 +66,101 @@ class TrainConfig:
   group_by_length: bool = False  # Padded-batch models: batch rows of similar length (less padding, but batches are no longer uniformly random; see batching.length_grouped_order).
   exclude_fold_in: bool = True  # Remove fold-in items from the ranking; False ranks every item, fold-in items too.
   cold_start: bool = False  # Also report test metrics on cold items only (no interaction in training or any fold-in): they alone are ranked and counted as held out ("test_cold" in results.json).
+
+  def __post_init__(self):
+    """Checks every field (types and ranges) and the metric names; lower-cases the metrics.
+
+    Which metrics the run's evaluation protocol accepts is checked by
+    `check_metrics` once the protocol is known (before any data is read in
+    `experiments.train.run_experiment`, and again before training).
+    """
+    check_config(self, "train", at_least={"epochs": 1, "batch_size": 1, "eval_batch_size": 1,
+                                          "patience": 0, "eval_every": 1, "seed": 0,
+                                          "checkpoint_every_s": 0.0, "keep_checkpoints": 1,
+                                          "item_chunk": 1, "n_devices": 1},
+                 at_most={"seed": 2**32 - 1}, nonempty=("metrics",),
+                 allow_inf=("checkpoint_every_s",))
+    if not isinstance(self.select_metric, (str, type(None))):
+      raise ValueError(f"train: select_metric must be a metric name (or None), "
+                       f"got {self.select_metric!r}")
+    metrics = tuple(dict.fromkeys(m.strip().lower() for m in self.metrics))
+    object.__setattr__(self, "metrics", metrics)
+    if self.select_metric is not None:
+      object.__setattr__(self, "select_metric", self.select_metric.strip().lower())
+    for name in metrics + ((self.select_metric,) if self.select_metric is not None else ()):
+      if name not in rating_eval.METRICS:
+        try:
+          ranking_ops.parse_metric(name)
+        except ValueError:
+          field = "select_metric" if name == self.select_metric else "metrics"
+          raise ValueError(
+              f"train: {field}: unknown metric {name!r}; expected '<kind>@<k>' with k >= 1 and "
+              f"kind one of {', '.join(ranking_ops.METRIC_KINDS)} (e.g. 'recall@20', "
+              f"'ndcg@100'), or a rating metric ({', '.join(rating_eval.METRICS)})") from None
+
+
+# The evaluation protocol of each eval-set class (`recjax.eval.EVALUATORS`), for `check_metrics`.
+PROTOCOL_OF_EVAL_SET = {"EvalSet": "ranking", "SampledEvalSet": "sampled",
+                        "RatingEvalSet": "rating"}
+# Rating metrics that are better when lower: the runner keeps the epoch that MAXIMIZES
+# select_metric, so these select on their negatives.
+_LOWER_IS_BETTER = {"rmse": "neg_rmse", "mae": "neg_mae"}
+
+
+def check_metrics(config: TrainConfig, protocol: str, n_candidates: int | None = None,
+                  n_items: int | None = None) -> None:
+  """Raises a one-line ValueError unless every metric (and select_metric) fits `protocol`.
+
+  Args:
+    config: the run's TrainConfig.
+    protocol: "ranking" (fold-in ranking: recall@K, ndcg@K...), "sampled" (one
+      held-out item among sampled negatives: hr@K, ndcg@K...; K <= candidates)
+      or "rating" (rmse, mae, neg_rmse, neg_mae).
+    n_candidates: the sampled protocol's candidates per user, when known.
+    n_items: the items a ranking ranks (the catalog), when known: K <= n_items.
+  """
+  metrics = tuple(config.metrics)
+  select = config.select_metric if config.select_metric is not None else metrics[-1]
+  if protocol == "rating":
+    bad = [m for m in metrics + (select,) if m not in rating_eval.METRICS]
+    if bad:
+      raise ValueError(
+          f"train: metric {bad[0]!r} does not apply to this run's rating protocol (held-out "
+          f"ratings); valid: {', '.join(rating_eval.METRICS)} (e.g. --set metrics=rmse,mae,"
+          f"neg_rmse --set select_metric=neg_rmse)")
+    if select in _LOWER_IS_BETTER:
+      raise ValueError(
+          f"train: select_metric {select!r} is better when lower, but the best epoch is the one "
+          f"that maximizes select_metric; use {_LOWER_IS_BETTER[select]!r}")
+    return
+  if protocol not in ("ranking", "sampled"):
+    raise ValueError(f"check_metrics: unknown protocol {protocol!r}")
+  for m in metrics + (select,):
+    field = "select_metric" if m == select and m not in metrics else "metrics"
+    if m in rating_eval.METRICS:
+      raise ValueError(
+          f"train: {field}: {m!r} is a rating metric, but this run's protocol ranks items "
+          f"({protocol}); use ranking metrics such as recall@20, ndcg@100"
+          + (", hr@10" if protocol == "sampled" else ""))
+    _, k = ranking_ops.parse_metric(m)
+    if protocol == "sampled" and n_candidates is not None and k > n_candidates:
+      raise ValueError(f"train: {field}: {m!r} needs k <= {n_candidates}, the candidates each "
+                       f"user's held-out item is ranked among (sampled protocol)")
+    if protocol == "ranking" and n_items is not None and k > n_items:
+      raise ValueError(f"train: {field}: {m!r} ranks the top {k} items, but the catalog has "
+                       f"{n_items}; use a cutoff <= {n_items} (e.g. --set metrics=recall@"
+                       f"{min(20, n_items)},ndcg@{n_items})")
+
+
+def check_devices(n_devices: int | None) -> None:
+  """ValueError unless `n_devices` (TrainConfig.n_devices) is None or at most the devices present."""
+  if n_devices is None:
+    return
+  available = jax.devices()
+  if n_devices > len(available):
+    raise ValueError(f"train: n_devices={n_devices}, but there {'is' if len(available) == 1 else 'are'} "
+                     f"only {len(available)} {available[0].platform} device"
+                     f"{'' if len(available) == 1 else 's'} (leave n_devices unset to use all)")
 
 
 def _replicate(tree, sharding):
@@ -214,6 +311,18 @@ def check_workdir(workdir: Path, info: dict[str, Any], epochs: int, overwrite: b
     log(f"epochs raised from {old_epochs} to {epochs}: training this workdir further")
 
 
+def _previous_epochs(workdir: Path, model_name: str, epochs: int) -> int:
+  """The epochs of the run that made `workdir` (same model), else `epochs`."""
+  try:
+    old = json.loads((workdir / "config.json").read_text())
+  except (OSError, ValueError):
+    return epochs
+  old_epochs = old.get("train_config", {}).get("epochs") if isinstance(old, dict) else None
+  if old.get("model") == model_name and isinstance(old_epochs, int) and old_epochs >= 1:
+    return old_epochs
+  return epochs
+
+
 def split_ids(split) -> tuple[np.ndarray, np.ndarray]:
   """Dataset-dense index of each training row and each column of ``split.train``.
 
@@ -266,12 +375,32 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
     raise ValueError(f"model {model.name!r} needs side information {missing}; "
                      f"this dataset provides {sorted(k for k, v in side.items() if v is not None)}")
   workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
   epochs = config.epochs if config.epochs is not None else model.train_defaults.get("epochs", 1)
+  if not (isinstance(epochs, int) and epochs >= 1):
+    raise ValueError(f"train: epochs must be an integer >= 1, got {epochs!r}")
+  eval_kind = PROTOCOL_OF_EVAL_SET.get(type(split.validation).__name__)
+  if eval_kind is not None:  # Before any work: not after the first epoch.
+    items = getattr(split.validation, "items", None)
+    check_metrics(config, eval_kind, n_candidates=(
+        int(items.shape[1]) if eval_kind == "sampled" and getattr(items, "ndim", 0) == 2 else None),
+        n_items=int(split.train.shape[1]))
+  check_devices(config.n_devices)
+  workdir.mkdir(parents=True, exist_ok=True)
   if config.select_metric is None:
     config = dataclasses.replace(config, select_metric=config.metrics[-1])
   elif config.select_metric not in config.metrics:
     config = dataclasses.replace(config, metrics=tuple(config.metrics) + (config.select_metric,))
+  if model.with_run_length is not None and model.loss is not None:
+    # Schedules defined in updates (Mult-VAE's β) follow the run's length.  The length is that
+    # of the run that started this workdir (a resumed run with more epochs derives the same).
+    length_epochs = epochs if overwrite else _previous_epochs(workdir, model.name, epochs)
+    resolved = model.with_run_length(split.train, config.batch_size, length_epochs)
+    before, after = dataclasses.asdict(model.config), dataclasses.asdict(resolved.config)
+    changed = {k: after[k] for k in after if before.get(k) != after[k]}
+    if changed:
+      log(f"{model.name}: derived from the run's length ({length_epochs} epochs of batches of "
+          f"{config.batch_size}): " + ", ".join(f"{k}={v}" for k, v in changed.items()))
+    model = resolved
   mesh = shd.make_mesh(config.n_devices)
   rep = shd.replicated(mesh)
   batch_sh = shd.batch_sharding(mesh)
@@ -344,6 +473,12 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
     train_step = _make_train_step(model) if model.loss is not None else None
     batch_size = shd.round_up_to_devices(config.batch_size, mesh)
     n_batches = batching.n_batches(train.shape[0], batch_size)
+    if model.schedule_report is not None and train_step is not None:
+      planned_batches = (model.batches(aux_data, batch_size, 1, config.seed)[0]
+                         if model.batches is not None else n_batches)
+      report = model.schedule_report(epochs * planned_batches, False)
+      if report:
+        log(report)
 
   saved_at = time.perf_counter()
   first_block = first_step = True
@@ -438,6 +573,10 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
     if stopped:
       log(f"early stop: no {config.select_metric} improvement in {config.patience} evaluations")
 
+  if model.schedule_report is not None and model.loss is not None:
+    report = model.schedule_report(int(jax.device_get(state.step)), True)
+    if report:
+      log(report)
   best = (state.best_params, state.best_factors)
   if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(best)):
     raise ValueError(f"{workdir}: no epoch was trained, so there is no model to evaluate "
