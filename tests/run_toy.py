@@ -4,6 +4,10 @@ Used by tests/test_runner.py in subprocesses (for SIGKILL/resume and for
 several CPU devices, which must be configured before jax starts):
 
   python tests/run_toy.py WORKDIR [--devices N] [--epochs E] [--batch B] [--eval_batch B]
+
+An OSError (a refused write: no space, read-only workdir) ends it as the CLI
+does: one ``error:`` line on stderr and exit status 1.  tests/test_durability.py
+kills it at exact points with RECJAX_TEST_KILL_AT (see recjax/train/writer.py).
 """
 
 import argparse
@@ -37,5 +41,9 @@ if __name__ == "__main__":
                        n_devices=args.devices, patience=args.patience, progress=False,
                        checkpoint_every_s=0.0,  # Every epoch: the kill test needs one mid-run.
                        metrics=("recall@20", "ndcg@100", "map@50"))
-  results = train_and_evaluate(toy_model.make(), toy_model.make_split(), config, args.workdir)
+  try:
+    results = train_and_evaluate(toy_model.make(), toy_model.make_split(), config, args.workdir)
+  except OSError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
   print("RESULTS " + json.dumps({"validation": results["validation"], "test": results["test"]}))
