@@ -266,7 +266,7 @@ def _filters(inter: Interactions, config: DataConfig) -> Interactions:
       inter = preprocess.filter_min_counts(inter, min_user=config.min_user_count or 0,
                                            min_item=config.min_item_count or 0)
     except ValueError as e:
-      if inter is raw or "drops every" not in str(e):
+      if inter.n_events == raw.n_events or "drops every" not in str(e):
         raise
       raise ValueError(
           f"{e} (counted after binarize_threshold={config.binarize_threshold:g}, which keeps "
