@@ -360,3 +360,12 @@ def test_cli_refuses_bad_settings(tmp_path, clicks, model, setting, needle):
                   f"--set={setting}"], timeout=120)
   assert_clear_error(proc, needle)
   assert not (workdir / "results.json").exists()
+
+
+@pytest.mark.parametrize("flag", ["--epochs=0", "--dropout=1.0", "--eps=0"])
+def test_sequence_main_refuses_bad_flags(tmp_path, flag):
+  proc = run_cli(["--model=c-gru", f"--dataset={tmp_path / 'none.txt'}",
+                  f"--workdir={tmp_path / 'w'}", flag], module="experiments.sequence_main",
+                 timeout=60)
+  assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+  assert f"flag {flag.split('=')[0]}" in proc.stderr, proc.stderr[-2000:]
