@@ -237,14 +237,16 @@ def test_compile_count_bounded_by_bucket_shapes():
   assert als.TRACE_COUNTS["weighted_lambda_chunk"] - before <= len(shapes)
 
 
-def test_each_jitted_chunk_holds_at_most_one_factorization():
-  """The deadlock guard's structural half: never two batched Choleskys in one compiled call."""
+def test_each_jitted_chunk_factors_one_system_per_lapack_call():
+  """The deadlock guard's structural half: one factorization site per compiled chunk, and
+  no LAPACK call with a batch dimension (tests/test_als_devices.py checks whole runs)."""
   k, r, length, n = 8, 64, 5, 50
   x, y = np.zeros((r, k), np.float32), _factors(n, k, 32)
   rows, cols = np.arange(r), np.zeros((r, length), np.int32)
   mask, vals = np.ones((r, length), bool), np.ones((r, length), np.float32)
   gram = np.eye(k, dtype=np.float32)
   potrf = re.compile(r'custom_call_target="[^"]*potrf')
+  batch_dims = re.compile(r'custom_call_target="lapack_\w+"[^\n]*?num_batch_dims="(\d+)"')
   for solver, expected in (("cholesky", 1), ("cg", 0)):
     for prior in (None, x):
       for block_rows in (r, 8):  # One block, and 8 blocks under lax.map.
@@ -257,8 +259,10 @@ def test_each_jitted_chunk_holds_at_most_one_factorization():
                                           block_rows=block_rows).compile().as_text()
           assert len(potrf.findall(hlo)) == expected, (solver, prior is None, block_rows,
                                                        np.ndim(conf))
+          assert set(batch_dims.findall(hlo)) <= {"0"}, (solver, block_rows)
   hlo = als._weighted_lambda_chunk.lower(x, y, rows, cols, vals, mask, 1.0).compile().as_text()
   assert len(potrf.findall(hlo)) == 1
+  assert set(batch_dims.findall(hlo)) == {"0"}
 
 
 def _run_script(script: str, timeout: float, extra_env=None) -> str:
