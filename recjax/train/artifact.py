@@ -36,7 +36,9 @@ import scipy.sparse as sp
 
 from recjax.models.base import Model
 from recjax.train import sharding as shd
-from recjax.train.writer import write_json
+from recjax.train.checkpoint import quiet_refused_writes
+from recjax.train.writer import (DiskWriteError, disk_errno, is_space, reason, write_json,
+                                 writing)
 
 FORMAT = "recjax-model"
 VERSION = 1
@@ -86,7 +88,8 @@ def export(workdir: str | Path, *, model: Model, params: Any, factors: Any, trai
   final = workdir / MODEL_DIR
   tmp = workdir / (MODEL_DIR + ".tmp")
   shutil.rmtree(tmp, ignore_errors=True)
-  tmp.mkdir(parents=True)
+  with writing(tmp):
+    tmp.mkdir(parents=True)
   meta = {"format": FORMAT, "version": VERSION, "model": model.name,
           "model_config": dataclasses.asdict(model.config),
           "n_items": int(train.shape[1]), "n_users": int(train.shape[0]),
@@ -94,11 +97,23 @@ def export(workdir: str | Path, *, model: Model, params: Any, factors: Any, trai
           **info}
   write_json(tmp / "model.json", meta)
   write_json(tmp / "ids.json", {"items": _ids_jsonable(item_ids), "users": _ids_jsonable(user_ids)})
-  sp.save_npz(tmp / "train.npz", train, compressed=True)
-  checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(tmp / "state", {"params": params, "factors": factors})
-  checkpointer.wait_until_finished()
-  checkpointer.close()
+  with writing(tmp / "train.npz"):
+    sp.save_npz(tmp / "train.npz", train, compressed=True)
+  try:
+    with quiet_refused_writes():  # A full disk: one line, not orbax's background tracebacks.
+      checkpointer = ocp.StandardCheckpointer()
+      checkpointer.save(tmp / "state", {"params": params, "factors": factors})
+      checkpointer.wait_until_finished()
+      checkpointer.close()
+  except Exception as e:  # pylint: disable=broad-except
+    code = disk_errno(e)
+    if code is None:
+      raise
+    shutil.rmtree(tmp, ignore_errors=True)
+    todo = "free space" if is_space(code) else f"make {workdir} writable"
+    raise DiskWriteError(code, f"{reason(code)} while exporting the model to {final}; the "
+                         f"checkpoints are kept; {todo} and rerun the same command to finish",
+                         str(final)) from None
   old = workdir / (MODEL_DIR + ".old")
   shutil.rmtree(old, ignore_errors=True)
   if final.exists():

@@ -109,6 +109,22 @@ class _QuietFailure(logging.Filter):
 
 
 @contextlib.contextmanager
+def quiet_refused_writes():
+  """Runs an orbax save; if the disk refuses it, orbax's background reports of it stay off the
+  console (see `_QuietFailure`) and the error propagates for the caller to word."""
+  quiet = _QuietFailure().__enter__()
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-except
+    if writer.disk_errno(e) is None:
+      quiet.passed()
+    else:
+      quiet.refused()
+    raise
+  quiet.passed()
+
+
+@contextlib.contextmanager
 def _kill_before_commit(epoch: int):
   """Test hook (see writer.KILL_AT_ENV): RECJAX_TEST_KILL_AT=during_save:N SIGKILLs the save of
   epoch N after its files are written to N.orbax-checkpoint-tmp, before orbax renames it."""
@@ -189,22 +205,18 @@ class Checkpointer:
     if not state.best_is_current:
       items["best"] = ocp.args.StandardSave(
           {"params": state.best_params, "factors": state.best_factors})
-    quiet = _QuietFailure().__enter__()
     try:
-      with _kill_before_commit(state.epoch):
+      with quiet_refused_writes(), _kill_before_commit(state.epoch):
         self.manager.save(state.epoch, args=ocp.args.Composite(**items), force=True)
         self.manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except
       code = writer.disk_errno(e)
       if code is None:
-        quiet.passed()
         raise
-      quiet.refused()
       shutil.rmtree(self.directory / f"{state.epoch}{TMP_SUFFIX}", ignore_errors=True)
       error = self._write_error(state.epoch, code)
       error.orbax_error = e  # The original, for debugging; its traceback is orbax's threads.
       raise error from None
-    quiet.passed()
     writer.kill_if_asked("after_save", state.epoch)
 
   def _write_error(self, epoch: int, code: int) -> CheckpointWriteError:
