@@ -281,11 +281,16 @@ def _read_only(path: Path, monkeypatch):
   """Makes `path` (with what it holds) read-only; yields (the cause its writes will give,
   whether the refusal is real rather than injected)."""
   if os.geteuid() != 0:
+    files = [p for p in path.iterdir() if p.is_file()]
+    for p in files:
+      p.chmod(0o444)
     path.chmod(0o555)
     try:
       yield "permission denied", True
     finally:
       path.chmod(0o755)
+      for p in files:
+        p.chmod(0o644)
     return
   mount = path.parent / (path.name + ".mnt")
   if _mount_tmpfs(mount, "4m"):
@@ -332,6 +337,8 @@ def test_a_read_only_workdir_is_one_line_naming_the_path(tmp_path, monkeypatch):
         "MetricWriter.truncate_after": (lambda: MetricWriter(workdir).truncate_after(0),
                                         f"cannot write {workdir / 'metrics.jsonl'}: {workdir} "
                                         f"is not writable"),
+        "ensure_writable_dir": (lambda: writer_lib.ensure_writable_dir(workdir / "a" / "b"),
+                                f"cannot write {workdir / 'a' / 'b'}: {workdir} is not writable"),
         "Checkpointer": (lambda: Checkpointer(workdir),
                          f"cannot write {(workdir / 'checkpoints').absolute()}: "
                          f"{workdir.absolute()} is not writable"),

@@ -89,7 +89,10 @@ def refused_write(path: Path, code: int) -> DiskWriteError:
   elif path.exists() and os.access(path.parent, os.W_OK):
     text = f"cannot write {path}: the file is not writable ({reason(code)})"
   else:
-    text = f"cannot write {path}: {path.parent} is not writable ({reason(code)})"
+    where = path.parent  # The folder that refused: the nearest one that exists.
+    while not where.exists() and where != where.parent:
+      where = where.parent
+    text = f"cannot write {path}: {where} is not writable ({reason(code)})"
   return DiskWriteError(code, text, str(path))
 
 
