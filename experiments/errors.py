@@ -66,7 +66,8 @@ def check_workdir(workdir: str) -> None:
 
 def describe(e: BaseException, paths: Mapping[str, str | None]) -> str:
   """The one-line message of a failure; paths maps flag names to their values (for context)."""
-  if isinstance(e, OSError) and e.filename is not None:
+  own_message = isinstance(e, OSError) and type(e).__str__ is not OSError.__str__
+  if isinstance(e, OSError) and e.filename is not None and not own_message:
     fname = _abs(e.filename)
     reason = (e.strerror or str(e)).lower()
     if e.errno in (errno.EACCES, errno.EPERM):

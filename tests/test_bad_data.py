@@ -296,3 +296,17 @@ def test_recommend_errors_are_one_line(tmp_path):
   proc = run_cli([f"--workdir={tmp_path}", "--k=3"], module="experiments.recommend")
   assert proc.returncode == 2
   assert_clear_error(proc, "give exactly one of --users")
+
+
+def test_error_lines_keep_the_raisers_own_one_line_messages():
+  import errno  # pylint: disable=import-outside-toplevel
+  from experiments import errors  # pylint: disable=import-outside-toplevel
+  from recjax.ops.memory import InsufficientMemory  # pylint: disable=import-outside-toplevel
+  from recjax.train.writer import DiskWriteError  # pylint: disable=import-outside-toplevel
+  full = DiskWriteError(errno.ENOSPC, "/w/3: no space left on device; free space and rerun", "/w/3")
+  assert errors.describe(full, {"workdir": "/w"}) == str(full)
+  short = InsufficientMemory("ease needs 12 GB for its Gram matrix; 3 GB are free")
+  assert errors.describe(short, {}) == str(short) and errors.exit_code(short) == 1
+  denied = PermissionError(13, "Permission denied", "/w/config.json")
+  assert errors.describe(denied, {"workdir": "/w"}).startswith(
+      "/w/config.json: permission denied: the workdir (--workdir /w)")
