@@ -113,8 +113,8 @@ def test_score_predicts_the_default_rating_for_unseen_rows_and_columns():
 def test_bad_config_raises_with_the_valid_choices():
   with pytest.raises(ValueError, match="optimizer"):
     _model(optimizer="lbfgs")
-  with pytest.raises(ValueError, match="valid"):
-    _model(hidden_activation="sigmoidal")
+  with pytest.raises(ValueError, match="hidden_activation must be one of .*'sigmoid'"):
+    _model(hidden_activation="sigmoidal")  # The message lists the valid choices.
 
 
 def synthetic_ratings(n_users=300, n_items=150, rank=3, density=0.3, seed=0):
