@@ -45,6 +45,9 @@ def make(config: Config) -> Model:
     return {}, {"weights": jax.ShapeDtypeStruct((n, n), jax.numpy.float32)}
 
   def prepare(train: sp.csr_matrix):
+    # Before the Gram exists: a catalog too large stops here with one line.
+    slim_ops.check_memory(train, config.method, config.item_chunk,
+                          accelerator=jax.default_backend() != "cpu")
     return {"gram": ease_ops.sparse_gram(train)}
 
   def block_step(params, factors, aux: dict, key):

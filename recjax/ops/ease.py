@@ -52,6 +52,50 @@ def sparse_gram(matrix: sp.csr_matrix, block: int = 2048, dtype=np.float32) -> n
   return gram
 
 
+# Bytes per stored entry of the three float64 copies `sparse_gram` makes (csr, its
+# transpose, csc: 8-byte value + 4-byte index each).
+_SPARSE_COPY_BYTES = 3 * 12
+# Dense items x items float32 matrices alive at the solve's peak (measured on CPU, see
+# WORKSPACE "Memory checks"): the host solver holds the Gram
+# (inverted in place) plus about one more for the block inverse's temporaries above
+# LAPACK_MAX_ROWS or for the copy `device_put` hands to jax; the jitted solver holds
+# the host Gram, its device copy and XLA's Cholesky and inverse buffers.
+HOST_SOLVE_MATRICES = 2.0
+DEVICE_SOLVE_MATRICES = 3.5
+_SOLVE_MATRICES = {"host": HOST_SOLVE_MATRICES, "device": DEVICE_SOLVE_MATRICES, "accelerator": 1.0}
+
+
+def sparse_gram_peak_bytes(n_items: int, nnz: int, block: int = 2048) -> float:
+  """Peak host bytes of `sparse_gram`: the float32 Gram, one block's sparse product and
+  its float64 densification ([n, block], 8 + 12 bytes an entry at worst), the copies."""
+  return 4.0 * n_items ** 2 + 20.0 * n_items * min(block, n_items) + _SPARSE_COPY_BYTES * nnz
+
+
+def ease_peak_bytes(n_items: int, nnz: int, solver: str) -> float:
+  """Estimated peak host bytes of EASE's Gram + solve, before anything is allocated.
+
+  Args:
+    n_items: catalog size I.
+    nnz: stored entries of the training matrix.
+    solver: "host" (`ease_weights_host`), "device" (`ease_weights` on a CPU
+      backend: the device is host memory) or "accelerator" (`ease_weights` on a
+      GPU/TPU: only the Gram is on the host).
+
+  Returns:
+    The larger of the Gram build's peak and the solve's, in bytes.
+  """
+  return max(sparse_gram_peak_bytes(n_items, nnz), _SOLVE_MATRICES[solver] * 4.0 * n_items ** 2)
+
+
+def check_memory(train: sp.csr_matrix, solver: str, model: str = "ease") -> None:
+  """Raises `recjax.ops.memory.InsufficientMemory` (one line) when EASE cannot fit."""
+  from recjax.ops import memory  # Local: memory is host-only and imports nothing of ours.
+  nnz, n = int(train.nnz), train.shape[1]
+  memory.check_catalog_fits(
+      model, train, lambda m: ease_peak_bytes(m, nnz, solver),
+      f"{_SOLVE_MATRICES[solver]:g} dense {n:,} x {n:,} float32 matrices at the solve's peak")
+
+
 @jax.jit
 def ease_weights(gram: jax.Array, l2: float) -> jax.Array:
   """EASE's item-item weights from a Gram matrix (jitted, any device).

@@ -16,15 +16,18 @@ much there is, and what to do.
 * ``MemAvailable`` in ``/proc/meminfo``.
 
 Sources that are absent or unlimited are skipped.  Everything here is host-side
-(stdlib only); it says nothing about accelerator memory.
+(stdlib, numpy, scipy); it says nothing about accelerator memory.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import resource
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
 
 # Values this large mean "no limit" (cgroup v1 writes 2**63 rounded to pages).
 _UNLIMITED = 1 << 60
@@ -148,6 +151,10 @@ def check_fits(needed_bytes: float, what: str, advice: str = "",
     available, source = _smallest()
   if available is None or needed_bytes <= available:
     return
+  _refuse(needed_bytes, available, source, what, advice)
+
+
+def _refuse(needed_bytes: float, available: int, source: str, what: str, advice: str):
   where = f" ({_SOURCES[source]})" if source in _SOURCES else ""
   message = (f"{what} needs about {format_bytes(needed_bytes)} of memory but only "
              f"{format_bytes(available)} is available{where}")
@@ -156,14 +163,57 @@ def check_fits(needed_bytes: float, what: str, advice: str = "",
   raise InsufficientMemory(" ".join(message.split()))
 
 
+def largest_fitting(bytes_for: Callable[[int], float], n: int, available: float) -> int:
+  """The largest m <= n with bytes_for(m) <= available (bytes_for increasing), 0 if none."""
+  lo, hi = 0, n
+  while lo < hi:
+    mid = (lo + hi + 1) // 2
+    if bytes_for(mid) <= available:
+      lo = mid
+    else:
+      hi = mid - 1
+  return lo
 
-def max_square_side(available: float, matrices: float, itemsize: int = 4,
-                    fixed: float = 0.0) -> int:
-  """The largest n with `matrices` · n² · itemsize + fixed <= available (0 if none)."""
-  room = available - fixed
-  if room <= 0 or matrices <= 0:
-    return 0
-  return int(math.isqrt(int(room / (matrices * itemsize))))
+
+def check_catalog_fits(model: str, train, bytes_for_items: Callable[[int], float],
+                       detail: str = "", available: int | None = None) -> None:
+  """Stops a model whose memory grows with the catalog (items²) before it allocates.
+
+  The message names the need and the headroom, and what to do: the
+  ``--set min_item_count=...`` that leaves about as many items as fit (from the
+  training matrix's item counts; the filter counts every user, so it keeps a
+  few more), more memory, or a model whose memory does not grow with items².
+
+  Args:
+    model: the model's name, for the message.
+    train: csr [users, items], the training matrix.
+    bytes_for_items: the estimated peak for a catalog of m items (increasing in m).
+    detail: what the estimate counts, e.g. "2 dense items x items float32 matrices".
+    available: bytes available (for tests); default `available_bytes()`.
+  """
+  n = train.shape[1]
+  needed = bytes_for_items(n)
+  source = "given"
+  if available is None:
+    available, source = _smallest()
+  if available is None or needed <= available:
+    return
+  fits = largest_fitting(bytes_for_items, n, available)
+  counts = np.sort(np.diff(sp.csc_matrix(train).indptr))[::-1]  # Users per item, descending.
+  if fits >= 1 and fits < n:
+    # Keeping items with >= counts[fits] users keeps at most the `fits` most popular ones
+    # (plus ties); one more than that count is the safe threshold.
+    threshold = int(counts[fits]) + 1
+    smaller = (f"a smaller catalog: about {fits:,} items fit, e.g. --set min_item_count="
+               f"{threshold} ({int(np.sum(counts >= threshold)):,} items have at least "
+               f"{threshold} training users)")
+  else:
+    smaller = "a smaller catalog (--set min_item_count=...)"
+  what = f"{model} on {n:,} items" + (f" ({detail})" if detail else "")
+  _refuse(needed, available, source, what,
+          f"use {smaller}; more memory; or a model whose memory does not grow with items² "
+          f"(e.g. --model=wmf or --model=mult-vae)")
+
 
 
 def pid_peak_rss_bytes(pid: int | None = None) -> int | None:

@@ -41,6 +41,10 @@ matrix P = (G + (l2+ρ)I)⁻¹ and its Cholesky factor while it is formed
 With the default ``chunk=None`` that is about 8-10 [I, I] float32 arrays in all
 (0.5 GB at I = 3.6k, 13 GB at 20k): pass a ``chunk`` for large catalogs.  The
 blocks' results are gathered into [I, I] at the end (one more transient).
+``chunk`` cannot remove the dense Gram: ADMM's precision P is a dense [I, I]
+formed from it, FISTA multiplies by it, and W is dense [I, I] anyway, so the
+floor is ~5 [I, I] on a CPU backend (`slim_peak_bytes`, checked before the
+Gram is built by the model's `prepare`).
 
 Cost: 2·I²·chunk FLOPs per iteration per block, i.e. 2·I³ per iteration; on
 ML-1M (I = 3591) 200 ADMM iterations take ~150 s on 2 shared CPU cores and
@@ -180,6 +184,45 @@ def _admm_block(gram, precision, cols, w0, l1, l2, rho, n_iters, track):
 
   (cw, _), history = jax.lax.scan(body, (cw, gamma), None, length=n_iters)
   return cw, history
+
+
+# Dense items x items float32 matrices alive at the solve's peak on a CPU backend
+# (measured; see WORKSPACE "Memory checks"): the host Gram and its device copy, the
+# Cholesky factor and precision (ADMM) or |G| (FISTA), the blocks' results and their
+# gathered [I, I] copy; plus the per-block [I, chunk] arrays, ~3.5 (ADMM) or 4 (FISTA)
+# [I, I]'s worth when chunk = I.
+_SOLVE_MATRICES = {"admm": 5.5, "fista": 5.0}
+_BLOCK_MATRICES = {"admm": 3.5, "fista": 4.0}
+
+
+def slim_peak_bytes(n_items: int, nnz: int, method: str = "admm", chunk: int | None = None,
+                    accelerator: bool = False) -> float:
+  """Estimated peak host bytes of SLIM's Gram + solve (`slim_weights`), before allocating.
+
+  The Gram must exist: ADMM needs the dense precision P = (G + (l2 + ρ)I)⁻¹ and
+  FISTA products with G, and W itself is a dense [I, I]; `chunk` bounds only the
+  per-block [I, chunk] arrays.  On an accelerator only the Gram build is on the host.
+  """
+  from recjax.ops import ease as ease_ops  # Local: ease imports nothing of slim.
+  build = ease_ops.sparse_gram_peak_bytes(n_items, nnz)
+  if accelerator:
+    return build
+  c = n_items if chunk is None else max(1, min(int(chunk), n_items))
+  dense = 4.0 * n_items ** 2
+  solve = _SOLVE_MATRICES[method] * dense + _BLOCK_MATRICES[method] * 4.0 * n_items * c
+  return max(build, solve)
+
+
+def check_memory(train, method: str = "admm", chunk: int | None = None,
+                 accelerator: bool = False) -> None:
+  """Raises `recjax.ops.memory.InsufficientMemory` (one line) when SLIM cannot fit."""
+  from recjax.ops import memory
+  nnz, n = int(train.nnz), train.shape[1]
+  memory.check_catalog_fits(
+      "slim", train, lambda m: slim_peak_bytes(m, nnz, method, chunk, accelerator),
+      f"about {slim_peak_bytes(n, nnz, method, chunk, accelerator) / (4.0 * n * n):.1f} dense "
+      f"{n:,} x {n:,} float32 matrices: Gram, {'precision, ' if method == 'admm' else ''}weights"
+      + ("" if chunk else "; --set item_chunk=... bounds the per-block part"))
 
 
 @functools.partial(jax.jit, static_argnames=("n_iters", "method", "chunk", "return_history"))
