@@ -44,9 +44,13 @@ def make(config: Config) -> Model:
     # Before the Gram exists: a catalog too large stops here with one line, not minutes
     # later in a numpy ArrayMemoryError.  Same solver choice as block_step.
     on_cpu = jax.default_backend() == "cpu"
-    host = config.solver == "host" or (
-        config.solver == "auto" and on_cpu and train.shape[1] > config.host_above_items)
-    ease_ops.check_memory(train, "host" if host else "device" if on_cpu else "accelerator")
+
+    def solver(n):
+      host = config.solver == "host" or (
+          config.solver == "auto" and on_cpu and n > config.host_above_items)
+      return "host" if host else "device" if on_cpu else "accelerator"
+
+    ease_ops.check_memory(train, solver)
     return {"gram": ease_ops.sparse_gram(train)}
 
   def block_step(params, factors, aux: dict, key):

@@ -87,13 +87,21 @@ def ease_peak_bytes(n_items: int, nnz: int, solver: str) -> float:
   return max(sparse_gram_peak_bytes(n_items, nnz), _SOLVE_MATRICES[solver] * 4.0 * n_items ** 2)
 
 
-def check_memory(train: sp.csr_matrix, solver: str, model: str = "ease") -> None:
-  """Raises `recjax.ops.memory.InsufficientMemory` (one line) when EASE cannot fit."""
+def check_memory(train: sp.csr_matrix, solver, model: str = "ease") -> None:
+  """Raises `recjax.ops.memory.InsufficientMemory` (one line) when EASE cannot fit.
+
+  Args:
+    train: csr [users, items].
+    solver: a name for `ease_peak_bytes`, or `n_items -> name` (the "auto" choice
+      depends on the catalog, and the message sizes the catalog that would fit).
+  """
   from recjax.ops import memory  # Local: memory is host-only and imports nothing of ours.
+  solver_for = solver if callable(solver) else (lambda m: solver)
   nnz, n = int(train.nnz), train.shape[1]
   memory.check_catalog_fits(
-      model, train, lambda m: ease_peak_bytes(m, nnz, solver),
-      f"{_SOLVE_MATRICES[solver]:g} dense {n:,} x {n:,} float32 matrices at the solve's peak")
+      model, train, lambda m: ease_peak_bytes(m, nnz, solver_for(m)),
+      f"{_SOLVE_MATRICES[solver_for(n)]:g} dense {n:,} x {n:,} float32 matrices at the solve's "
+      f"peak")
 
 
 @jax.jit

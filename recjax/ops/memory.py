@@ -163,16 +163,19 @@ def _refuse(needed_bytes: float, available: int, source: str, what: str, advice:
   raise InsufficientMemory(" ".join(message.split()))
 
 
-def largest_fitting(bytes_for: Callable[[int], float], n: int, available: float) -> int:
-  """The largest m <= n with bytes_for(m) <= available (bytes_for increasing), 0 if none."""
-  lo, hi = 0, n
-  while lo < hi:
-    mid = (lo + hi + 1) // 2
-    if bytes_for(mid) <= available:
-      lo = mid
-    else:
-      hi = mid - 1
-  return lo
+def _fitting_min_count(counts: np.ndarray, bytes_for_items: Callable[[int], float],
+                       available: float) -> tuple[int | None, int]:
+  """The smallest min count t > 1 whose kept items (counts >= t) fit, and how many it keeps.
+
+  Tried count by count (not by bisection: a solver chosen by catalog size makes
+  the estimate jump).  (None, 0) when no threshold leaves a catalog that fits.
+  """
+  values = np.unique(counts[counts > 0])
+  kept = len(counts) - np.searchsorted(np.sort(counts), values, side="left")
+  for t, k in zip(values, kept):
+    if t > 1 and k >= 1 and bytes_for_items(int(k)) <= available:
+      return int(t), int(k)
+  return None, 0
 
 
 def check_catalog_fits(model: str, train, bytes_for_items: Callable[[int], float],
@@ -198,15 +201,11 @@ def check_catalog_fits(model: str, train, bytes_for_items: Callable[[int], float
     available, source = _smallest()
   if available is None or needed <= available:
     return
-  fits = largest_fitting(bytes_for_items, n, available)
-  counts = np.sort(np.diff(sp.csc_matrix(train).indptr))[::-1]  # Users per item, descending.
-  if fits >= 1 and fits < n:
-    # Keeping items with >= counts[fits] users keeps at most the `fits` most popular ones
-    # (plus ties); one more than that count is the safe threshold.
-    threshold = int(counts[fits]) + 1
-    smaller = (f"a smaller catalog: about {fits:,} items fit, e.g. --set min_item_count="
-               f"{threshold} ({int(np.sum(counts >= threshold)):,} items have at least "
-               f"{threshold} training users)")
+  counts = np.diff(sp.csc_matrix(train).indptr)  # Training users per item.
+  threshold, kept = _fitting_min_count(counts, bytes_for_items, available)
+  if threshold is not None:
+    smaller = (f"a smaller catalog, e.g. --set min_item_count={threshold} (in training "
+               f"{kept:,} items have at least {threshold} users, and that many fit)")
   else:
     smaller = "a smaller catalog (--set min_item_count=...)"
   what = f"{model} on {n:,} items" + (f" ({detail})" if detail else "")
