@@ -208,13 +208,13 @@ def test_wmf_score_with_log_confidence_matches_dense_solve():
 
 @pytest.mark.parametrize("mod", [wmf, cmf])
 def test_confidence_fields_are_checked(mod):
-  with pytest.raises(ValueError, match=r"confidence must be one of \('constant', 'linear', 'log'\)"):
+  with pytest.raises(ValueError, match=r"confidence must be one of \(?'constant', 'linear', 'log'"):
     mod.make(mod.Config(confidence="sqrt"))
   with pytest.raises(ValueError, match="alpha must be finite and > 0"):
     mod.make(mod.Config(confidence="linear", alpha=0.0))
   with pytest.raises(ValueError, match="epsilon must be finite and > 0"):
     mod.make(mod.Config(confidence="log", epsilon=-1.0))
-  with pytest.raises(ValueError, match="alpha must be finite and > 0"):
+  with pytest.raises(ValueError, match="alpha must be (a )?finite"):  # The Config refuses NaN.
     mod.make(mod.Config(confidence="log", alpha=float("nan")))
   mod.make(mod.Config(confidence="constant", alpha=-1.0))  # α, ε unused by "constant".
 

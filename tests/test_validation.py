@@ -85,7 +85,7 @@ RANGE_CASES = [
     ("wmf", "factors", 0), ("wmf", "factors", -5), ("wmf", "a", 0.0), ("wmf", "b", -1.0),
     ("wmf", "reg", -0.01), ("wmf", "solver", "lu"), ("wmf", "confidence", "sqrt"),
     ("wmf", "cg_steps", 0), ("wmf", "init_scale", 0.0), ("wmf", "bucket_growth", 1.0),
-    ("wmf", "alpha", 0.0), ("wmf", "epsilon", -1.0), ("wmf", "fold_in_chunk", 0),
+    ("wmf", "fold_in_chunk", 0),
     ("wmf", "max_bytes_per_call", 0), ("wmf", "a", float("inf")),
     ("cmf", "reg_z", -1.0), ("cmf", "content_scale", "tfidf"), ("cmf", "content_weight", -1.0),
     ("mf-logcount", "reg", -1.0), ("mf-logcount", "factors", 0),
@@ -152,6 +152,10 @@ def test_accepted_values():
   assert math.isinf(registry.model_config("crae", {"precision": math.inf}).precision)
   assert registry.model_config("mult-vae", {"dropout": 0.0, "anneal_cap": 0.0}).dropout == 0.0
   assert registry.model_config("mult-vae", {"hidden_dims": ()}).hidden_dims == ()
+  # α, ε matter only to the confidences that use them: the model (still before any data) checks.
+  assert registry.model_config("wmf", {"alpha": -1.0}).alpha == -1.0
+  with pytest.raises(ValueError, match="alpha must be finite and > 0"):
+    registry.get_model("wmf", {"confidence": "linear", "alpha": 0.0})
 
 
 def test_sequence_configs():

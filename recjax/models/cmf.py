@@ -57,8 +57,7 @@ class Config:
     check_config(self, "cmf", at_least={"factors": 1, "b": 0.0, "reg_u": 0.0, "reg_v": 0.0,
                                        "reg_z": 0.0, "content_weight": 0.0, "cg_steps": 1,
                                        "max_bytes_per_call": 1},
-                 above={"a": 0.0, "init_scale": 0.0, "bucket_growth": 1.0, "alpha": 0.0,
-                        "epsilon": 0.0},
+                 above={"a": 0.0, "init_scale": 0.0, "bucket_growth": 1.0},  # α, ε: make() (per confidence).
                  choices={"solver": als.SOLVERS, "confidence": als.CONFIDENCES,
                           "content_scale": ("max", "binary", "counts")})
 

@@ -48,8 +48,7 @@ class Config:
   def __post_init__(self):
     check_config(self, "wmf", at_least={"factors": 1, "b": 0.0, "reg": 0.0, "cg_steps": 1,
                                        "max_bytes_per_call": 1, "fold_in_chunk": 1},
-                 above={"a": 0.0, "init_scale": 0.0, "bucket_growth": 1.0, "alpha": 0.0,
-                        "epsilon": 0.0},
+                 above={"a": 0.0, "init_scale": 0.0, "bucket_growth": 1.0},  # α, ε: make() (per confidence).
                  choices={"solver": als.SOLVERS, "confidence": als.CONFIDENCES})
 
 
