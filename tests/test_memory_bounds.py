@@ -104,20 +104,21 @@ def test_catalog_check_suggests_a_min_count_that_fits():
     memory.check_catalog_fits("ease", train, bytes_for, available=available)
   text = str(info.value)
   threshold = int(text.split("--set min_item_count=")[1].split()[0])
-  kept = int(np.sum(np.diff(train.tocsc().indptr) >= threshold))
-  assert bytes_for(kept) <= available  # Following the advice fits ...
-  assert bytes_for(int(np.sum(np.diff(train.tocsc().indptr) >= threshold - 1))) > available  # ... minimally.
+  counts = np.diff(train.tocsc().indptr)
+  assert bytes_for(int(np.sum(counts >= threshold))) <= available  # Following the advice fits,
+  assert bytes_for(int(np.sum(counts >= threshold - 1))) > available  # and keeps the most items.
   assert "needs about" in text and "1.2 GB is available" in text and "--model=wmf" in text
 
 
 def test_estimates_count_the_dense_matrices():
   n, nnz = 30_000, 1_000_000
   dense = 4.0 * n * n
-  assert ease_ops.ease_peak_bytes(n, nnz, "host") == pytest.approx(2 * dense)
+  assert ease_ops.ease_peak_bytes(n, nnz, "host") == pytest.approx(2.15 * dense)
   assert ease_ops.ease_peak_bytes(n, nnz, "device") == pytest.approx(3.5 * dense)
   # A chunk bounds SLIM's per-block arrays, never the Gram / precision / weights.
   assert slim_ops.slim_peak_bytes(n, nnz, "admm", 1000) > 5 * dense
-  assert slim_ops.slim_peak_bytes(n, nnz, "admm", None) > slim_ops.slim_peak_bytes(n, nnz, "admm", 1000)
+  assert (slim_ops.slim_peak_bytes(n, nnz, "admm", None)
+          > slim_ops.slim_peak_bytes(n, nnz, "admm", 1000))
   # On an accelerator only the Gram build is on the host.
   assert slim_ops.slim_peak_bytes(n, nnz, accelerator=True) < 1.5 * dense
 
@@ -175,13 +176,14 @@ def test_closed_form_model_too_large_stops_with_one_line(tmp_path, model, extra)
 
 
 def test_bounded_dispatch_reports_every_batch_in_order():
-  seen = []
-  dispatch = inflight.BoundedDispatch(4, lambda done, total: seen.append((done, total)))
-  for i in range(4):
-    dispatch.submitted(jax.numpy.asarray(i) + 1)
-    assert len(seen) == max(0, i)  # One batch may run ahead, no more.
-  dispatch.drain()
-  assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+  for depth in (0, 1, 2):
+    seen = []
+    dispatch = inflight.BoundedDispatch(4, lambda done, total: seen.append((done, total)), depth)
+    for i in range(4):
+      dispatch.submitted(jax.numpy.asarray(i) + 1)
+      assert len(seen) == max(0, i + 1 - depth)  # `depth` batches may run ahead, no more.
+    dispatch.drain()
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
 
 _EVAL_PEAK = textwrap.dedent("""
@@ -192,9 +194,9 @@ _EVAL_PEAK = textwrap.dedent("""
     n_users, n_items = int(sys.argv[1]), 30_000
     rng = np.random.default_rng(0)
     def rows(per):
-      m = sp.csr_matrix((np.ones(n_users * per, np.float32),
-                         (np.repeat(np.arange(n_users), per), rng.integers(0, n_items, n_users * per))),
-                        shape=(n_users, n_items))
+      rows = np.repeat(np.arange(n_users), per)
+      cols = rng.integers(0, n_items, n_users * per)
+      m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
       m.sum_duplicates()
       return m
     eval_set = EvalSet(fold_in=rows(20), held_out=rows(5), users=np.arange(n_users))
@@ -220,7 +222,8 @@ def test_evaluation_memory_does_not_grow_with_users():
 
   Before the bound every batch's dense inputs queued behind async dispatch: the
   old loop peaked at 657 MB and 1,303 MB here (3.9 GB for 40k users x 40k
-  items); the bounded one at 628 MB and 639 MB.
+  items); the bounded one at 524 MB and 551 MB (628 and 639 MB with one batch
+  dispatched ahead, the accelerators' default).
   """
   small, large = _eval_peak(3_000), _eval_peak(12_000)
   batch_bytes = 500 * 30_000 * 5  # One batch's float32 fold-in + bool held-out rows.

@@ -10,7 +10,7 @@ once.  Sums stay on device across batches; one `jax.device_get` at the end.
 
 Memory is bounded by the batch size, not by the number of users: each batch's
 dense [batch_size, n_items] inputs are built from the sparse rows only when it
-is due, and at most one batch runs ahead of the one computing
+is due, and at most one batch (none on CPU) runs ahead of the one computing
 (`recjax.eval.inflight`), so async dispatch cannot queue the whole evaluation.
 """
 
@@ -145,7 +145,8 @@ def evaluate_ranking(
       candidates, and users left without any are skipped.  None ranks all.
     on_batch: optional `(done, total) -> None` progress callback, called after
       each batch has finished computing.  With or without it, at most one
-      batch is dispatched ahead of the one computing, so peak memory is a few
+      batch (none on CPU) is dispatched ahead of the one computing, so peak
+      memory is a few
       [batch_size, n_items] batches plus the sparse inputs.
 
   Returns:
@@ -199,7 +200,7 @@ def evaluate_ranking(
   totals = {m: np.zeros((), np.float32) for m in metrics}
   totals["users"] = np.zeros((), np.int32)
   totals = jax.tree.map(put_scalar, totals)
-  # Host inputs (float32 fold-in + bool held-out) of the live batches, and one batch's
+  # Inputs (float32 fold-in + bool held-out) on the host and the device, and one batch's
   # scores and masked scores (float32 each) on the device.
   inflight.check_batch_memory(batch_size, n_items, inflight.LIVE_BATCHES * 5 + 8, "ranking")
   n_batches = -(-len(rows) // batch_size)
@@ -219,8 +220,8 @@ def evaluate_ranking(
         candidates,
         totals,
     )
-    # Waits for the previous batch: without it async dispatch queues every batch's dense
-    # inputs and memory grows with the number of users, not with batch_size.
+    # Waits (for the previous batch; on CPU for this one): without it async dispatch queues
+    # every batch's dense inputs and memory grows with the number of users.
     dispatch.submitted(totals)
   dispatch.drain()
 

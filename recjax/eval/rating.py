@@ -4,9 +4,9 @@ Each scored row's training ratings go into the model (``score_fn``), the
 predictions are clipped to the training rating range (AutoRec clips its
 predictions to [1, 5]) and compared with the row's held-out ratings.  One
 jitted function per batch does the scoring and the masked error sums; sums stay
-on device across batches and are fetched once.  At most one batch is dispatched
-ahead of the one computing (`recjax.eval.inflight`), so memory is a few dense
-batches whatever the number of rows.
+on device across batches and are fetched once.  At most one batch (none on
+CPU) is dispatched ahead of the one computing (`recjax.eval.inflight`), so
+memory is a few dense batches whatever the number of rows.
 
 Metric names (lower-case):
 

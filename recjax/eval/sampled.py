@@ -24,7 +24,7 @@ How the model is called (the score function's `inputs`):
 The choice is made once per (score function, shapes) and cached with the
 jitted batch step; everything per batch (scoring, ranks, metric sums) runs in
 one jitted function and sums stay on device until one `device_get`.  At most
-one batch is dispatched ahead of the one computing (`recjax.eval.inflight`),
+one batch (none on CPU) is dispatched ahead of the one computing (`recjax.eval.inflight`),
 so memory is a few [batch_size, n_items] batches whatever the number of users.
 """
 
@@ -191,7 +191,7 @@ def evaluate_sampled(
   totals = {m: np.zeros((), np.float32) for m in metrics}
   totals["users"] = np.zeros((), np.int32)
   totals = jax.tree.map(put_scalar, totals)
-  # Host rows (float32) of the live batches and one batch's [B, I] scores of a rows-only model.
+  # Rows (float32) on the host and the device and one batch's [B, I] scores of a rows-only model.
   inflight.check_batch_memory(batch_size, fold_in.shape[1], inflight.LIVE_BATCHES * 4 + 4,
                               "sampled")
   dispatch = inflight.BoundedDispatch(-(-n // batch_size), on_batch)

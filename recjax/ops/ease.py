@@ -55,12 +55,13 @@ def sparse_gram(matrix: sp.csr_matrix, block: int = 2048, dtype=np.float32) -> n
 # Bytes per stored entry of the three float64 copies `sparse_gram` makes (csr, its
 # transpose, csc: 8-byte value + 4-byte index each).
 _SPARSE_COPY_BYTES = 3 * 12
-# Dense items x items float32 matrices alive at the solve's peak (measured on CPU, see
-# WORKSPACE "Memory checks"): the host solver holds the Gram
-# (inverted in place) plus about one more for the block inverse's temporaries above
-# LAPACK_MAX_ROWS or for the copy `device_put` hands to jax; the jitted solver holds
-# the host Gram, its device copy and XLA's Cholesky and inverse buffers.
-HOST_SOLVE_MATRICES = 2.0
+# Dense items x items float32 matrices alive at the peak (measured on CPU, see
+# WORKSPACE "Memory checks"): the host solver holds the Gram (inverted in place)
+# plus about one more for the block inverse's temporaries above LAPACK_MAX_ROWS or
+# for the copy `device_put` hands to jax, and a run adds ~0.15 for what follows the
+# solve (evaluation batches, the checkpoint's host copy of a slice); the jitted
+# solver holds the host Gram, its device copy and XLA's Cholesky and inverse buffers.
+HOST_SOLVE_MATRICES = 2.15
 DEVICE_SOLVE_MATRICES = 3.5
 _SOLVE_MATRICES = {"host": HOST_SOLVE_MATRICES, "device": DEVICE_SOLVE_MATRICES, "accelerator": 1.0}
 

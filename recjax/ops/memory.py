@@ -1,4 +1,4 @@
-"""Memory checks before large allocations: how much there is, and one clear line when it is not enough.
+"""Memory checks before large allocations: what there is, and one clear line when it is too little.
 
 A closed-form model (EASE, SLIM) needs a few dense items x items matrices, so its
 memory is known from the catalog size before anything is allocated.  Rather than
