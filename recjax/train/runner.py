@@ -379,7 +379,8 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
   if not (isinstance(epochs, int) and epochs >= 1):
     raise ValueError(f"train: epochs must be an integer >= 1, got {epochs!r}")
   eval_kind = PROTOCOL_OF_EVAL_SET.get(type(split.validation).__name__)
-  if eval_kind is not None:  # Before any work: not after the first epoch.
+  if eval_kind is not None and (split.validation.n_users or split.test.n_users):
+    # Before any work, not after the first epoch (no evaluated user: the metrics are unused).
     items = getattr(split.validation, "items", None)
     check_metrics(config, eval_kind, n_candidates=(
         int(items.shape[1]) if eval_kind == "sampled" and getattr(items, "ndim", 0) == 2 else None),
