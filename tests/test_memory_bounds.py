@@ -103,7 +103,8 @@ def test_catalog_check_suggests_a_min_count_that_fits():
   with pytest.raises(memory.InsufficientMemory) as info:
     memory.check_catalog_fits("ease", train, bytes_for, available=available)
   text = str(info.value)
-  threshold = int(text.split("--set min_item_count=")[1].split()[0])
+  threshold = int(text.split("at least ")[1].split()[0])  # Training users; the flag is scaled.
+  assert f"--set min_item_count={int(np.ceil(1.25 * threshold))} " in text
   counts = np.diff(train.tocsc().indptr)
   assert bytes_for(int(np.sum(counts >= threshold))) <= available  # Following the advice fits,
   assert bytes_for(int(np.sum(counts >= threshold - 1))) > available  # and keeps the most items.
