@@ -9,7 +9,6 @@ user sees when the input is wrong: a non-zero exit, no Python traceback, and one
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -22,13 +21,18 @@ def run_cli(args: list[str], *, module: str = "experiments.main", timeout: float
             cwd: Path | str | None = None) -> subprocess.CompletedProcess:
   """Runs ``python -m module *args``; a hang fails the test (TimeoutExpired), never CI."""
   run_env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
+  command = [sys.executable, "-m", module, *args]
+  if memory_limit_bytes is not None:
+    # A fresh interpreter sets the limit and execs the binary (no preexec_fn: forking this
+    # multithreaded jax process to run Python before exec could deadlock).
+    command = [sys.executable, "-c", _LIMITED_EXEC, str(int(memory_limit_bytes)), *command]
+  return subprocess.run(command, cwd=cwd or REPO, env=run_env, capture_output=True, text=True,
+                        timeout=timeout)
 
-  def limit():
-    if memory_limit_bytes is not None:
-      resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
 
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or REPO, env=run_env,
-                        capture_output=True, text=True, timeout=timeout, preexec_fn=limit)
+_LIMITED_EXEC = (
+    "import os, resource, sys; n = int(sys.argv[1]); "
+    "resource.setrlimit(resource.RLIMIT_AS, (n, n)); os.execv(sys.argv[2], sys.argv[2:])")
 
 
 def assert_clear_error(proc: subprocess.CompletedProcess, *needles: str) -> str:

@@ -250,7 +250,7 @@ def test_workdir_in_a_read_only_folder(tmp_path, data):
   else:
     ro.chmod(0o555)
     proc = run_cli(args)
-  assert_clear_error(proc, str(ro / "wd"), "permission denied", "--workdir")
+  assert_clear_error(proc, str(ro / "wd"), "permission denied")
 
 
 @pytest.mark.parametrize("where", ["file", "below-a-file"])

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
+from recjax.ops import memory
 from recjax.ops import ranking as ranking_ops
 from recjax.train import sharding as shd
 from recjax.train.artifact import TrainedModel
@@ -495,6 +496,11 @@ def unit_item_vectors(tm: TrainedModel) -> jax.Array:
     item_vectors = tm.model.item_vectors
     fn = _UNIT_VECTORS[item_vectors] = jax.jit(
         lambda p, f: _normalized(item_vectors(p, f).astype(jnp.float32)))
+  shape = jax.eval_shape(fn, tm.params, tm.factors).shape
+  # The vectors and their unit copy (EASE/SLIM: two more dense items x items arrays).
+  memory.check_fits(2 * 4 * float(np.prod(shape)),
+                    f"similar items of {tm.model.name} ({shape[0]:,} x {shape[1]:,} item vectors)",
+                    "more memory, or a model with low-dimensional item vectors (e.g. wmf)")
   return fn(tm.params, tm.factors)
 
 

@@ -42,7 +42,7 @@ from recjax.train import sharding as shd
 from recjax.train.checkpoint import Checkpointer
 from recjax.train.progress import Heartbeat, ProgressBar
 from recjax.train.state import TrainState
-from recjax.train.writer import MetricWriter, write_json
+from recjax.train.writer import MetricWriter, ensure_writable_dir, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,6 +323,14 @@ def _previous_epochs(workdir: Path, model_name: str, epochs: int) -> int:
   return epochs
 
 
+def _scorable(eval_set) -> bool:
+  """Whether evaluating `eval_set` scores anyone: users, and (ranking) a held-out item."""
+  held_out = getattr(eval_set, "held_out", None)
+  if isinstance(held_out, sp.spmatrix) or hasattr(held_out, "nnz"):
+    return eval_set.n_users > 0 and held_out.nnz > 0
+  return eval_set.n_users > 0
+
+
 def split_ids(split) -> tuple[np.ndarray, np.ndarray]:
   """Dataset-dense index of each training row and each column of ``split.train``.
 
@@ -386,7 +394,7 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
         int(items.shape[1]) if eval_kind == "sampled" and getattr(items, "ndim", 0) == 2 else None),
         n_items=int(split.train.shape[1]))
   check_devices(config.n_devices)
-  workdir.mkdir(parents=True, exist_ok=True)
+  ensure_writable_dir(workdir)
   if config.select_metric is None:
     config = dataclasses.replace(config, select_metric=config.metrics[-1])
   elif config.select_metric not in config.metrics:
@@ -414,10 +422,12 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
           "test_users": int(split.test.n_users), **(run_info or {})}
   check_workdir(workdir, info, epochs, overwrite, log)
   write_json(workdir / "config.json", info)
-  evaluated = split.validation.n_users > 0
+  evaluated = _scorable(split.validation)
   if not evaluated:
-    log("no validation users: nothing to select on, the last epoch is kept"
-        + ("" if split.test.n_users else " and there is no evaluation (training on every user)"))
+    why = (f"none of the {split.validation.n_users} validation users has a held-out item to "
+           f"score" if split.validation.n_users else "no validation users")
+    log(f"{why}: nothing to select on, the last epoch is kept"
+        + ("" if _scorable(split.test) else " and there is no evaluation (training on every user)"))
 
   key = jax.random.PRNGKey(config.seed)
   # Models that train on side information (a `batches` hook) size their networks from it.
@@ -431,7 +441,7 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
     state = state.replace(best_params=_copy(state.params))
 
   writer = MetricWriter(workdir)
-  ckpt = Checkpointer(workdir, config.keep_checkpoints) if config.checkpoint else None
+  ckpt = Checkpointer(workdir, config.keep_checkpoints, log=log) if config.checkpoint else None
   if ckpt is not None and ckpt.latest_epoch() is not None:
     try:
       state = ckpt.restore(state, rep)
