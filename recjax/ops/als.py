@@ -74,9 +74,10 @@ here goes through `_cholesky_solve`, which on CPU factors one system per LAPACK
 call under `lax.map` (`_cholesky_solve_each`): no compiled program contains a
 batched LAPACK call (`tests/test_als_devices.py` checks the compiled HLO of
 every entry point, and runs every ALS model on 1, 2, 4 and 8 CPU devices under
-a timeout).  It costs little: per-matrix calls were 0.5x-2x the batched
-kernel's time on the 2-core CPU (slower for K <= 32, faster for K >= 64).  On
-GPU/TPU the systems are factored in one batched call (`platform_dependent`).
+a timeout).  The cost (gowalla, 2 cores): the same time per iteration at
+K = 64, 18% more at K = 200, and ~0.065 s more compilation per chunk shape
+(WORKSPACE.md, "Multi-device ALS").  On GPU/TPU the systems are factored in one
+batched call (`platform_dependent`).
 
 Sharding: with a 1-D mesh (axis "data"), the rows of each chunk are split over
 the devices (the chunk is padded to a multiple of the device count), Y and the
@@ -231,12 +232,28 @@ def _cholesky_solve_batched(A: jax.Array, rhs: jax.Array) -> jax.Array:
   return jax.scipy.linalg.cho_solve((chol, True), rhs[..., None])[..., 0]
 
 
+# Independent single-system LAPACK calls per `lax.map` step of `_cholesky_solve_each`: XLA
+# may run them side by side on its threads (2-core CPU, K = 64..200: 1.5-2.5x faster than 1).
+SYSTEMS_PER_STEP = 4
+
+
 def _cholesky_solve_each(A: jax.Array, rhs: jax.Array) -> jax.Array:
   """One system per LAPACK call, under `lax.map`: jaxlib never sees a batch (see the guard)."""
   k = A.shape[-1]
-  out = jax.lax.map(lambda ab: _cholesky_solve_batched(*ab),
-                    (A.reshape(-1, k, k), rhs.reshape(-1, k)))
-  return out.reshape(rhs.shape)
+  A, b = A.reshape(-1, k, k), rhs.reshape(-1, k)
+  n = A.shape[0]
+  per = min(SYSTEMS_PER_STEP, n)
+  pad = -n % per
+  if pad:  # Identity systems fill the last step.
+    A = jnp.concatenate([A, jnp.broadcast_to(jnp.eye(k, dtype=A.dtype), (pad, k, k))])
+    b = jnp.concatenate([b, jnp.zeros((pad, k), b.dtype)])
+
+  def step(ab):
+    a, r = ab
+    return jnp.stack([_cholesky_solve_batched(a[i], r[i]) for i in range(per)])
+
+  out = jax.lax.map(step, (A.reshape(-1, per, k, k), b.reshape(-1, per, k)))
+  return out.reshape(-1, k)[:n].reshape(rhs.shape)
 
 
 def _cholesky_solve(A: jax.Array, rhs: jax.Array) -> jax.Array:
