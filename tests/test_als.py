@@ -238,8 +238,8 @@ def test_compile_count_bounded_by_bucket_shapes():
 
 
 def test_each_jitted_chunk_factors_one_system_per_lapack_call():
-  """The deadlock guard's structural half: one factorization site per compiled chunk, and
-  no LAPACK call with a batch dimension (tests/test_als_devices.py checks whole runs)."""
+  """The deadlock guard's structural half: one lax.map of single-system factorizations per
+  compiled chunk, no LAPACK call with a batch dimension (tests/test_als_devices.py: whole runs)."""
   k, r, length, n = 8, 64, 5, 50
   x, y = np.zeros((r, k), np.float32), _factors(n, k, 32)
   rows, cols = np.arange(r), np.zeros((r, length), np.int32)
@@ -247,7 +247,8 @@ def test_each_jitted_chunk_factors_one_system_per_lapack_call():
   gram = np.eye(k, dtype=np.float32)
   potrf = re.compile(r'custom_call_target="[^"]*potrf')
   batch_dims = re.compile(r'custom_call_target="lapack_\w+"[^\n]*?num_batch_dims="(\d+)"')
-  for solver, expected in (("cholesky", 1), ("cg", 0)):
+  # The exact solver: one lax.map over the systems, SYSTEMS_PER_STEP single-matrix calls a step.
+  for solver, expected in (("cholesky", als.SYSTEMS_PER_STEP), ("cg", 0)):
     for prior in (None, x):
       for block_rows in (r, 8):  # One block, and 8 blocks under lax.map.
         for conf in (1.0, 2.0 * vals):  # The scalar a, and per-entry confidences ("linear"/"log").
@@ -261,7 +262,7 @@ def test_each_jitted_chunk_factors_one_system_per_lapack_call():
                                                        np.ndim(conf))
           assert set(batch_dims.findall(hlo)) <= {"0"}, (solver, block_rows)
   hlo = als._weighted_lambda_chunk.lower(x, y, rows, cols, vals, mask, 1.0).compile().as_text()
-  assert len(potrf.findall(hlo)) == 1
+  assert len(potrf.findall(hlo)) == als.SYSTEMS_PER_STEP
   assert set(batch_dims.findall(hlo)) == {"0"}
 
 
