@@ -119,4 +119,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from experiments import errors
+  errors.run(main)  # Failures: one "error:" line (experiments/errors.py).

@@ -104,4 +104,5 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  from experiments import errors
+  errors.run(main)  # Failures: one "error:" line (experiments/errors.py).

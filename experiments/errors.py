@@ -1,9 +1,10 @@
 """What the experiment binaries print when they fail: one ``error: ...`` line, no traceback.
 
-`main.py` and `recommend.py` run their work inside `one_line_errors`: a bad
-flag or config value, a missing or malformed file, a path that cannot be read
-or written, or too little memory ends the process with one line on stderr that
-names the path (or setting) and the problem, and a non-zero exit code (2 for
+Every binary runs its work inside `one_line_errors` (through `run`; `main.py`
+and `recommend.py` call it directly): a bad flag or config value, a missing or
+malformed file, a path that cannot be read or written, or too little memory
+ends the process with one line on stderr that names the path (or setting) and
+the problem, and a non-zero exit code (2 for
 bad input, 1 for the environment: permissions, disk, memory).  ``--verbosity``
 re-raises instead, for the traceback.  KeyboardInterrupt and SystemExit pass
 through untouched (the runner's SIGTERM handling stays as it is).
@@ -137,3 +138,20 @@ def parse_flags(argv: list[str]) -> list[str]:
     return flags.FLAGS(argv)
   except flags.Error as e:
     fail(f"{e} (--helpshort lists the flags)")
+
+
+PATH_FLAGS = ("workdir", "dataset", "data_dir", "cache_dir", "config", "out")
+
+
+def run(main) -> None:
+  """`app.run(main)` for an experiment binary, with its failures as one ``error:`` line.
+
+  Bad flags fail in `parse_flags`; what `main` raises goes through `one_line_errors`,
+  which names the binary's path flags (those of `PATH_FLAGS` it defines).
+  """
+  def wrapped(argv):
+    paths = {name: flags.FLAGS[name].value for name in PATH_FLAGS if name in flags.FLAGS}
+    with one_line_errors(paths, flags.FLAGS["verbosity"].present):
+      return main(argv)
+
+  app.run(wrapped, flags_parser=parse_flags)

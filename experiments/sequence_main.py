@@ -206,15 +206,6 @@ def _figure(workdirs, out):
 
 
 def main(argv):
-  from experiments import errors
-  # A bad value, a missing or malformed file, an unwritable workdir: one `error:` line, as in
-  # experiments.main (--verbosity shows the traceback).
-  with errors.one_line_errors({"workdir": FLAGS.workdir, "dataset": FLAGS.dataset,
-                               "data_dir": FLAGS.data_dir}, FLAGS["verbosity"].present):
-    _main(argv)
-
-
-def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not FLAGS.workdir:
@@ -262,4 +253,4 @@ def _main(argv):
 
 if __name__ == "__main__":
   from experiments import errors
-  app.run(main, flags_parser=errors.parse_flags)  # A bad flag: one "error:" line, exit 2.
+  errors.run(main)  # Failures: one "error:" line (experiments/errors.py).
