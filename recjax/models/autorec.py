@@ -69,10 +69,6 @@ def _optimizer(name: str, learning_rate: float, momentum: float) -> optax.Gradie
 
 
 def make(config: Config) -> Model:
-  if config.hidden < 1:
-    raise ValueError(f"autorec: hidden must be >= 1, got {config.hidden}")
-  if config.l2 < 0:
-    raise ValueError(f"autorec: l2 must be >= 0, got {config.l2}")
   rae.activation(config.hidden_activation)
   rae.activation(config.output_activation)
   optimizer = _optimizer(config.optimizer, config.learning_rate, config.momentum)

@@ -70,14 +70,6 @@ def weighted_square_loss(x, out, click_weight: float):
 
 
 def make(config: Config) -> Model:
-  if not 0.0 <= config.dropout < 1.0:
-    raise ValueError(f"cdae: dropout must be in [0, 1), got {config.dropout}")
-  if config.click_weight <= 0 or config.weight_decay < 0:
-    raise ValueError(f"cdae: click_weight must be > 0 and weight_decay >= 0, got "
-                     f"{config.click_weight}, {config.weight_decay}")
-  if config.fold_in_steps < 0:
-    raise ValueError(f"cdae: fold_in_steps must be >= 0, got {config.fold_in_steps}")
-
   def net_of(params):
     n_users, hidden = params["params"]["users"].shape
     n_items = params["params"]["decoder"]["bias"].shape[0]

@@ -80,8 +80,6 @@ def scale_content(content: sp.csr_matrix, how: str) -> sp.csr_matrix:
 
 
 def make(config: Config) -> Model:
-  if config.solver not in als.SOLVERS:
-    raise ValueError(f"cmf: solver must be one of {als.SOLVERS}, got {config.solver!r}")
   als.check_confidence(config.confidence, config.alpha, config.epsilon, who="cmf")
   conf = dict(confidence=config.confidence, alpha=config.alpha, epsilon=config.epsilon)
 

@@ -206,33 +206,6 @@ def item_vectors(factors) -> jax.Array:
   return jnp.where(factors["rated"][:, None], factors["V"], factors["gamma"])
 
 
-def _validate(config: Config):
-  if config.noise not in NOISES:
-    raise ValueError(f"crae: noise must be one of {NOISES}, got {config.noise!r}")
-  if not 0.0 <= config.noise_rate < 1.0:
-    raise ValueError(f"crae: noise_rate must be in [0, 1), got {config.noise_rate}")
-  if config.candidate not in crae_nn.CANDIDATES:
-    raise ValueError(f"crae: candidate must be one of {crae_nn.CANDIDATES}, "
-                     f"got {config.candidate!r}")
-  if config.pooling not in crae_nn.POOLINGS:
-    raise ValueError(f"crae: pooling must be one of {crae_nn.POOLINGS}, got {config.pooling!r}")
-  if config.pool_a <= 0 or config.pool_b <= 0:
-    raise ValueError(f"crae: pool_a and pool_b must be > 0, got {config.pool_a}, {config.pool_b}")
-  if config.precision <= 0:
-    raise ValueError(f"crae: precision (λ_s) must be > 0, got {config.precision}")
-  if config.solver not in als.SOLVERS:
-    raise ValueError(f"crae: solver must be one of {als.SOLVERS}, got {config.solver!r}")
-  if not 0.0 <= config.hidden_content_fraction < 1.0:
-    raise ValueError(f"crae: hidden_content_fraction must be in [0, 1), "
-                     f"got {config.hidden_content_fraction}")
-  if config.pretrain_epochs < 0:
-    raise ValueError(f"crae: pretrain_epochs must be >= 0, got {config.pretrain_epochs}")
-  if config.length_multiple < 1:
-    raise ValueError(f"crae: length_multiple must be >= 1, got {config.length_multiple}")
-  if config.bucket_window < 1:
-    raise ValueError(f"crae: bucket_window must be >= 1, got {config.bucket_window}")
-
-
 def check_titles(config: Config, item_titles, n_items: int) -> np.ndarray:
   """`item_titles` as int32 [n_items, L]: ids in [0, S], then -1 padding; else ValueError."""
   t = np.asarray(item_titles)
@@ -341,7 +314,6 @@ def _gamma_fn(net: crae_nn.CRAENet):
 
 
 def make(config: Config) -> Model:
-  _validate(config)
   k = config.factors
   net = network(config)
   gamma_fn = _gamma_fn(net)

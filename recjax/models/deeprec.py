@@ -72,12 +72,6 @@ def _optimizer(name: str, learning_rate: float, momentum: float) -> optax.Gradie
 
 def make(config: Config) -> Model:
   hidden = tuple(int(h) for h in config.hidden)
-  if not hidden or min(hidden) < 1:
-    raise ValueError(f"deeprec: hidden must be non-empty positive sizes, got {config.hidden}")
-  if not 0.0 <= config.dropout < 1.0:
-    raise ValueError(f"deeprec: dropout must be in [0, 1), got {config.dropout}")
-  if config.refeed_steps < 0:
-    raise ValueError(f"deeprec: refeed_steps must be >= 0, got {config.refeed_steps}")
   rae.activation(config.activation)
   rae.activation(config.output_activation)
   optimizer = _optimizer(config.optimizer, config.learning_rate, config.momentum)

@@ -30,11 +30,6 @@ class Config:
 
 
 def make(config: Config) -> Model:
-  if config.solver not in ("auto", "device", "host"):
-    raise ValueError(f"ease: solver must be 'auto', 'device' or 'host', got {config.solver!r}")
-  if config.l2 <= 0:
-    raise ValueError(f"ease: l2 must be > 0, got {config.l2}")
-
   def init(key, train: sp.csr_matrix):
     del key
     n = train.shape[1]

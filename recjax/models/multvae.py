@@ -112,31 +112,13 @@ def _kernel_sq_norm(params) -> jax.Array:
 
 
 def _validate(name: str, config) -> None:
-  if config.likelihood not in likelihoods.LIKELIHOODS:
-    raise ValueError(f"{name}: likelihood must be one of {likelihoods.LIKELIHOODS}, "
-                     f"got {config.likelihood!r}")
-  if not 0.0 <= config.dropout < 1.0:
-    raise ValueError(f"{name}: dropout must be in [0, 1), got {config.dropout}")
-  if config.latent_dim < 1 or any(d < 1 for d in config.hidden_dims):
-    raise ValueError(f"{name}: layer widths must be >= 1, got hidden_dims={config.hidden_dims}, "
-                     f"latent_dim={config.latent_dim}")
-  if config.weight_decay < 0:
-    raise ValueError(f"{name}: weight_decay must be >= 0, got {config.weight_decay}")
-  if config.sampled_softmax < 0:
-    raise ValueError(f"{name}: sampled_softmax must be >= 0, got {config.sampled_softmax}")
+  """The rules across fields (each field alone is checked by the Config)."""
   if config.sampled_softmax and not config.sparse_input:
     raise ValueError(f"{name}: sampled_softmax needs sparse_input=True (it reads each "
                      "user's item list)")
   if config.sampled_softmax and config.likelihood != "multinomial":
     raise ValueError(f"{name}: sampled_softmax applies to the multinomial likelihood only, "
                      f"got likelihood={config.likelihood!r}")
-  if config.sampler not in SAMPLERS:
-    raise ValueError(f"{name}: sampler must be one of {SAMPLERS}, got {config.sampler!r}")
-  if config.compute_dtype not in autoencoders.COMPUTE_DTYPES:
-    raise ValueError(f"{name}: compute_dtype must be one of {autoencoders.COMPUTE_DTYPES}, "
-                     f"got {config.compute_dtype!r}")
-  if getattr(config, "eps_std", 1.0) < 0:
-    raise ValueError(f"{name}: eps_std must be >= 0, got {config.eps_std}")
 
 
 def _make(name: str, config, variational: bool) -> Model:

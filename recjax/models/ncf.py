@@ -166,10 +166,6 @@ def make(config: Config, kind: str = "neumf") -> Model:
   """Builds GMF, MLP or NeuMF ("gmf" / "mlp" / "neumf") as a recjax Model."""
   if kind not in ("gmf", "mlp", "neumf"):
     raise ValueError(f"ncf: kind must be 'gmf', 'mlp' or 'neumf', got {kind!r}")
-  if config.optimizer not in OPTIMIZERS:
-    raise ValueError(f"ncf: optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
-  if config.negatives < 1:
-    raise ValueError(f"ncf: negatives must be >= 1, got {config.negatives}")
   if kind != "neumf" and (config.gmf_workdir or config.mlp_workdir):
     raise ValueError(f"ncf-{kind}: gmf_workdir / mlp_workdir apply to ncf-neumf only")
   layers = tuple(int(w) for w in config.mlp_layers)

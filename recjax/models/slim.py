@@ -32,13 +32,6 @@ class Config:
 
 
 def make(config: Config) -> Model:
-  if config.method not in ("admm", "fista"):
-    raise ValueError(f"slim: method must be 'admm' or 'fista', got {config.method!r}")
-  if config.l1 < 0 or config.l2 < 0:
-    raise ValueError(f"slim: l1 and l2 must be >= 0, got {config.l1}, {config.l2}")
-  if config.n_iters < 1:
-    raise ValueError(f"slim: n_iters must be >= 1, got {config.n_iters}")
-
   def init(key, train: sp.csr_matrix):
     del key
     n = train.shape[1]

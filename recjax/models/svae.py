@@ -84,20 +84,6 @@ class Config:
                  above={"learning_rate": 0.0})
 
 
-def _validate(config: Config) -> None:
-  for field in ("embed_dim", "rnn_dim", "hidden_dim", "latent_dim", "next_k", "max_length"):
-    value = getattr(config, field)
-    if not isinstance(value, (int, np.integer)) or value < 1:
-      raise ValueError(f"svae: {field} must be an integer >= 1, got {value!r}")
-  if config.max_length < 2:
-    raise ValueError(f"svae: max_length must be >= 2 (a step needs a next item), "
-                     f"got {config.max_length}")
-  if not config.learning_rate > 0:
-    raise ValueError(f"svae: learning_rate must be > 0, got {config.learning_rate}")
-  if config.weight_decay < 0:
-    raise ValueError(f"svae: weight_decay must be >= 0, got {config.weight_decay}")
-
-
 def training_sequences(train: sp.csr_matrix, max_length: int
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Left-aligned time-ordered sequences of the training rows.
@@ -198,7 +184,6 @@ def fold_in_sequences(rows: jax.Array, max_length: int) -> tuple[jax.Array, jax.
 
 def make(config: Config) -> Model:
   """SVAE (see the module docstring)."""
-  _validate(config)
 
   def network(n_items: int) -> SVAENet:
     return SVAENet(n_items=n_items, embed_dim=config.embed_dim, rnn_dim=config.rnn_dim,

@@ -53,8 +53,6 @@ class Config:
 
 
 def make(config: Config) -> Model:
-  if config.solver not in ("cholesky", "cg"):
-    raise ValueError(f"wmf: solver must be 'cholesky' or 'cg', got {config.solver!r}")
   als.check_confidence(config.confidence, config.alpha, config.epsilon, who="wmf")
   if config.confidence == "constant" and config.a < config.b:
     raise ValueError(f"wmf: a (clicks) must be >= b (non-clicks), got a={config.a}, b={config.b}")
