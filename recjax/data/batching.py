@@ -9,7 +9,7 @@ row-wise solvers such as ALS.  numpy only.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, NamedTuple, Sequence
+from typing import Any, Iterator, NamedTuple, Protocol, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -213,9 +213,13 @@ def longest_row(matrix: sp.spmatrix) -> int:
   return int(np.diff(m.indptr).max()) if m.shape[0] else 0
 
 
-def length_grouped_order(matrix: sp.spmatrix, batch_size: int, seed: int, epoch: int, *,
-                         group_batches: int = 16, pad_to_multiple_of: int = 1) -> np.ndarray:
+def length_grouped_order(lengths: sp.spmatrix | np.ndarray | Sequence[int], batch_size: int,
+                         seed: int, epoch: int, *, group_batches: int = 16,
+                         pad_to_multiple_of: int = 1) -> np.ndarray:
   """A random row order whose consecutive batches hold rows of similar length.
+
+  `lengths` is the length of every row (of a padded list, a sequence, a
+  content row), or a sparse matrix whose rows' non-zero counts are taken.
 
   The rows are shuffled by (seed, epoch) as in `shuffled_order`, cut into
   groups of ``group_batches`` batches, each group sorted by row length and cut
@@ -229,11 +233,12 @@ def length_grouped_order(matrix: sp.spmatrix, batch_size: int, seed: int, epoch:
     int64 [n_rows], for `padded_row_batches`' ``order`` with the same
     ``batch_size`` and ``pad_to_multiple_of``.
   """
-  m = _canonical(matrix)
-  lengths = np.diff(m.indptr)
+  if sp.issparse(lengths):
+    lengths = np.diff(_canonical(lengths).indptr)
+  lengths = np.asarray(lengths, np.int64)
   b = _round_up(batch_size, pad_to_multiple_of)
   rng = np.random.default_rng([seed, epoch])
-  order = rng.permutation(m.shape[0])
+  order = rng.permutation(len(lengths))
   span = b * max(int(group_batches), 1)
   batches = []
   for start in range(0, len(order), span):
@@ -304,3 +309,91 @@ def padded_row_batches(matrix: sp.spmatrix, batch_size: int, *,
     index = np.full(b, -1, np.int64)
     index[:len(idx)] = idx
     yield PaddedRowBatch(items=items, values=values, mask=mask, index=index)
+
+
+# ---------------------------------------------------------------------------
+# Batch sources: what a model names as the stream its loss trains on.
+# ---------------------------------------------------------------------------
+
+
+class BatchSource(Protocol):
+  """The training batches of one epoch, as a model names them (`Model.batch_source`).
+
+  ``epoch(train, aux, batch_size, epoch, seed)`` returns ``(n_batches,
+  iterator)``: the iterator yields ``n_batches`` dicts of host arrays of one
+  leading size B = `batch_size` (split over the devices), each with ``mask``
+  [B] bool (False on padding rows) plus whatever the model's loss reads.
+  ``train`` is the training matrix, ``aux`` what the model's ``prepare``
+  returned (None without one); the order is a function of (seed, epoch) alone,
+  so a resumed run sees the batches an uninterrupted one saw.
+  """
+
+  def epoch(self, train: sp.csr_matrix, aux: Any, batch_size: int, epoch: int,
+            seed: int) -> tuple[int, Iterator[dict]]:
+    ...
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseRows:
+  """The training rows as dense [B, n_items] blocks, shuffled each epoch.
+
+  Yields {"rows": float32 [B, I], "mask": bool [B], "index": int32 [B]} (index:
+  the training row, -1 on padding).  The autoencoders' default.
+  """
+
+  def epoch(self, train, aux, batch_size, epoch, seed):
+    del aux
+    order = shuffled_order(train.shape[0], seed, epoch)
+    return n_batches(train.shape[0], batch_size), (
+        {**rb._asdict(), "index": rb.index.astype(np.int32)}
+        for rb in dense_row_batches(train, batch_size, order=order))
+
+
+@dataclasses.dataclass(frozen=True)
+class PaddedRows:
+  """The training rows as padded item lists [B, L], each batch as wide as a power of two of its longest row.
+
+  Yields {"items": int32 [B, L], "values": float32 [B, L], "mask": bool [B],
+  "index": int32 [B]}.  The same loss as dense rows at O(nnz) memory (Mult-VAE's
+  gather-sum first layer).  With `group_by_length` a batch holds rows of
+  similar length (`length_grouped_order`): less padding, but batches are no
+  longer uniformly random.
+  """
+
+  group_by_length: bool = False
+
+  def epoch(self, train, aux, batch_size, epoch, seed):
+    del aux
+    if self.group_by_length:
+      order = length_grouped_order(train, batch_size, seed, epoch)
+    else:
+      order = shuffled_order(train.shape[0], seed, epoch)
+    return n_batches(train.shape[0], batch_size), (
+        {**rb._asdict(), "index": rb.index.astype(np.int32)}
+        for rb in padded_row_batches(train, batch_size, order=order, bucket_lengths=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class ContentRows:
+  """Items' content rows (``aux[key]``, items x words csr) as padded word lists, shuffled each epoch.
+
+  Yields {"words": int32 [B, L], "values": float32 [B, L], "index": int32 [B]
+  (item id, -1 on padding), "mask": bool [B]}, L the longest content row, so
+  every batch of the run has one shape.  The hybrids' networks train on these.
+  """
+
+  key: str = "content"
+
+  def epoch(self, train, aux, batch_size, epoch, seed):
+    del train
+    content = aux[self.key]
+    order = shuffled_order(content.shape[0], seed, epoch)
+    return n_batches(content.shape[0], batch_size), content_batches(content, batch_size, order)
+
+
+def content_batches(content: sp.spmatrix, batch_size: int,
+                    order: np.ndarray | None = None) -> Iterator[dict]:
+  """Content rows as `ContentRows` yields them, in `order` (default: item order)."""
+  for rb in padded_row_batches(content, batch_size, order=order):
+    yield {"words": rb.items, "values": rb.values, "index": rb.index.astype(np.int32),
+           "mask": rb.mask}

@@ -5,10 +5,10 @@ A model is a bundle of pure functions over explicit state (see DESIGN.md):
 * ``init(key, train) -> (params, factors)``: ``params`` is the pytree optax
   trains (may be empty ``{}``); ``factors`` holds closed-form state (EASE's
   item-item weights, ALS's U/V, popularity counts) that never passes through
-  optax.  A model with ``batches`` is called ``init(key, train, **side)``
-  (its ``side_keys``): its network is sized by the side information.
+  optax.  A model with ``side_keys`` is called ``init(key, train, **side)``:
+  its network may be sized by the side information.
 * ``prepare(train, **side) -> aux``: host-side, once per run (whenever it is
-  set): whatever the block step or ``batches`` needs from the training matrix
+  set): whatever the block step or the batch source needs from the training matrix
   (a Gram matrix, bucketed rows, scaled item content).
   ``side`` carries the side information the model names in ``side_keys``
   (e.g. ``item_content``: items x words, rows aligned with the split's item
@@ -17,19 +17,28 @@ A model is a bundle of pure functions over explicit state (see DESIGN.md):
   per epoch.  It is called by the runner *outside* ``jit``: a closed-form step
   may need host staging (EASE's in-place LAPACK inverse on CPU), so the model
   composes it from jitted kernels in ``recjax.ops``.  Optional.
-* ``loss(params, factors, batch, key) -> (loss, aux_metrics)``: differentiable
-  in ``params``; ``batch`` is a dict with ``rows`` [B, I] float32, ``mask`` [B]
-  bool and ``index`` [B] int32 (training row ids, -1 for padding), plus
-  ``step`` (optax updates so far).  The runner jits the optax step around it.
-  Optional.
-* ``batches(aux, batch_size, epoch, seed) -> (n_batches, iterator)``: for
-  models whose network trains on something other than the training user rows
-  (hybrids train theirs on item content).  The iterator yields ``n_batches``
-  dicts of host arrays, each with ``mask`` [batch_size] bool plus whatever the
-  loss reads (e.g. ``content`` [B, W], ``index`` [B] int32 item ids); every
-  array's leading axis is the batch (it is split over devices), and the
-  runner adds ``step``.  When set, the runner iterates these instead of the
-  user rows.  Optional; needs ``loss``.
+* ``loss(params, factors, batch, key, phase) -> (loss, aux_metrics)``:
+  differentiable in ``params``; ``batch`` is one dict of the model's
+  ``batch_source`` (default `batching.DenseRows`: ``rows`` [B, I] float32,
+  ``mask`` [B] bool, ``index`` [B] int32 training row ids, -1 on padding);
+  ``phase`` says where the run stands: ``phase["step"]`` (int32, optax updates
+  made so far), ``phase["epoch"]`` (int32, 1-based) and the values of the
+  model's ``phase(epoch)``, all scalars traced by ``jit`` (one compiled step for
+  every epoch).  The runner jits the optax step around it.  Optional.
+* ``batch_source``: a `recjax.data.batching.BatchSource`: what the loss trains
+  on each epoch (dense user rows, padded item lists, item content, user
+  sequences), built host-side from the training matrix and ``prepare``'s
+  output; never examples with a schedule copied into them.
+* ``phase(epoch) -> dict[str, float | int]``: optional, host-side: the small
+  per-epoch values of the model's training schedule (a pretraining stage, a KL
+  weight, a prior weight); the same keys every epoch, ints become int32 and
+  floats float32 scalars in the loss's ``phase``.
+* ``update(params, opt_state, factors, batch, key, phase) -> (params, opt_state,
+  sums, n)``: optional: the model's own optimization step, for state a plain
+  ``value_and_grad`` + optax step cannot carry (the collaborative RNN's
+  per-user rows); ``sums`` are the batch's metric sums (``"loss"`` and any
+  other, each weighted by its examples) and ``n`` their count.  Default:
+  `gradient_update` of ``loss`` and ``optimizer``.
 * ``score(params, factors, inputs) -> scores``: pure and jittable; ``inputs``
   are dense fold-in rows [B, I]; returns [B, I] scores (higher is better).
   Users that training never saw are folded in here.
@@ -78,10 +87,13 @@ import types
 import typing
 from typing import Any, Callable, Iterable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import scipy.sparse as sp
 
+from recjax.data import batching
 from recjax.ops import als
 
 Params = Any
@@ -101,8 +113,10 @@ class Model:
   loss: Callable[..., tuple[Any, dict]] | None = None
   optimizer: optax.GradientTransformation | None = None
   train_defaults: dict = dataclasses.field(default_factory=dict)
-  side_keys: tuple[str, ...] = ()  # Side information `prepare` needs, e.g. ("item_content",).
-  batches: Callable[[Any, int, int, int], tuple[int, Any]] | None = None  # Own training batches.
+  side_keys: tuple[str, ...] = ()  # Side information `init`/`prepare` need, e.g. ("item_content",).
+  batch_source: batching.BatchSource = batching.DenseRows()  # What the loss trains on.
+  phase: Callable[[int], dict] | None = None  # epoch -> the schedule's scalars for the loss.
+  update: Callable[..., tuple] | None = None  # Own step; default gradient_update(loss, optimizer).
   score_padded: Callable[..., Any] | None = None  # score from padded item lists (serving).
   serving_factors: Callable[[Params, Factors], Factors] | None = None  # Derived once at load.
   item_vectors: Callable[[Params, Factors], Any] | None = None  # [n_items, d] for similar items.
@@ -115,8 +129,30 @@ class Model:
       raise ValueError(f"model {self.name!r} has neither a block step nor a loss")
     if self.loss is not None and self.optimizer is None:
       raise ValueError(f"model {self.name!r} has a loss but no optimizer")
-    if self.batches is not None and self.loss is None:
-      raise ValueError(f"model {self.name!r} has training batches but no loss")
+    if self.update is not None and self.loss is None:
+      raise ValueError(f"model {self.name!r} has its own update step but no loss")
+
+
+def gradient_update(loss: Callable[..., tuple[Any, dict]], optimizer: optax.GradientTransformation):
+  """The default optimization step: ``value_and_grad`` of `loss`, then one optax update.
+
+  Returns ``update(params, opt_state, factors, batch, key, phase) -> (params,
+  opt_state, sums, n)`` (not jitted: the runner jits it and donates the
+  parameters and optimizer state; a benchmark may jit it without donation).
+  ``sums`` holds the loss and every aux metric times the batch's real rows
+  ``n`` (rows whose ``mask`` is True), so an epoch's mean is sum / count.
+  """
+
+  def update(params, opt_state, factors, batch, key, phase):
+    (value, aux), grads = jax.value_and_grad(loss, has_aux=True)(
+        params, factors, batch, key, phase)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    n = jnp.sum(batch["mask"].astype(jnp.float32))
+    sums = {"loss": value * n, **{k: v * n for k, v in aux.items()}}
+    return params, opt_state, sums, n
+
+  return update
 
 
 def als_serving(*, a: float, b: float, reg: float,

@@ -35,7 +35,7 @@ import scipy.sparse as sp
 from recjax.data import batching
 from recjax.eval import evaluate as evaluate_protocol
 from recjax.eval import rating as rating_eval
-from recjax.models.base import Model, check_config
+from recjax.models.base import Model, check_config, gradient_update
 from recjax.ops import ranking as ranking_ops
 from recjax.train import artifact
 from recjax.train import sharding as shd
@@ -191,18 +191,15 @@ def _block_key(rng, epoch: int):
   return jax.random.fold_in(jax.random.fold_in(rng, 0x7FFFFFFF), epoch)
 
 
-def _make_train_step(model: Model):
-  optimizer = model.optimizer
+def make_train_step(model: Model, donate: bool = True):
+  """The jitted optimization step of `model`: its own ``update`` or `gradient_update`.
 
-  def train_step(params, opt_state, factors, batch, key):
-    (loss, aux), grads = jax.value_and_grad(model.loss, has_aux=True)(params, factors, batch, key)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    n = jnp.sum(batch["mask"].astype(jnp.float32))
-    sums = {"loss": loss * n, **{k: v * n for k, v in aux.items()}}
-    return params, opt_state, sums, n
-
-  return jax.jit(train_step, donate_argnums=(0, 1))
+  ``step(params, opt_state, factors, batch, key, phase) -> (params, opt_state,
+  sums, n)``; with `donate` the parameters and optimizer state are donated (the
+  runner); benchmarks pass ``donate=False`` to call it repeatedly on one state.
+  """
+  update = model.update or gradient_update(model.loss, model.optimizer)
+  return jax.jit(update, donate_argnums=(0, 1) if donate else ())
 
 
 def _score_fn(model: Model):
@@ -431,7 +428,7 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
 
   key = jax.random.PRNGKey(config.seed)
   # Models that train on side information (a `batches` hook) size their networks from it.
-  init_side = {k: side[k] for k in model.side_keys} if model.batches is not None else {}
+  init_side = {k: side[k] for k in model.side_keys}
   params, factors = model.init(jax.random.fold_in(key, 0), train, **init_side)
   opt_state = model.optimizer.init(params) if model.loss is not None else {}
   params, opt_state, factors = (_replicate(t, rep) for t in (params, opt_state, factors))
@@ -481,12 +478,11 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
       t0 = time.perf_counter()
       aux_data = model.prepare(train, **{k: side[k] for k in model.side_keys})
       log(f"prepared host-side data in {time.perf_counter() - t0:.1f}s")
-    train_step = _make_train_step(model) if model.loss is not None else None
+    train_step = make_train_step(model) if model.loss is not None else None
     batch_size = shd.round_up_to_devices(config.batch_size, mesh)
     n_batches = batching.n_batches(train.shape[0], batch_size)
     if model.schedule_report is not None and train_step is not None:
-      planned_batches = (model.batches(aux_data, batch_size, 1, config.seed)[0]
-                         if model.batches is not None else n_batches)
+      planned_batches = model.batch_source.epoch(train, aux_data, batch_size, 1, config.seed)[0]
       report = model.schedule_report(epochs * planned_batches, False)
       if report:
         log(report)
@@ -510,30 +506,20 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
         log(f"first block step done in {record['block_seconds']:.1f}s")
         first_block = False
     if train_step is not None:
-      if model.batches is not None:  # The model's own batches (e.g. item content), not user rows.
-        epoch_batches, source = model.batches(aux_data, batch_size, epoch, config.seed)
-      else:
-        padded = model.train_defaults.get("batch_format") == "padded"  # Item lists instead of dense rows.
-        if padded and config.group_by_length:
-          order = batching.length_grouped_order(train, batch_size, config.seed, epoch)
-        else:
-          order = batching.shuffled_order(train.shape[0], config.seed, epoch)
-        # Padded batches are as wide as a power of two of their own longest row (the same loss
-        # as padding to the longest row of the matrix; a few compiled shapes).
-        row_batches = (functools.partial(batching.padded_row_batches, bucket_lengths=True)
-                       if padded else batching.dense_row_batches)
-        epoch_batches = n_batches
-        source = ({**rb._asdict(), "index": rb.index.astype(np.int32)}
-                  for rb in row_batches(train, batch_size, order=order))
+      epoch_batches, source = model.batch_source.epoch(train, aux_data, batch_size, epoch,
+                                                       config.seed)
+      phase = {"epoch": jnp.int32(epoch),
+               **{k: jnp.asarray(v, jnp.int32 if isinstance(v, (int, np.integer)) else jnp.float32)
+                  for k, v in (model.phase(epoch) if model.phase is not None else {}).items()}}
       bar = ProgressBar(epoch_batches, f"epoch {epoch}", enabled=config.progress)
       sums, count = None, jnp.zeros(())
       for batch in source:
         batch = jax.device_put(batch, batch_sh)
-        batch["step"] = step  # optax updates so far (a replicated int32 scalar), e.g. for KL annealing.
+        phase["step"] = step  # optax updates so far (a replicated int32 scalar), e.g. for KL annealing.
         key_t = jax.random.fold_in(state.rng, step)
         if first_step:
           t_compile = time.perf_counter()
-        params, opt_state, s, n = train_step(params, opt_state, factors, batch, key_t)
+        params, opt_state, s, n = train_step(params, opt_state, factors, batch, key_t, phase)
         if first_step:  # jit traces and compiles inside the first call.
           log(f"compiled the training step in {time.perf_counter() - t_compile:.1f}s "
               f"(epoch {epoch}, first batch)")
