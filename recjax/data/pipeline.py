@@ -18,12 +18,16 @@ item space) is listed once, one line each, in `info["conversions"]`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
 
 from recjax.data import preprocess, splits
+from recjax.data.loo import loo_split
+from recjax.data.psplits import random_p_split
+from recjax.data.ratings import item_rating_split, user_rating_split
+from recjax.data.temporal import strong_temporal_ordered_split, strong_temporal_split
 from recjax.data.types import GIVEN_SPLIT, Dataset, Interactions
 
 AUTO = "auto"
@@ -132,26 +136,21 @@ def resolve(config: DataConfig, dataset: Dataset) -> DataConfig:
   return dataclasses.replace(config, protocol=protocol, **values)
 
 
-# Further protocols, each in its own module: name -> "module:function" with
-# function(dataset, config, info) -> split, where `config` is already resolved
-# and `info` (a dict) is filled with the counts worth logging.  The split has
-# `train` (csr), `validation` and `test` (eval sets with `n_users`, evaluated by
-# the protocol `recjax.eval.EVALUATORS` names for their class), `items`.
-PROTOCOLS: dict[str, str] = {
-    "loo-sampled": "recjax.data.loo:loo_split",
-    "ratings": "recjax.data.ratings:user_rating_split",
-    "ratings-items": "recjax.data.ratings:item_rating_split",
-    "strong-temporal": "recjax.data.temporal:strong_temporal_split",
-    "strong-temporal-ordered": "recjax.data.temporal:strong_temporal_ordered_split",
+# Further protocols, each in its own module: name -> function(dataset, config,
+# info) -> split, where `config` is already resolved and `info` (a dict) is
+# filled with the counts worth logging.  The split has `train` (csr),
+# `validation` and `test` (eval sets with `n_users`, evaluated by the protocol
+# `recjax.eval.EVALUATORS` maps their class to), `items`.  A new protocol is one
+# line here (and its function imported above).
+PROTOCOLS: dict[str, Callable[..., Any]] = {
+    "loo-sampled": loo_split,
+    "ratings": user_rating_split,
+    "ratings-items": item_rating_split,
+    "strong-temporal": strong_temporal_split,
+    "strong-temporal-ordered": strong_temporal_ordered_split,
     # P random training items per user, the rest test (CTR/CDL/CVAE/CRAE), seeded by split_seed.
-    **{f"random-P{p}": "recjax.data.psplits:random_p_split" for p in range(1, 11)},
+    **{f"random-P{p}": random_p_split for p in range(1, 11)},
 }
-
-
-def _protocol_fn(name: str):
-  import importlib  # pylint: disable=import-outside-toplevel
-  module, fn = PROTOCOLS[name].split(":")
-  return getattr(importlib.import_module(module), fn)
 
 
 # ---------------------------------------------------------------------------
@@ -227,7 +226,7 @@ def ranking_split(dataset: Dataset, config: DataConfig) -> tuple[splits.RankingS
                                   "events": inter.n_events}}
   with preprocess.recording() as conversions:
     if config.protocol in PROTOCOLS:
-      split = _protocol_fn(config.protocol)(dataset, config, info)
+      split = PROTOCOLS[config.protocol](dataset, config, info)
       split = _after_protocol(dataset, config, split, conversions)
       _check_evaluable(dataset, config, split)
       info.setdefault("summary", f"protocol {config.protocol}: {split.train.shape[0]} train "

@@ -4,28 +4,34 @@ Each protocol is a function
 ``(score_fn, state, eval_set, *, metrics, batch_size, item_chunk, sharding, on_batch) -> dict``
 returning lower-case metric names (plus ``"users"``, the rows counted).  A new
 protocol (say, ratings scored by RMSE) adds its eval-set class and one line to
-`EVALUATORS`: the class name -> "module:function", imported on first use.
+`EVALUATORS`: the class -> its protocol function.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable
 
-EVALUATORS: dict[str, str] = {
-    "SampledEvalSet": "recjax.eval.sampled:evaluate_sampled",
-    "EvalSet": "recjax.eval.ranking:evaluate_ranking",
-    "RatingEvalSet": "recjax.eval.rating:evaluate_rating",
+from recjax.data.loo import SampledEvalSet
+from recjax.data.ratings import RatingEvalSet
+from recjax.data.splits import EvalSet
+from recjax.eval.ranking import evaluate_ranking
+from recjax.eval.rating import evaluate_rating
+from recjax.eval.sampled import evaluate_sampled
+
+EVALUATORS: dict[type, Callable[..., dict]] = {
+    SampledEvalSet: evaluate_sampled,
+    EvalSet: evaluate_ranking,
+    RatingEvalSet: evaluate_rating,
 }
 
 
 def evaluator(eval_set: Any) -> Callable[..., dict]:
-  """The protocol function for `eval_set`, by its class name."""
-  name = type(eval_set).__name__
-  if name not in EVALUATORS:
-    raise TypeError(f"no evaluation protocol for {name}; known: {sorted(EVALUATORS)}")
-  module, fn = EVALUATORS[name].split(":")
-  return getattr(importlib.import_module(module), fn)
+  """The protocol function for `eval_set`, by its class."""
+  cls = type(eval_set)
+  if cls not in EVALUATORS:
+    known = sorted(c.__name__ for c in EVALUATORS)
+    raise TypeError(f"no evaluation protocol for {cls.__name__}; known: {known}")
+  return EVALUATORS[cls]
 
 
 def evaluate(score_fn, state, eval_set, **kwargs) -> dict:
