@@ -72,7 +72,7 @@ def main(argv):
   from recjax.data import content, pipeline  # pylint: disable=import-outside-toplevel
   from recjax.data.registry import load_dataset  # pylint: disable=import-outside-toplevel
   from recjax.eval.ranking import evaluate_ranking  # pylint: disable=import-outside-toplevel
-  from recjax.train.runner import cold_items  # pylint: disable=import-outside-toplevel
+  from recjax.eval.cold_start import cold_items  # pylint: disable=import-outside-toplevel
 
   t0 = time.perf_counter()
   try:

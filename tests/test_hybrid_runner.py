@@ -160,7 +160,7 @@ def test_cold_start_report_ranks_only_unseen_items(tmp_path):
   train, held = sp.csr_matrix(train), sp.csr_matrix(test_rows)
   train.eliminate_zeros()
   split = splits.weak_generalization_split(train, held)
-  from recjax.train.runner import cold_items
+  from recjax.eval.cold_start import cold_items
   cold = cold_items(split)
   np.testing.assert_array_equal(cold, np.asarray(train.getnnz(axis=0)) == 0)
   assert cold[:10].all()

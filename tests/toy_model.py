@@ -33,7 +33,8 @@ def make(config: Config = Config()) -> Model:
   def logits(params, x):
     return jnp.tanh(x @ params["enc"]) @ params["dec"] + params["bias"][None, :]
 
-  def loss(params, factors, batch, key):
+  def loss(params, factors, batch, key, phase):
+    del phase
     x = batch["rows"]
     keep = jax.random.bernoulli(key, 1 - config.dropout, x.shape)
     h = logits(params, jnp.where(keep, x, 0.0) / (1 - config.dropout))

@@ -253,3 +253,14 @@ def load(path: str | Path, n_devices: int | None = None) -> TrainedModel:
                       train=train, popularity=popularity,
                       item_index={str(i): c for c, i in enumerate(ids["items"])},
                       user_index={str(u): r for r, u in enumerate(ids["users"])})
+
+
+def split_ids(split) -> tuple[np.ndarray, np.ndarray]:
+  """Dataset-dense index of each training row and each column of ``split.train``.
+
+  Rows are users and columns items, except for a RatingSplit oriented by items
+  (I-AutoRec), whose rows are items and columns users.
+  """
+  if hasattr(split, "train_users"):
+    return np.asarray(split.train_users), np.asarray(split.items)
+  return np.asarray(split.row_ids), np.asarray(split.column_ids)

@@ -38,3 +38,17 @@ def round_up_to_devices(batch_size: int, mesh: Mesh) -> int:
   """The smallest multiple of the mesh size that is >= batch_size."""
   n = mesh.devices.size
   return -(-batch_size // n) * n
+
+
+def replicate(tree, sharding: NamedSharding):
+  """Places every array of `tree` replicated with `sharding` (shape-only leaves pass through).
+
+  ``may_alias``: an array already on the right devices keeps its buffer and only
+  gains the mesh sharding (so jitted steps see one input type from the first
+  call on), instead of a transient copy -- 6.7 GB for EASE's 41k x 41k weights.
+  """
+  def put(x):
+    if isinstance(x, jax.ShapeDtypeStruct):
+      return x
+    return jax.device_put(x, sharding, may_alias=True)
+  return jax.tree.map(put, tree)

@@ -22,7 +22,7 @@ class TrainState:
   params: Any
   opt_state: Any
   factors: Any
-  rng: jax.Array  # raw uint32 key; step keys are fold_in(rng, step).
+  rng: jax.Array  # rng_loop, a raw uint32 key; step keys are fold_in(rng, step).
   best_params: Any
   best_factors: Any
   epoch: int = flax.struct.field(pytree_node=False, default=0)  # epochs completed.
@@ -32,10 +32,13 @@ class TrainState:
   best_is_current: bool = flax.struct.field(pytree_node=False, default=True)
 
   @classmethod
-  def create(cls, params, opt_state, factors, seed: int) -> "TrainState":
+  def create(cls, params, opt_state, factors, seed: int | None = None,
+             rng: jax.Array | None = None) -> "TrainState":
+    """A state at step 0 whose loop key is `rng` (the runner's rng_loop), or PRNGKey(seed)."""
+    if rng is None:
+      rng = jax.random.PRNGKey(seed)
     return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
-               factors=factors, rng=jax.random.PRNGKey(seed), best_params=params,
-               best_factors=factors)
+               factors=factors, rng=rng, best_params=params, best_factors=factors)
 
   def step_key(self) -> jax.Array:
     return jax.random.fold_in(self.rng, self.step)

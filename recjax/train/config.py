@@ -1,0 +1,134 @@
+"""How the runner trains and evaluates (`TrainConfig`) and the checks made before any work.
+
+Every field of `TrainConfig` can be set from the command line (``--set
+epochs=10``); `check_metrics` and `check_devices` refuse a run whose metrics
+do not fit its evaluation protocol, or which asks for more devices than exist,
+before any data is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+
+from recjax.eval import rating as rating_eval
+from recjax.models.base import check_config
+from recjax.ops import ranking as ranking_ops
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """How the runner trains and evaluates; every field can be set from the command line."""
+
+  epochs: int | None = None  # Epochs to run; None takes the model's default (1 for closed-form models).
+  batch_size: int = 500  # Examples of the model's batch source (users, items, sequences) per optax step (rounded up to a multiple of the devices).
+  eval_batch_size: int = 500  # Users per evaluation batch.
+  metrics: tuple[str, ...] = ("recall@20", "recall@50", "ndcg@100")  # Reported metrics.
+  select_metric: str | None = None  # Validation metric that picks the best epoch; None: the last of `metrics`.
+  patience: int = 0  # Stop after this many evaluations without improvement; 0 never stops early.
+  eval_every: int = 1  # Evaluate on validation users every this many epochs (and at the last).
+  seed: int = 0  # Seeds parameters, dropout and batch order (the split has its own seed).
+  checkpoint: bool = True  # Save checkpoints (see checkpoint_every_s) and resume from the latest.
+  checkpoint_every_s: float = 60.0  # Save after an epoch once this many seconds passed since the last save (0: every epoch); always after the last epoch and at an early stop.
+  keep_checkpoints: int = 2  # How many checkpoints orbax keeps.
+  item_chunk: int | None = None  # Reduce scores to top-k in item chunks of this size.
+  n_devices: int | None = None  # Devices on the mesh's data axis; None uses all.
+  progress: bool = True  # Progress bar inside epochs with several batches.
+  exclude_fold_in: bool = True  # Remove fold-in items from the ranking; False ranks every item, fold-in items too.
+  cold_start: bool = False  # Also report test metrics on cold items only (no interaction in training or any fold-in): they alone are ranked and counted as held out ("test_cold" in results.json).
+
+  def __post_init__(self):
+    """Checks every field (types and ranges) and the metric names; lower-cases the metrics.
+
+    Which metrics the run's evaluation protocol accepts is checked by
+    `check_metrics` once the protocol is known (before any data is read in
+    `experiments.train.run_experiment`, and again before training).
+    """
+    check_config(self, "train", at_least={"epochs": 1, "batch_size": 1, "eval_batch_size": 1,
+                                          "patience": 0, "eval_every": 1, "seed": 0,
+                                          "checkpoint_every_s": 0.0, "keep_checkpoints": 1,
+                                          "item_chunk": 1, "n_devices": 1},
+                 at_most={"seed": 2**32 - 1}, nonempty=("metrics",),
+                 allow_inf=("checkpoint_every_s",))
+    if not isinstance(self.select_metric, (str, type(None))):
+      raise ValueError(f"train: select_metric must be a metric name (or None), "
+                       f"got {self.select_metric!r}")
+    metrics = tuple(dict.fromkeys(m.strip().lower() for m in self.metrics))
+    object.__setattr__(self, "metrics", metrics)
+    if self.select_metric is not None:
+      object.__setattr__(self, "select_metric", self.select_metric.strip().lower())
+    for name in metrics + ((self.select_metric,) if self.select_metric is not None else ()):
+      if name not in rating_eval.METRICS:
+        try:
+          ranking_ops.parse_metric(name)
+        except ValueError:
+          field = "select_metric" if name == self.select_metric else "metrics"
+          raise ValueError(
+              f"train: {field}: unknown metric {name!r}; expected '<kind>@<k>' with k >= 1 and "
+              f"kind one of {', '.join(ranking_ops.METRIC_KINDS)} (e.g. 'recall@20', "
+              f"'ndcg@100'), or a rating metric ({', '.join(rating_eval.METRICS)})") from None
+
+
+# The evaluation protocol of each eval-set class (`recjax.eval.EVALUATORS`), for `check_metrics`.
+PROTOCOL_OF_EVAL_SET = {"EvalSet": "ranking", "SampledEvalSet": "sampled",
+                        "RatingEvalSet": "rating"}
+# Rating metrics that are better when lower: the runner keeps the epoch that MAXIMIZES
+# select_metric, so these select on their negatives.
+_LOWER_IS_BETTER = {"rmse": "neg_rmse", "mae": "neg_mae"}
+
+
+def check_metrics(config: TrainConfig, protocol: str, n_candidates: int | None = None,
+                  n_items: int | None = None) -> None:
+  """Raises a one-line ValueError unless every metric (and select_metric) fits `protocol`.
+
+  Args:
+    config: the run's TrainConfig.
+    protocol: "ranking" (fold-in ranking: recall@K, ndcg@K...), "sampled" (one
+      held-out item among sampled negatives: hr@K, ndcg@K...; K <= candidates)
+      or "rating" (rmse, mae, neg_rmse, neg_mae).
+    n_candidates: the sampled protocol's candidates per user, when known.
+    n_items: the items a ranking ranks (the catalog), when known: K <= n_items.
+  """
+  metrics = tuple(config.metrics)
+  select = config.select_metric if config.select_metric is not None else metrics[-1]
+  if protocol == "rating":
+    bad = [m for m in metrics + (select,) if m not in rating_eval.METRICS]
+    if bad:
+      raise ValueError(
+          f"train: metric {bad[0]!r} does not apply to this run's rating protocol (held-out "
+          f"ratings); valid: {', '.join(rating_eval.METRICS)} (e.g. --set metrics=rmse,mae,"
+          f"neg_rmse --set select_metric=neg_rmse)")
+    if select in _LOWER_IS_BETTER:
+      raise ValueError(
+          f"train: select_metric {select!r} is better when lower, but the best epoch is the one "
+          f"that maximizes select_metric; use {_LOWER_IS_BETTER[select]!r}")
+    return
+  if protocol not in ("ranking", "sampled"):
+    raise ValueError(f"check_metrics: unknown protocol {protocol!r}")
+  for m in metrics + (select,):
+    field = "select_metric" if m == select and m not in metrics else "metrics"
+    if m in rating_eval.METRICS:
+      raise ValueError(
+          f"train: {field}: {m!r} is a rating metric, but this run's protocol ranks items "
+          f"({protocol}); use ranking metrics such as recall@20, ndcg@100"
+          + (", hr@10" if protocol == "sampled" else ""))
+    _, k = ranking_ops.parse_metric(m)
+    if protocol == "sampled" and n_candidates is not None and k > n_candidates:
+      raise ValueError(f"train: {field}: {m!r} needs k <= {n_candidates}, the candidates each "
+                       f"user's held-out item is ranked among (sampled protocol)")
+    if protocol == "ranking" and n_items is not None and k > n_items:
+      raise ValueError(f"train: {field}: {m!r} ranks the top {k} items, but the catalog has "
+                       f"{n_items}; use a cutoff <= {n_items} (e.g. --set metrics=recall@"
+                       f"{min(20, n_items)},ndcg@{n_items})")
+
+
+def check_devices(n_devices: int | None) -> None:
+  """ValueError unless `n_devices` (TrainConfig.n_devices) is None or at most the devices present."""
+  if n_devices is None:
+    return
+  available = jax.devices()
+  if n_devices > len(available):
+    raise ValueError(f"train: n_devices={n_devices}, but there {'is' if len(available) == 1 else 'are'} "
+                     f"only {len(available)} {available[0].platform} device"
+                     f"{'' if len(available) == 1 else 's'} (leave n_devices unset to use all)")

@@ -1,0 +1,109 @@
+"""A workdir remembers its experiment: the checks that keep one run's files from another's.
+
+`experiment_identity` is what makes two runs the same experiment (config.json
+minus devices, data counts and the fields that only change how a run goes,
+`RUNTIME_FIELDS`); `check_workdir` refuses a workdir made by a different
+experiment, or clears it with ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from recjax.train import artifact
+
+
+class WorkdirMismatch(ValueError):
+  """A workdir holds a different experiment than the one asked for."""
+
+
+# TrainConfig fields that change how a run goes, not what it computes: a workdir
+# may be resumed with other values.  `epochs` is checked on its own (it may grow).
+RUNTIME_FIELDS = ("epochs", "progress", "checkpoint", "checkpoint_every_s", "keep_checkpoints",
+                  "n_devices", "eval_batch_size", "item_chunk")
+# Files a run owns under its workdir (removed by `overwrite`).
+RUN_FILES = ("config.json", "metrics.jsonl", "results.json", "checkpoints", artifact.MODEL_DIR,
+             artifact.MODEL_DIR + ".tmp", artifact.MODEL_DIR + ".old")
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def experiment_identity(info: dict[str, Any]) -> dict[str, Any]:
+  """What makes two runs the same experiment, flattened to ``group.field`` keys.
+
+  Everything config.json records except the devices, the data summary (its
+  counts are checked through train_shape/train_nnz) and `RUNTIME_FIELDS`.
+  """
+  info = json.loads(json.dumps(info, default=str))  # The JSON view (tuples -> lists), as on disk.
+  ident = {k: v for k, v in info.items() if k not in ("devices", "data")}
+  ident["train_config"] = {k: v for k, v in ident.get("train_config", {}).items()
+                           if k not in RUNTIME_FIELDS}
+  return _flatten(ident)
+
+
+def _short(value: Any) -> str:
+  text = json.dumps(value)
+  return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_workdir(workdir: Path, info: dict[str, Any], epochs: int, overwrite: bool, log) -> None:
+  """Refuses a workdir that holds another experiment; clears it when `overwrite`.
+
+  Raises:
+    WorkdirMismatch: one line naming what differs and how to proceed.
+  """
+  present = [f for f in RUN_FILES if (workdir / f).exists()]
+  if not present:
+    return
+  if overwrite:
+    for f in present:
+      target = workdir / f
+      shutil.rmtree(target) if target.is_dir() else target.unlink()
+    log(f"overwrite: removed the previous run's {', '.join(present)} from {workdir}")
+    return
+  config_path = workdir / "config.json"
+  if not config_path.exists():
+    raise WorkdirMismatch(
+        f"{workdir} holds {', '.join(present)} but no config.json, so its experiment is "
+        f"unknown; use a fresh --workdir, or pass --overwrite to discard what is there")
+  try:
+    old = json.loads(config_path.read_text())
+  except ValueError:
+    raise WorkdirMismatch(f"{config_path} is not valid JSON; use a fresh --workdir or pass "
+                          f"--overwrite") from None
+  before, now = experiment_identity(old), experiment_identity(info)
+  if before.get("model") != now.get("model"):  # Another model: its config fields say nothing more.
+    before = {k: v for k, v in before.items() if not k.startswith("model_config.")}
+    now = {k: v for k, v in now.items() if not k.startswith("model_config.")}
+  diffs = [f"{k}: {_short(before.get(k, '<unset>'))} -> {_short(now.get(k, '<unset>'))}"
+           for k in sorted(set(before) | set(now)) if before.get(k, "<unset>") != now.get(k, "<unset>")]
+  if diffs:
+    shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+    raise WorkdirMismatch(
+        f"{workdir} was made by a different experiment ({shown}); use a fresh --workdir, or "
+        f"pass --overwrite (overwrite=True) to discard it")
+  old_epochs = old.get("train_config", {}).get("epochs")
+  if isinstance(old_epochs, int) and epochs > old_epochs:
+    log(f"epochs raised from {old_epochs} to {epochs}: training this workdir further")
+
+
+def previous_epochs(workdir: Path, model_name: str, epochs: int) -> int:
+  """The epochs of the run that made `workdir` (same model), else `epochs`."""
+  try:
+    old = json.loads((workdir / "config.json").read_text())
+  except (OSError, ValueError):
+    return epochs
+  old_epochs = old.get("train_config", {}).get("epochs") if isinstance(old, dict) else None
+  if old.get("model") == model_name and isinstance(old_epochs, int) and old_epochs >= 1:
+    return old_epochs
+  return epochs
