@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
-from recjax.data import content, pipeline
-from recjax.data import titles
+from recjax.data import pipeline
+from recjax.data import side as side_lib
 from recjax.data.registry import load_dataset
 from recjax.models import registry as model_registry
 from recjax.train import runner
@@ -115,6 +114,10 @@ def split_overrides(model_name: str, overrides: list[str]) -> dict[str, dict[str
         valid = {g: sorted(t) for g, t in tables.items()}
         hint = model_registry.did_you_mean(key, [f for t in tables.values() for f in t])
         raise ValueError(f"override {item!r}: no config field {key!r}{hint}; fields are {valid}")
+      if len(owners) > 1:
+        raise ValueError(f"override {item!r}: {key!r} is a field of the {' and the '.join(owners)} "
+                         f"configs; say which with a prefix: "
+                         + " or ".join(f"{g}.{key}={text.strip()}" for g in owners))
       group = owners[0]
     if key not in tables[group]:
       raise ValueError(f"override {item!r}: {group} config has no field {key!r}"
@@ -222,21 +225,10 @@ def run_experiment(experiment: dict, workdir: str, data_dir: str | None = None,
   log(f"data {dataset.name}: {data_info['summary']} ({time.perf_counter() - t0:.1f}s)")
   run_info = {"dataset": dataset.name, "data_config": dataclasses.asdict(data_config),
               "data": data_info}
-  side = {}
-  if dataset.item_content is not None:
-    side["item_content"] = dataset.item_content[split.items]  # Rows follow the split's columns.
-  elif (dataset.item_text is not None and dataset.vocabulary is not None
-        and "item_content" in model.side_keys):  # citeulike-a: bag of words of the titles.
-    side["item_content"] = content.bag_of_words(dataset.item_text, dataset.vocabulary)[split.items]
-    log(f"item_content: bag of words of the item texts over the {len(dataset.vocabulary)}-word "
-        f"vocabulary ({side['item_content'].nnz} non-zeros)")
-  if "item_titles" in model.side_keys and dataset.item_text is not None and dataset.vocabulary:
-    side["item_titles"] = titles.title_sequences(dataset.item_text, dataset.vocabulary)[split.items]
+  side = side_lib.side_information(dataset, split, model.side_keys, log)
   if hidden_content is not None and side.get("item_content") is not None:
     hidden = np.asarray(hidden_content(len(split.items)), bool)
-    keep = sp.diags((~hidden).astype(np.float32))
-    side["item_content"] = sp.csr_matrix(keep @ sp.csr_matrix(side["item_content"]))
-    side["item_content"].eliminate_zeros()
+    side["item_content"] = side_lib.hide_item_content(side["item_content"], hidden)
     run_info["hidden_content_items"] = int(hidden.sum())
     log(f"item_content: emptied for {int(hidden.sum())} items (hidden content)")
   rows, columns = runner.split_ids(split)

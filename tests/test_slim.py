@@ -163,7 +163,7 @@ def test_model_config_validation_and_registry():
 
 def test_model_block_step_then_score():
   x = sp.csr_matrix((np.random.default_rng(7).random((100, 25)) < 0.2).astype(np.float32))
-  model = slim_model.make(slim_model.Config(l1=0.5, l2=1.0, n_iters=100, item_chunk=10))
+  model = slim_model.make(slim_model.Config(l1=0.5, l2=1.0, n_iters=100, column_chunk=10))
   params, factors = model.init(None, x)
   aux = model.prepare(x)
   factors = model.block_step(params, factors, aux, None)

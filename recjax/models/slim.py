@@ -24,10 +24,10 @@ class Config:
   n_iters: int = 200  # Solver iterations (fixed; each one [I, I] x [I, chunk] product per block).
   method: str = "admm"  # "admm" or "fista" (monotone FISTA), see recjax.ops.slim.
   rho: float | None = None  # ADMM penalty; None: 5 x mean item count + l2.
-  item_chunk: int | None = None  # Item columns solved per block (bounds memory); None: all.
+  column_chunk: int | None = None  # Item columns solved per block (bounds memory); None: all.
 
   def __post_init__(self):
-    check_config(self, "slim", at_least={"l1": 0.0, "l2": 0.0, "n_iters": 1, "item_chunk": 1},
+    check_config(self, "slim", at_least={"l1": 0.0, "l2": 0.0, "n_iters": 1, "column_chunk": 1},
                  above={"rho": 0.0}, choices={"method": ("admm", "fista")})
 
 
@@ -39,7 +39,7 @@ def make(config: Config) -> Model:
 
   def prepare(train: sp.csr_matrix):
     # Before the Gram exists: a catalog too large stops here with one line.
-    slim_ops.check_memory(train, config.method, config.item_chunk,
+    slim_ops.check_memory(train, config.method, config.column_chunk,
                           accelerator=jax.default_backend() != "cpu")
     return {"gram": ease_ops.sparse_gram(train)}
 
@@ -51,7 +51,7 @@ def make(config: Config) -> Model:
       return factors
     weights = slim_ops.slim_weights(
         jax.device_put(gram), config.l1, config.l2, config.n_iters, method=config.method,
-        rho=config.rho, chunk=config.item_chunk)
+        rho=config.rho, chunk=config.column_chunk)
     return {"weights": weights}
 
   def score(params, factors, inputs):

@@ -222,7 +222,7 @@ def check_memory(train, method: str = "admm", chunk: int | None = None,
       "slim", train, lambda m: slim_peak_bytes(m, nnz, method, chunk, accelerator),
       f"about {slim_peak_bytes(n, nnz, method, chunk, accelerator) / (4.0 * n * n):.1f} dense "
       f"{n:,} x {n:,} float32 matrices: Gram, {'precision, ' if method == 'admm' else ''}weights"
-      + ("" if chunk else "; --set item_chunk=... bounds the per-block part"))
+      + ("" if chunk else "; --set column_chunk=... bounds the per-block part"))
 
 
 @functools.partial(jax.jit, static_argnames=("n_iters", "method", "chunk", "return_history"))

@@ -202,7 +202,7 @@ def _initial_state(run: _Run, ckpt: Checkpointer | None, writer: MetricWriter) -
   params, factors = model.init(rng_init, run.split.train,
                                **{k: run.side[k] for k in model.side_keys})
   opt_state = model.optimizer.init(params) if model.loss is not None else {}
-  params, opt_state, factors = (shd.replicate(t, run.replicated)
+  params, opt_state, factors = (shd.replicate(t, run.mesh)
                                 for t in (params, opt_state, factors))
   state = TrainState.create(params, opt_state, factors, rng=rng_loop)
   if run.donates:  # best_params must not alias the buffers the first step donates (eval_every > 1).
@@ -298,7 +298,7 @@ def _train_epoch(run: _Run, state: TrainState, first: dict) -> tuple[TrainState,
       run.log(f"first closed-form block step (epoch {epoch}; it compiles its solvers)...")
     with Heartbeat(f"epoch {epoch}: block step", run.log, enabled=run.config.progress):
       factors = model.block_step(params, factors, run.aux, _block_key(state.rng, epoch))
-      factors = jax.block_until_ready(shd.replicate(factors, run.replicated))
+      factors = jax.block_until_ready(shd.replicate(factors, run.mesh))
     record["block_seconds"] = time.perf_counter() - tb
     if first["block"]:
       run.log(f"first block step done in {record['block_seconds']:.1f}s")

@@ -1,16 +1,22 @@
-"""The device mesh: one axis, ``data``; batches split over it, parameters replicated.
+"""The device mesh the runner builds: one axis, ``data``; batches split over it, parameters replicated.
 
-The same code runs on 1 device or N (CPU devices via ``JAX_NUM_CPU_DEVICES`` /
-``--xla_force_host_platform_device_count``, or accelerators); multi-host runs
-call ``jax.distributed.initialize()`` before building the mesh.
+The axis name and the placement helpers are `recjax.ops.mesh`'s (the lowest
+layer that places arrays); this module only builds the mesh from the run's
+``n_devices``.  The same code runs on 1 device or N (CPU devices via
+``JAX_NUM_CPU_DEVICES`` / ``--xla_force_host_platform_device_count``, or
+accelerators).
 """
 
 from __future__ import annotations
 
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
-DATA_AXIS = "data"
+from recjax.ops.mesh import DATA_AXIS, replicate, replicated
+from recjax.ops.mesh import row_sharded as batch_sharding
+
+__all__ = ["DATA_AXIS", "make_mesh", "batch_sharding", "replicated", "replicate",
+           "round_up_to_devices"]
 
 
 def make_mesh(n_devices: int | None = None) -> Mesh:
@@ -25,30 +31,7 @@ def make_mesh(n_devices: int | None = None) -> Mesh:
                        axis_types=(jax.sharding.AxisType.Auto,))
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Leading (row) axis split over ``data``."""
-  return NamedSharding(mesh, P(DATA_AXIS))
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P())
-
-
 def round_up_to_devices(batch_size: int, mesh: Mesh) -> int:
   """The smallest multiple of the mesh size that is >= batch_size."""
   n = mesh.devices.size
   return -(-batch_size // n) * n
-
-
-def replicate(tree, sharding: NamedSharding):
-  """Places every array of `tree` replicated with `sharding` (shape-only leaves pass through).
-
-  ``may_alias``: an array already on the right devices keeps its buffer and only
-  gains the mesh sharding (so jitted steps see one input type from the first
-  call on), instead of a transient copy -- 6.7 GB for EASE's 41k x 41k weights.
-  """
-  def put(x):
-    if isinstance(x, jax.ShapeDtypeStruct):
-      return x
-    return jax.device_put(x, sharding, may_alias=True)
-  return jax.tree.map(put, tree)
