@@ -182,7 +182,7 @@ def test_wmf_and_cmf_with_linear_on_clicks_equal_constant():
     a = 7.0
     out = []
     for conf in ({"a": a}, {"a": 99.0, "confidence": "linear", "alpha": a - extra.get("b", 1.0)}):
-      model = mod.make(mod.Config(factors=K, bucket_growth=4.0, **extra, **conf))  # Few shapes.
+      model = mod.make(mod.Config(dim=K, bucket_growth=4.0, **extra, **conf))  # Few shapes.
       params, f = model.init(jax.random.PRNGKey(0), m)
       aux = model.prepare(*sides)
       for _ in range(2):
@@ -194,7 +194,7 @@ def test_wmf_and_cmf_with_linear_on_clicks_equal_constant():
 
 
 def test_wmf_score_with_log_confidence_matches_dense_solve():
-  config = wmf.Config(factors=6, b=1.0, reg=0.3, fold_in_chunk=5, confidence="log",
+  config = wmf.Config(dim=6, b=1.0, reg=0.3, fold_in_chunk=5, confidence="log",
                       alpha=2.0, epsilon=0.5)
   model = wmf.make(config)
   rng = np.random.default_rng(0)

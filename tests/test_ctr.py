@@ -62,7 +62,7 @@ def _full_objective(config, u, v, theta, clicks, docs, beta):
 
 
 def _small_config(**kw):
-  base = dict(factors=4, lda_em_iters=15, lda_e_steps=5, lda_alpha=0.25)
+  base = dict(dim=4, lda_em_iters=15, lda_e_steps=5, lda_alpha=0.25)
   base.update(kw)
   return ctr.Config(**base)
 
@@ -134,7 +134,7 @@ def test_ctr_trains_end_to_end_and_beats_popularity(tmp_path):
   split, docs = planted_hybrid_split()
   config = TrainConfig(epochs=3, n_devices=1, checkpoint=False, progress=False,
                        metrics=("recall_cdl@10", "recall@20"))
-  model = get_model("ctr", {"factors": 4, "lda_em_iters": 15, "lda_e_steps": 5,
+  model = get_model("ctr", {"dim": 4, "lda_em_iters": 15, "lda_e_steps": 5,
                             "lda_alpha": 0.25})
   res = train_and_evaluate(model, split, config, tmp_path / "ctr", log=lambda s: None,
                            side={"item_content": docs})

@@ -34,7 +34,7 @@ def _cmf_objective(config, u, v, clicks, content_scaled):
 
 def test_cmf_objective_falls_and_cold_items_get_content_factors():
   clicks, content = _data()
-  config = cmf.Config(factors=4, a=5.0, b=0.5, reg_u=0.3, reg_v=0.5, reg_z=0.5, init_scale=0.3)
+  config = cmf.Config(dim=4, a=5.0, b=0.5, reg_u=0.3, reg_v=0.5, reg_z=0.5, init_scale=0.3)
   model = cmf.make(config)
   _, factors = model.init(jax.random.PRNGKey(0), clicks)
   aux = model.prepare(clicks, item_content=content)
@@ -52,7 +52,7 @@ def test_cmf_objective_falls_and_cold_items_get_content_factors():
 
 def test_cmf_item_update_matches_a_dense_solve():
   clicks, content = _data(seed=1)
-  config = cmf.Config(factors=3, a=4.0, b=0.2, reg_v=0.7, reg_z=0.9, content_weight=2.0)
+  config = cmf.Config(dim=3, a=4.0, b=0.2, reg_v=0.7, reg_z=0.9, content_weight=2.0)
   model = cmf.make(config)
   rng = np.random.default_rng(2)
   u0 = rng.standard_normal((clicks.shape[0], 3)).astype(np.float32)

@@ -40,8 +40,8 @@ def test_word_factor_update_matches_a_dense_solve():
                                      words_per_cluster=4, n_common=2)
   k = 3
   n_words = docs.shape[1]
-  config = svdfeature.Config(factors=k, a=4.0, b=0.2, reg_u=0.3, reg_words=0.5, reg_offset=2.0,
-                             n_words=n_words, cg_steps=(n_words + docs.shape[0]) * k)
+  config = svdfeature.Config(dim=k, a=4.0, b=0.2, reg_u=0.3, reg_words=0.5, reg_offset=2.0,
+                             n_words=n_words, word_cg_steps=(n_words + docs.shape[0]) * k)
   model = svdfeature.make(config)
   _, factors = model.init(jax.random.PRNGKey(0), split.train)
   aux = model.prepare(split.train, item_content=docs)
@@ -64,7 +64,7 @@ def test_word_factor_update_matches_a_dense_solve():
 
 def test_objective_never_rises_and_cold_items_get_content_factors():
   split, docs = planted_hybrid_split(seed=5, n_users=40, n_items=30)
-  config = svdfeature.Config(factors=4, n_words=docs.shape[1], cg_steps=5, a=2.0, b=0.1)
+  config = svdfeature.Config(dim=4, n_words=docs.shape[1], word_cg_steps=5, a=2.0, b=0.1)
   model = svdfeature.make(config)
   _, factors = model.init(jax.random.PRNGKey(1), split.train)
   aux = model.prepare(split.train, item_content=docs)
@@ -96,7 +96,7 @@ def test_svdfeature_trains_end_to_end_and_beats_popularity(tmp_path):
   split, docs = planted_hybrid_split()
   config = TrainConfig(epochs=3, n_devices=1, checkpoint=False, progress=False,
                        metrics=("recall_cdl@10", "recall@20"))
-  model = get_model("svdfeature", {"factors": 4, "n_words": docs.shape[1]})
+  model = get_model("svdfeature", {"dim": 4, "n_words": docs.shape[1]})
   res = train_and_evaluate(model, split, config, tmp_path / "svdf", log=lambda s: None,
                            side={"item_content": docs})
   pop = train_and_evaluate(get_model("popularity"), split, config, tmp_path / "p",

@@ -13,7 +13,7 @@ from recjax.train.runner import TrainConfig, train_and_evaluate
 
 def test_fold_in_scores_match_a_dense_solve():
   rng = np.random.default_rng(0)
-  config = wmf.Config(factors=6, a=7.0, b=1.0, reg=0.3, fold_in_chunk=5)
+  config = wmf.Config(dim=6, a=7.0, b=1.0, reg=0.3, fold_in_chunk=5)
   model = wmf.make(config)
   v = rng.standard_normal((23, 6)).astype(np.float32)
   x = (rng.random((4, 23)) < 0.3).astype(np.float32)
@@ -29,7 +29,7 @@ def test_wmf_trains_and_beats_popularity(tmp_path):
   split = toy_model.make_split()
   config = TrainConfig(epochs=4, n_devices=1, checkpoint=False, progress=False,
                        metrics=("recall@20", "ndcg@100"))
-  res = train_and_evaluate(get_model("wmf", {"factors": 8, "a": 5.0, "reg": 0.1}), split, config,
+  res = train_and_evaluate(get_model("wmf", {"dim": 8, "a": 5.0, "reg": 0.1}), split, config,
                            tmp_path / "wmf", log=lambda s: None)
   pop = train_and_evaluate(get_model("popularity"), split, config, tmp_path / "pop",
                            log=lambda s: None)

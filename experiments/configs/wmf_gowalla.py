@@ -5,7 +5,7 @@ def get_config():
   return {
       "model": "wmf",
       "dataset": "gowalla",
-      "model_config": {"factors": 100, "a": 5.0, "reg": 0.01},
+      "model_config": {"dim": 100, "a": 5.0, "reg": 0.01},
       "data": {"protocol": "strong"},
       "train": {"epochs": 10, "metrics": ("recall@20", "recall@50", "ndcg@100")},
   }

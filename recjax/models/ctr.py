@@ -45,17 +45,17 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from recjax.models.base import Model, als_serving, check_config
-from recjax.ops import als, lda
+from recjax.models.base import Model, check_config
+from recjax.ops import als_core, lda
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-  factors: int = 50  # K: latent dimension = number of LDA topics (CVAE paper: 50).
-  a: float = 1.0  # Confidence on clicks (CVAE paper: a = 1).
-  b: float = 0.01  # Confidence elsewhere (b = 0.01).
-  reg_u: float = 0.1  # λ_u (0.1).
-  reg_v: float = 1.0  # λ_v, the pull of v_j toward θ_j (1).
+class Config(als_core.PriorALSConfig):
+  """CTR's fields; a, b, λ_u, λ_v and the solver fields come from `als_core.PriorALSConfig`
+  (a = 1, b = 0.01, λ_u = 0.1 are the CVAE paper's settings)."""
+
+  dim: int = 50  # K: latent dimension = number of LDA topics (CVAE paper: 50).
+  reg_v: float = 1.0  # λ_v, the pull of v_j toward θ_j (CVAE paper: 1).
   theta_steps: int = 1  # θ updates given V per block step (the code: 1); 0 keeps θ = θ_LDA.
   theta_pseudo_count: float = 1.0  # ρ, the code's smoothing of θ's expected topic counts.
   lda_alpha: float | None = None  # LDA's symmetric Dirichlet prior on θ; None = 50/K (Griffiths & Steyvers; 1 for K = 50).
@@ -64,33 +64,21 @@ class Config:
   lda_e_steps: int = 10  # Coordinate updates per document per EM iteration (γ warm-started).
   lda_seed: int = 0  # Seeds LDA's initial β.
   lda_chunk_docs: int = 4096  # Documents per jitted LDA call.
-  solver: str = "cholesky"  # "cholesky" or "cg" for the U and V half sweeps.
-  cg_steps: int = 3  # CG steps when solver == "cg".
-  init_scale: float = 0.01  # Standard deviation of the random initial U (V starts at θ).
-  bucket_growth: float = 1.25  # Ratio of successive padded row lengths of the click matrix.
-  max_bytes_per_call: int = 256 << 20  # Memory of one jitted ALS solve.
-  fold_in_chunk: int = 512  # Items per step when folding in users at scoring time.
 
   def __post_init__(self):
-    check_config(self, "ctr", at_least={"factors": 1, "b": 0.0, "reg_u": 0.0, "reg_v": 0.0,
-                                       "theta_steps": 0, "theta_pseudo_count": 0.0, "lda_eta": 0.0,
-                                       "lda_em_iters": 1, "lda_e_steps": 1, "lda_seed": 0,
-                                       "lda_chunk_docs": 1, "cg_steps": 1, "max_bytes_per_call": 1,
-                                       "fold_in_chunk": 1},
-                 above={"a": 0.0, "lda_alpha": 0.0, "init_scale": 0.0, "bucket_growth": 1.0},
-                 choices={"solver": als.SOLVERS})
+    check_config(self, "ctr", **als_core.merge_rules(als_core.PRIOR_ALS_RULES, {
+        "at_least": {"dim": 1, "theta_steps": 0, "theta_pseudo_count": 0.0, "lda_eta": 0.0,
+                     "lda_em_iters": 1, "lda_e_steps": 1, "lda_seed": 0, "lda_chunk_docs": 1},
+        "above": {"lda_alpha": 0.0}}))
 
 
 def make(config: Config) -> Model:
-  if config.solver not in als.SOLVERS:
-    raise ValueError(f"ctr: solver must be one of {als.SOLVERS}, got {config.solver!r}")
-  if config.theta_steps < 0:
-    raise ValueError(f"ctr: theta_steps must be >= 0, got {config.theta_steps}")
 
-  def init(key, train: sp.csr_matrix):
-    factors = als.init_factors(key, train.shape, config.factors, config.init_scale)
+  def init(key, train: sp.csr_matrix, item_content: sp.spmatrix | None = None):
+    del item_content  # θ comes from LDA in `prepare`; the factors are sized by the clicks.
+    factors = als_core.init_factors(key, train, config)
     # θ = 0 marks "not yet set": the first block step takes LDA's θ (prepare's output).
-    factors["theta"] = jnp.zeros((train.shape[1], config.factors), jnp.float32)
+    factors["theta"] = jnp.zeros((train.shape[1], config.dim), jnp.float32)
     return {}, factors
 
   def prepare(train: sp.csr_matrix, item_content: sp.csr_matrix):
@@ -100,48 +88,32 @@ def make(config: Config) -> Model:
                        f"{train.shape[1]} items")
     docs = sp.csr_matrix(item_content, dtype=np.float32)
     buckets = lda.document_buckets(docs)
-    alpha = 50.0 / config.factors if config.lda_alpha is None else config.lda_alpha
-    fit = lda.fit_lda(docs, config.factors, jax.random.PRNGKey(config.lda_seed), alpha=alpha, eta=config.lda_eta, em_iters=config.lda_em_iters,
-                      e_steps=config.lda_e_steps, chunk_docs=config.lda_chunk_docs,
+    alpha = 50.0 / config.dim if config.lda_alpha is None else config.lda_alpha
+    fit = lda.fit_lda(docs, config.dim, jax.random.PRNGKey(config.lda_seed), alpha=alpha,
+                      eta=config.lda_eta, em_iters=config.lda_em_iters, e_steps=config.lda_e_steps, chunk_docs=config.lda_chunk_docs,
                       buckets=buckets)
     chunks = [(rows, jnp.asarray(ids), jnp.asarray(counts))
               for rows, ids, counts in lda.doc_chunks(buckets, config.lda_chunk_docs)]
-    return {**als.bucketed_sides(train, config.bucket_growth), "beta": jnp.asarray(fit.beta),
+    return {**als_core.prepare(train, config), "beta": jnp.asarray(fit.beta),
             "theta_lda": jnp.asarray(fit.theta, jnp.float32), "doc_chunks": chunks,
             "lda_bounds": fit.bounds}
 
   def block_step(params, factors, aux, key):
     del params, key
-    kw = dict(a=config.a, b=config.b, solver=config.solver, cg_steps=config.cg_steps,
-              max_bytes_per_call=config.max_bytes_per_call)
     theta, v = factors["theta"], factors["V"]
     if float(jnp.sum(theta)) == 0.0:  # First step: the code's start V = θ = θ_LDA.
       theta = aux["theta_lda"]
       v = theta
-    u = als.half_sweep(factors["U"], v, aux["users"], reg=config.reg_u, **kw)
-    v = als.half_sweep(v, u, aux["items"], reg=config.reg_v, prior=theta, **kw)
+    u, v = als_core.sweep(factors["U"], v, aux, config, prior=theta)
     for _ in range(config.theta_steps):
       theta = lda.theta_map_sweep(theta, v, aux["beta"], aux["doc_chunks"], reg=config.reg_v,
                                   pseudo_count=config.theta_pseudo_count)
     return {"U": u, "V": v, "theta": theta}
 
-  def score(params, factors, inputs):
-    del params
-    v = factors["V"]
-    u = als.fold_in_dense(v, inputs, a=config.a, b=config.b, reg=config.reg_u,
-                          item_chunk=config.fold_in_chunk)
-    return u @ v.T
-
-  score_padded, serving_factors = als_serving(a=config.a, b=config.b, reg=config.reg_u,
-                                              item_vectors=lambda params, factors: factors["V"])
-
-  def item_vectors(params, factors):
-    """The item factors V that score multiplies with."""
-    del params
-    return factors["V"]
-
+  # V itself, not v† + θ: CTR's items without clicks already solve to the content alone.
+  score, score_padded, serving_factors = als_core.scorers(config)
   return Model(name="ctr", config=config, init=init, prepare=prepare, block_step=block_step,
                score=score, score_padded=score_padded, serving_factors=serving_factors,
                train_defaults={"epochs": 20}, side_keys=("item_content",),
-               item_vectors=item_vectors,
+               item_vectors=als_core.factor_v,
                item_vectors_doc="CTR item factors V (pulled toward topic proportions θ)")

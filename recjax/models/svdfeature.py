@@ -19,7 +19,7 @@ SVDFeature's SGD over sampled entries:
 * U ← implicit half sweep against V (exact, as WMF);
 * (E, D) ← the least-squares problem given U.  Its normal equations are
   linear in (E, D) but couple every word with every item (W·K + I·K unknowns:
-  2.3M for citeulike-t), so they are solved matrix-free by `cg_steps`
+  2.3M for citeulike-t), so they are solved matrix-free by `word_cg_steps`
   conjugate-gradient steps warm-started at the current (E, D), one jitted call
   (`solve_word_factors`).  Each product costs O(nnz(X)·K + nnz(R)·K + I·K²)
   through sparse gathers and segment sums; CG from a warm start never raises
@@ -30,9 +30,9 @@ Items with no training clicks get their factor from their words: at the
 optimum d_j = −(b UᵀU + λ_d I)⁻¹ b UᵀU x̃_jᵀE, so v_j = (b UᵀU + λ_d I)⁻¹ λ_d x̃_jᵀE,
 the content part slightly shrunk by the b-weighted zeros.
 Users are folded in at scoring time by one exact solve against V.  The word
-factors' table is sized by `n_words` (the runner calls `init` before it sees
-the content): it must be at least the vocabulary size (rows beyond the
-vocabulary stay 0).  Global and per-item biases of SVDFeature are not modeled.
+factors' table is sized by `n_words`, a config field, so that a run's factor
+shapes are set by its config: it must be at least the vocabulary size
+(`init` and `prepare` check it; rows beyond the vocabulary are never fitted).  Global and per-item biases of SVDFeature are not modeled.
 """
 
 from __future__ import annotations
@@ -45,13 +45,16 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from recjax.models.base import Model, als_serving, check_config
-from recjax.ops import als
+from recjax.models.base import Model, check_config
+from recjax.ops import als, als_core
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-  factors: int = 50  # K (the CRAE paper's setting).
+class Config(als_core.ALSConfig):
+  """SVDFeature's fields; the U half sweep's solver fields (``cg_steps`` among them) and the
+  fold-in come from `als_core.ALSConfig`."""
+
+  dim: int = 50  # K (the CRAE paper's setting).
   a: float = 1.0  # Confidence on clicks (CRAE: α = 1).
   b: float = 0.01  # Confidence elsewhere (CRAE: β = 0.01).
   reg_u: float = 0.1  # λ_u.
@@ -60,21 +63,14 @@ class Config:
   item_offset: bool = True  # Add the free per-item offset d_j (SVDFeature's item-id feature).
   content_norm: str = "l2"  # Item rows scaled to unit "l2" or "l1" norm, "sqrt" (1/√nnz), or "none".
   n_words: int = 20_000  # Rows of the word-factor table (>= the vocabulary; citeulike-t: 20,000).
-  cg_steps: int = 20  # CG steps on (E, D) per block step.
-  solver: str = "cholesky"  # "cholesky" or "cg" for the U half sweep.
-  als_cg_steps: int = 3  # CG steps of the U half sweep when solver == "cg".
-  init_scale: float = 0.01  # Standard deviation of the random initial U and E.
-  bucket_growth: float = 1.25  # Ratio of successive padded row lengths of the click matrix.
-  max_bytes_per_call: int = 256 << 20  # Memory of one jitted ALS solve.
-  fold_in_chunk: int = 512  # Items per step when folding in users at scoring time.
+  word_cg_steps: int = 20  # CG steps on (E, D) per block step.
 
   def __post_init__(self):
-    check_config(self, "svdfeature", at_least={"factors": 1, "b": 0.0, "reg_u": 0.0,
-                                              "reg_words": 0.0, "reg_offset": 0.0, "n_words": 1,
-                                              "cg_steps": 1, "als_cg_steps": 1,
-                                              "max_bytes_per_call": 1, "fold_in_chunk": 1},
-                 above={"a": 0.0, "init_scale": 0.0, "bucket_growth": 1.0},
-                 choices={"content_norm": ("l2", "l1", "sqrt", "none"), "solver": als.SOLVERS})
+    check_config(self, "svdfeature", **als_core.merge_rules(als_core.ALS_RULES, {
+        "at_least": {"dim": 1, "b": 0.0, "reg_u": 0.0, "reg_words": 0.0, "reg_offset": 0.0,
+                     "n_words": 1, "word_cg_steps": 1},
+        "above": {"a": 0.0},
+        "choices": {"content_norm": ("l2", "l1", "sqrt", "none")}}))
 
 
 def normalize_content(content: sp.spmatrix, how: str) -> sp.csr_matrix:
@@ -182,13 +178,20 @@ def solve_word_factors(u, words, offsets, clicks, content, *, a, b, reg_words, r
 
 
 def make(config: Config) -> Model:
-  if config.solver not in als.SOLVERS:
-    raise ValueError(f"svdfeature: solver must be one of {als.SOLVERS}, got {config.solver!r}")
-  normalize_content(sp.csr_matrix((1, 1)), config.content_norm)  # Validates the name early.
 
-  def init(key, train: sp.csr_matrix):
+  def check_content(item_content: sp.spmatrix, n_items: int) -> None:
+    if item_content.shape[0] != n_items:
+      raise ValueError(f"svdfeature: item_content has {item_content.shape[0]} rows for "
+                       f"{n_items} items")
+    if item_content.shape[1] > config.n_words:
+      raise ValueError(f"svdfeature: the content has {item_content.shape[1]} words but "
+                       f"n_words={config.n_words}; set n_words >= {item_content.shape[1]}")
+
+  def init(key, train: sp.csr_matrix, item_content: sp.spmatrix | None = None):
+    if item_content is not None:
+      check_content(item_content, train.shape[1])
     ku, ke = jax.random.split(key)
-    k = config.factors
+    k = config.dim
     u = config.init_scale * jax.random.normal(ku, (train.shape[0], k), jnp.float32)
     e = config.init_scale * jax.random.normal(ke, (config.n_words, k), jnp.float32)
     zeros = jnp.zeros((train.shape[1], k), jnp.float32)
@@ -196,45 +199,24 @@ def make(config: Config) -> Model:
     return {}, {"U": u, "E": e, "D": zeros, "V": zeros}
 
   def prepare(train: sp.csr_matrix, item_content: sp.csr_matrix):
-    if item_content.shape[0] != train.shape[1]:
-      raise ValueError(f"svdfeature: item_content has {item_content.shape[0]} rows for "
-                       f"{train.shape[1]} items")
-    if item_content.shape[1] > config.n_words:
-      raise ValueError(f"svdfeature: the content has {item_content.shape[1]} words but "
-                       f"n_words={config.n_words}; set n_words >= {item_content.shape[1]}")
+    check_content(item_content, train.shape[1])
     x = normalize_content(item_content, config.content_norm)
-    return {**als.bucketed_sides(train, config.bucket_growth), "clicks": _coo(train),
-            "content": _coo(x)}
+    return {**als_core.prepare(train, config), "clicks": _coo(train), "content": _coo(x)}
 
   def block_step(params, factors, aux, key):
     del params, key
     v = item_factors(factors["E"], factors["D"], aux["content"])
-    u = als.half_sweep(factors["U"], v, aux["users"], a=config.a, b=config.b, reg=config.reg_u,
-                       solver=config.solver, cg_steps=config.als_cg_steps,
-                       max_bytes_per_call=config.max_bytes_per_call)
+    u = als.half_sweep(factors["U"], v, aux["users"], reg=config.reg_u,
+                       **als_core.sweep_kwargs(config))
     e, d = solve_word_factors(u, factors["E"], factors["D"], aux["clicks"], aux["content"],
                               a=config.a, b=config.b, reg_words=config.reg_words,
-                              reg_offset=config.reg_offset, steps=config.cg_steps,
+                              reg_offset=config.reg_offset, steps=config.word_cg_steps,
                               use_offset=config.item_offset)
     return {"U": u, "E": e, "D": d, "V": item_factors(e, d, aux["content"])}
 
-  def score(params, factors, inputs):
-    del params
-    v = factors["V"]
-    u = als.fold_in_dense(v, inputs, a=config.a, b=config.b, reg=config.reg_u,
-                          item_chunk=config.fold_in_chunk)
-    return u @ v.T
-
-  score_padded, serving_factors = als_serving(a=config.a, b=config.b, reg=config.reg_u,
-                                              item_vectors=lambda params, factors: factors["V"])
-
-  def item_vectors(params, factors):
-    """The item factors V that score multiplies with."""
-    del params
-    return factors["V"]
-
+  score, score_padded, serving_factors = als_core.scorers(config)
   return Model(name="svdfeature", config=config, init=init, prepare=prepare,
                block_step=block_step, score=score, score_padded=score_padded,
                serving_factors=serving_factors, train_defaults={"epochs": 20},
-               side_keys=("item_content",),
-               item_vectors=item_vectors, item_vectors_doc="SVDFeature item factors V = X̃E + D")
+               side_keys=("item_content",), item_vectors=als_core.factor_v,
+               item_vectors_doc="SVDFeature item factors V = X̃E + D")

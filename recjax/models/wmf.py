@@ -25,71 +25,46 @@ import dataclasses
 
 import scipy.sparse as sp
 
-from recjax.models.base import Model, als_serving, check_config
-from recjax.ops import als
+from recjax.models.base import Model, check_config
+from recjax.ops import als, als_core
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-  factors: int = 100  # K, the latent dimension.
+class Config(als_core.ALSConfig, als_core.ConfidenceConfig):
+  """WMF's weights; the solver fields come from `als_core.ALSConfig`, the confidence ones from
+  `als_core.ConfidenceConfig`."""
+
+  dim: int = 100  # K, the latent dimension of U and V.
   a: float = 10.0  # Confidence on observed clicks.
   b: float = 1.0  # Confidence on unobserved entries.
   reg: float = 0.01  # λ on both U and V.
-  solver: str = "cholesky"  # "cholesky" (exact) or "cg" (warm-started conjugate gradient).
-  cg_steps: int = 3  # CG steps per half sweep when solver == "cg".
-  init_scale: float = 0.01  # Standard deviation of the random initial factors.
-  bucket_growth: float = 1.25  # Ratio of successive padded row lengths (finer: less padding, more compiles).
-  max_bytes_per_call: int = 256 << 20  # Memory of one jitted solve (sets rows per call per bucket).
-  fold_in_chunk: int = 512  # Items per step when folding in users (bounds a [batch, chunk, K] temporary).
-  confidence: str = "constant"  # "constant" (a on stored entries), "linear" (b + α r) or "log" (b + α log(1 + r/ε)).
-  alpha: float = 40.0  # α of "linear"/"log" confidence (> 0; Hu et al.'s 40); unused by "constant".
-  epsilon: float = 1.0  # ε of "log" confidence (> 0); unused otherwise.
 
   def __post_init__(self):
-    check_config(self, "wmf", at_least={"factors": 1, "b": 0.0, "reg": 0.0, "cg_steps": 1,
-                                       "max_bytes_per_call": 1, "fold_in_chunk": 1},
-                 above={"a": 0.0, "init_scale": 0.0, "bucket_growth": 1.0},  # α, ε: make() (per confidence).
-                 choices={"solver": als.SOLVERS, "confidence": als.CONFIDENCES})
+    check_config(self, "wmf", **als_core.merge_rules(
+        als_core.ALS_RULES, als_core.CONFIDENCE_RULES,
+        {"at_least": {"dim": 1, "b": 0.0, "reg": 0.0}, "above": {"a": 0.0}}))
 
 
 def make(config: Config) -> Model:
   als.check_confidence(config.confidence, config.alpha, config.epsilon, who="wmf")
   if config.confidence == "constant" and config.a < config.b:
     raise ValueError(f"wmf: a (clicks) must be >= b (non-clicks), got a={config.a}, b={config.b}")
-  conf = dict(confidence=config.confidence, alpha=config.alpha, epsilon=config.epsilon)
 
   def init(key, train: sp.csr_matrix):
-    return {}, als.init_factors(key, train.shape, config.factors, config.init_scale)
+    return {}, als_core.init_factors(key, train, config)
 
   def prepare(train: sp.csr_matrix):
     # The buckets carry the stored values; only "linear"/"log" confidence reads them.
-    return als.bucketed_sides(train, config.bucket_growth)
+    return als_core.prepare(train, config)
 
   def block_step(params, factors, buckets, key):
     del params, key
-    kw = dict(a=config.a, b=config.b, reg=config.reg, solver=config.solver,
-              cg_steps=config.cg_steps, max_bytes_per_call=config.max_bytes_per_call, **conf)
-    u = als.half_sweep(factors["U"], factors["V"], buckets["users"], **kw)
-    v = als.half_sweep(factors["V"], u, buckets["items"], **kw)
+    u, v = als_core.sweep(factors["U"], factors["V"], buckets, config, reg_u=config.reg,
+                          reg_v=config.reg)
     return {"U": u, "V": v}
 
-  def score(params, factors, inputs):
-    del params
-    v = factors["V"]
-    u = als.fold_in_dense(v, inputs, a=config.a, b=config.b, reg=config.reg,
-                          item_chunk=config.fold_in_chunk, **conf)
-    return u @ v.T
-
-  score_padded, serving_factors = als_serving(a=config.a, b=config.b, reg=config.reg,
-                                              item_vectors=lambda params, factors: factors["V"],
-                                              **conf)
-
-  def item_vectors(params, factors):
-    del params
-    return factors["V"]
-
+  score, score_padded, serving_factors = als_core.scorers(config, reg=config.reg)
   return Model(name="wmf", config=config, init=init, prepare=prepare, block_step=block_step,
                score=score, score_padded=score_padded, serving_factors=serving_factors,
-               train_defaults={"epochs": 10}, item_vectors=item_vectors,
+               train_defaults={"epochs": 10}, item_vectors=als_core.factor_v,
                item_vectors_doc="WMF item factors V")
-
