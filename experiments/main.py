@@ -18,22 +18,10 @@ traceback.  Only this file reads flags.
 
 from absl import app, flags, logging
 
-from experiments import errors
+from experiments import errors, experiment_flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Model name (see --list).")
-flags.DEFINE_string("dataset", None, "Dataset name (see --list) or a path to a data file/folder.")
-flags.DEFINE_string("workdir", None, "Output directory: results, metrics, checkpoints.")
-flags.DEFINE_string("config", None, "Optional experiments/configs/*.py file with get_config().")
-flags.DEFINE_string("data_dir", None, "Where datasets are looked up first "
-                    "(then $RECJAX_DATA_DIR, then the cache dir).")
-flags.DEFINE_string("cache_dir", None, "Download cache (default $RECJAX_CACHE_DIR or ~/.cache/recjax).")
-flags.DEFINE_bool("download", True, "Download a missing dataset when its licence allows.")
-flags.DEFINE_multi_string("set", [], "Config override key=value (model, data or train field; "
-                          "prefix model./data./train. to disambiguate). Repeatable. For data "
-                          "fields 'auto' is the dataset's default and 'none' turns a step off "
-                          "(binarize_threshold=none: no binarization; heldout_users=none or 0: "
-                          "train on every user).")
+experiment_flags.define(model_help="Model name (see --list).")
 flags.DEFINE_bool("list", False, "List models and datasets, then exit.")
 flags.DEFINE_bool("overwrite", False, "Discard the run a --workdir holds when it was made by a "
                   "different experiment (otherwise such a workdir is refused). Same experiment: "

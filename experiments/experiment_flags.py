@@ -1,0 +1,34 @@
+"""The flags every training binary shares: which experiment, on which data, into which workdir.
+
+`define(config_help=..., workdir_help=...)` defines ``--config``, ``--model``,
+``--dataset``, ``--workdir``, ``--data_dir``, ``--cache_dir``, ``--download``
+and ``--set`` once per process (experiments.main, beta_select, crae_bleu), so
+their meaning and help text cannot drift apart; each binary adds its own.
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+SET_HELP = ("Config override key=value (model, data or train field; prefix model./data./train. "
+            "to disambiguate: a key of two groups is refused without one). Repeatable. For data "
+            "fields 'auto' is the dataset's default and 'none' turns a step off "
+            "(binarize_threshold=none: no binarization; heldout_users=none or 0: train on every "
+            "user).")
+
+
+def define(config_help: str = "Optional experiments/configs/*.py file with get_config().",
+           workdir_help: str = "Output directory: results, metrics, checkpoints.",
+           model_help: str = "Model name (see experiments.main --list).") -> None:
+  """Defines the shared flags (with this binary's help for --config, --workdir, --model)."""
+  flags.DEFINE_string("config", None, config_help)
+  flags.DEFINE_string("model", None, model_help)
+  flags.DEFINE_string("dataset", None, "Dataset name (see experiments.main --list) or a path to "
+                      "a data file/folder; overrides the config's.")
+  flags.DEFINE_string("workdir", None, workdir_help)
+  flags.DEFINE_string("data_dir", None, "Where datasets are looked up first "
+                      "(then $RECJAX_DATA_DIR, then the cache dir).")
+  flags.DEFINE_string("cache_dir", None,
+                      "Download cache (default $RECJAX_CACHE_DIR or ~/.cache/recjax).")
+  flags.DEFINE_bool("download", True, "Download a missing dataset when its licence allows.")
+  flags.DEFINE_multi_string("set", [], SET_HELP)
