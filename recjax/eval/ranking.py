@@ -16,16 +16,15 @@ is due, and at most one batch (none on CPU) runs ahead of the one computing
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding
 
-from recjax.eval import inflight
+from recjax.eval import batches, inflight
 from recjax.ops import ranking as ranking_ops
 
 ScoreFn = Callable[[Any, jax.Array], jax.Array]
@@ -78,24 +77,6 @@ def _rows_to_evaluate(eval_set) -> np.ndarray:
         f"EvalSet.users has {len(users)} entries for {n_rows} matrix rows, so they must be "
         f"row indices, but they span [{users.min()}, {users.max()}]")
   return users.astype(np.int64)
-
-
-def _dense_rows(matrix: sp.csr_matrix, rows: np.ndarray, batch_size: int) -> np.ndarray:
-  """`matrix[rows]` as a dense [batch_size, n_cols] array, zero-padded at the bottom."""
-  out = np.zeros((batch_size, matrix.shape[1]), matrix.dtype)
-  matrix[rows].toarray(out=out[:len(rows)])
-  return out
-
-
-def _data_shards(sharding: NamedSharding) -> int:
-  """How many ways `sharding` splits the leading (row) axis."""
-  spec = tuple(sharding.spec)
-  axes = spec[0] if spec else None
-  if axes is None:
-    return 1
-  if isinstance(axes, str):
-    axes = (axes,)
-  return math.prod(sharding.mesh.shape[a] for a in axes)
 
 
 def evaluate_ranking(
@@ -153,7 +134,7 @@ def evaluate_ranking(
     {metric name (lower-case): mean over evaluated users, "users": their
     number}.  Means are NaN when no user has a held-out item.
   """
-  metrics = tuple(dict.fromkeys(m.strip().lower() for m in metrics))
+  metrics = batches.metric_names(metrics)
   if not metrics:
     raise ValueError("evaluate_ranking: no metrics requested")
   k = max(ranking_ops.parse_metric(m)[1] for m in metrics)
@@ -183,23 +164,13 @@ def evaluate_ranking(
   # Counted on the host: a row sum over a dense bool batch is slow on XLA:CPU.
   n_held_out_all = np.diff(held_out.indptr).astype(np.int32)
 
-  if sharding is not None:
-    shards = _data_shards(sharding)
-    batch_size = -(-batch_size // shards) * shards
-    row_sharding = NamedSharding(sharding.mesh, PartitionSpec(*tuple(sharding.spec)[:1]))
-    replicated = NamedSharding(sharding.mesh, PartitionSpec())
-    put_rows = lambda x: jax.device_put(x, sharding)
-    put_mask = lambda x: jax.device_put(x, row_sharding)
-    put_scalar = lambda x: jax.device_put(x, replicated)
-  else:
-    put_rows = put_mask = put_scalar = jax.device_put
+  put = batches.placement(sharding, batch_size)
+  batch_size = put.batch_size
 
   step = _batch_step(score_fn, metrics, None if item_chunk is None else int(item_chunk),
                      bool(exclude_fold_in))
-  candidates = put_scalar(candidates)
-  totals = {m: np.zeros((), np.float32) for m in metrics}
-  totals["users"] = np.zeros((), np.int32)
-  totals = jax.tree.map(put_scalar, totals)
+  candidates = put.replicated(candidates)
+  totals = batches.zero_totals(metrics, put.replicated)
   # Inputs (float32 fold-in + bool held-out) on the host and the device, and one batch's
   # scores and masked scores (float32 each) on the device.
   inflight.check_batch_memory(batch_size, n_items, inflight.LIVE_BATCHES * 5 + 8, "ranking")
@@ -213,10 +184,10 @@ def evaluate_ranking(
     n_held_out[:len(batch_rows)] = n_held_out_all[batch_rows]
     totals = step(
         state,
-        put_rows(_dense_rows(fold_in, batch_rows, batch_size)),
-        put_rows(_dense_rows(held_out, batch_rows, batch_size)),
-        put_mask(n_held_out),
-        put_mask(row_mask),
+        put.full(batches.dense_rows(fold_in, batch_rows, batch_size)),
+        put.full(batches.dense_rows(held_out, batch_rows, batch_size)),
+        put.rows(n_held_out),
+        put.rows(row_mask),
         candidates,
         totals,
     )
@@ -224,9 +195,4 @@ def evaluate_ranking(
     # every batch's dense inputs and memory grows with the number of users.
     dispatch.submitted(totals)
   dispatch.drain()
-
-  totals = jax.device_get(totals)
-  users = int(totals["users"])
-  result = {m: float(totals[m]) / users if users else float("nan") for m in metrics}
-  result["users"] = users
-  return result
+  return batches.mean_metrics(totals, metrics)

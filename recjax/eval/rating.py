@@ -25,9 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding
 
-from recjax.eval import inflight
+from recjax.eval import batches, inflight
 
 ScoreFn = Callable[[Any, jax.Array], jax.Array]
 METRICS = ("rmse", "mae", "neg_rmse", "neg_mae")
@@ -73,23 +73,6 @@ def _batch_step(score_fn: ScoreFn):
   return step
 
 
-def _dense_rows(matrix: sp.csr_matrix, rows: np.ndarray, batch_size: int, dtype) -> np.ndarray:
-  """`matrix[rows]` as a dense [batch_size, n_cols] array, zero-padded at the bottom."""
-  out = np.zeros((batch_size, matrix.shape[1]), dtype)
-  matrix[rows].toarray(out=out[:len(rows)])
-  return out
-
-
-def _data_shards(sharding: NamedSharding) -> int:
-  spec = tuple(sharding.spec)
-  axes = spec[0] if spec else None
-  if axes is None:
-    return 1
-  if isinstance(axes, str):
-    axes = (axes,)
-  return math.prod(sharding.mesh.shape[a] for a in axes)
-
-
 def evaluate_rating(
     score_fn: ScoreFn,
     state: Any,
@@ -129,7 +112,7 @@ def evaluate_rating(
     ValueError: an unknown metric name or mismatched shapes.
   """
   del item_chunk
-  metrics = tuple(dict.fromkeys(m.strip().lower() for m in metrics))
+  metrics = batches.metric_names(metrics)
   unknown = [m for m in metrics if m not in METRICS]
   if unknown or not metrics:
     raise ValueError(f"evaluate_rating: metrics {unknown or 'none'} are not rating metrics; "
@@ -148,18 +131,13 @@ def evaluate_rating(
     raise ValueError(f"evaluate_rating: rating_range {eval_set.rating_range} is empty")
   rows = np.flatnonzero(np.diff(held_out.indptr) > 0)
 
-  if sharding is not None:
-    shards = _data_shards(sharding)
-    batch_size = -(-batch_size // shards) * shards
-    replicated = NamedSharding(sharding.mesh, PartitionSpec())
-    put_rows = lambda x: jax.device_put(x, sharding)
-    put_scalar = lambda x: jax.device_put(x, replicated)
-  else:
-    put_rows = put_scalar = jax.device_put
+  put = batches.placement(sharding, batch_size)
+  batch_size = put.batch_size
 
   step = _batch_step(score_fn)
-  totals = jax.tree.map(put_scalar, {k: np.zeros((), np.float32) for k in ("sse", "sae", "count")})
-  rating_range = put_scalar((np.float32(lo), np.float32(hi)))
+  totals = jax.tree.map(put.replicated,
+                        {k: np.zeros((), np.float32) for k in ("sse", "sae", "count")})
+  rating_range = put.replicated((np.float32(lo), np.float32(hi)))
   # Host inputs (float32 rows and targets, bool pattern) of the live batches, and one
   # batch's predictions and errors (float32) on the device.
   inflight.check_batch_memory(batch_size, fold_in.shape[1], inflight.LIVE_BATCHES * 9 + 8,
@@ -168,9 +146,9 @@ def evaluate_rating(
   for start in range(0, len(rows), batch_size):
     batch_rows = rows[start:start + batch_size]
     totals = step(state,
-                  put_rows(_dense_rows(fold_in, batch_rows, batch_size, np.float32)),
-                  put_rows(_dense_rows(held_out, batch_rows, batch_size, np.float32)),
-                  put_rows(_dense_rows(pattern, batch_rows, batch_size, bool)),
+                  put.full(batches.dense_rows(fold_in, batch_rows, batch_size, np.float32)),
+                  put.full(batches.dense_rows(held_out, batch_rows, batch_size, np.float32)),
+                  put.full(batches.dense_rows(pattern, batch_rows, batch_size, bool)),
                   rating_range, totals)
     dispatch.submitted(totals)  # At most one batch ahead: memory set by batch_size.
   dispatch.drain()

@@ -30,16 +30,15 @@ so memory is a few [batch_size, n_items] batches whatever the number of users.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding
 
-from recjax.eval import inflight
+from recjax.eval import batches, inflight
 from recjax.ops import ranking as ranking_ops
 
 # (score_fn, metrics, shapes) -> (uses_query, jitted batch step).
@@ -122,16 +121,6 @@ def _batch_step(score_fn, state, metrics, example_query):
   return cached[1]
 
 
-def _data_shards(sharding: NamedSharding) -> int:
-  spec = tuple(sharding.spec)
-  axes = spec[0] if spec else None
-  if axes is None:
-    return 1
-  if isinstance(axes, str):
-    axes = (axes,)
-  return math.prod(sharding.mesh.shape[a] for a in axes)
-
-
 def evaluate_sampled(
     score_fn: Callable[[Any, Any], jax.Array],
     state: Any,
@@ -164,7 +153,7 @@ def evaluate_sampled(
     {metric (lower-case): mean over users, "users": their number}.
   """
   del item_chunk
-  metrics = tuple(dict.fromkeys(m.strip().lower() for m in metrics))
+  metrics = batches.metric_names(metrics)
   if not metrics:
     raise ValueError("evaluate_sampled: no metrics requested")
   n_candidates = eval_set.items.shape[1]
@@ -179,18 +168,10 @@ def evaluate_sampled(
   if candidates.min(initial=0) < 0 or candidates.max(initial=0) >= fold_in.shape[1]:
     raise ValueError(f"evaluate_sampled: candidate items outside [0, {fold_in.shape[1]})")
 
-  if sharding is not None:
-    shards = _data_shards(sharding)
-    batch_size = -(-batch_size // shards) * shards
-    row_sharding = NamedSharding(sharding.mesh, PartitionSpec(*tuple(sharding.spec)[:1]))
-    put_rows = lambda x: jax.device_put(x, row_sharding)
-    put_scalar = lambda x: jax.device_put(x, NamedSharding(sharding.mesh, PartitionSpec()))
-  else:
-    put_rows = put_scalar = jax.device_put
+  put = batches.placement(sharding, batch_size)
+  batch_size = put.batch_size
 
-  totals = {m: np.zeros((), np.float32) for m in metrics}
-  totals["users"] = np.zeros((), np.int32)
-  totals = jax.tree.map(put_scalar, totals)
+  totals = batches.zero_totals(metrics, put.replicated)
   # Rows (float32) on the host and the device and one batch's [B, I] scores of a rows-only model.
   inflight.check_batch_memory(batch_size, fold_in.shape[1], inflight.LIVE_BATCHES * 4 + 4,
                               "sampled")
@@ -198,8 +179,7 @@ def evaluate_sampled(
   step = None
   for start in range(0, n, batch_size):
     rows = np.arange(start, min(start + batch_size, n))
-    dense = np.zeros((batch_size, fold_in.shape[1]), np.float32)
-    fold_in[rows].toarray(out=dense[:len(rows)])
+    dense = batches.dense_rows(fold_in, rows, batch_size)
     index = np.full((batch_size,), -1, np.int32)
     index[:len(rows)] = users[rows]
     items = np.zeros((batch_size, n_candidates), np.int32)
@@ -209,12 +189,7 @@ def evaluate_sampled(
     query = {"rows": dense, "index": index, "items": items}
     if step is None:
       step = _batch_step(score_fn, state, metrics, query)
-    totals = step(state, jax.tree.map(put_rows, query), put_rows(row_mask), totals)
+    totals = step(state, jax.tree.map(put.rows, query), put.rows(row_mask), totals)
     dispatch.submitted(totals)  # At most one batch ahead: memory set by batch_size, not n.
   dispatch.drain()
-
-  totals = jax.device_get(totals)
-  count = int(totals["users"])
-  result = {m: float(totals[m]) / count if count else float("nan") for m in metrics}
-  result["users"] = count
-  return result
+  return batches.mean_metrics(totals, metrics)

@@ -1,0 +1,89 @@
+"""What the batched evaluation protocols (ranking, rating, sampled) share.
+
+Each protocol walks its users in fixed-size batches, builds each batch's dense
+inputs from sparse rows on the host, places them on the devices (split by rows
+when a sharding is given) and adds the batch's metric sums to totals kept on
+the device.  This module holds those common parts: the metric-name
+normalisation, the batch placement, dense row batches, and the running totals
+and their means.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Iterable
+
+import jax
+import numpy as np
+import scipy.sparse as sp
+from jax.sharding import NamedSharding, PartitionSpec
+
+
+def metric_names(metrics: Iterable[str]) -> tuple[str, ...]:
+  """`metrics` stripped, lower-cased and without repeats, in their first order."""
+  return tuple(dict.fromkeys(m.strip().lower() for m in metrics))
+
+
+def data_shards(sharding: NamedSharding) -> int:
+  """How many ways `sharding` splits the leading (row) axis."""
+  spec = tuple(sharding.spec)
+  axes = spec[0] if spec else None
+  if axes is None:
+    return 1
+  if isinstance(axes, str):
+    axes = (axes,)
+  return math.prod(sharding.mesh.shape[a] for a in axes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+  """Where a protocol's batches go.
+
+  Attributes:
+    batch_size: rows per batch, rounded up to a multiple of the row shards.
+    full: puts an array with the given sharding itself (dense [B, I] inputs).
+    rows: puts an array split along its leading (row) axis only, any rank.
+    replicated: puts an array on every device whole (totals, candidates).
+  """
+  batch_size: int
+  full: Callable[[Any], jax.Array]
+  rows: Callable[[Any], jax.Array]
+  replicated: Callable[[Any], jax.Array]
+
+
+def placement(sharding: NamedSharding | None, batch_size: int) -> Placement:
+  """The `Placement` of batches of `batch_size` rows: plain `device_put` without a sharding."""
+  if sharding is None:
+    return Placement(batch_size, jax.device_put, jax.device_put, jax.device_put)
+  shards = data_shards(sharding)
+  row_sharding = NamedSharding(sharding.mesh, PartitionSpec(*tuple(sharding.spec)[:1]))
+  replicated = NamedSharding(sharding.mesh, PartitionSpec())
+  return Placement(batch_size=-(-batch_size // shards) * shards,
+                   full=lambda x: jax.device_put(x, sharding),
+                   rows=lambda x: jax.device_put(x, row_sharding),
+                   replicated=lambda x: jax.device_put(x, replicated))
+
+
+def dense_rows(matrix: sp.csr_matrix, rows: np.ndarray, batch_size: int,
+               dtype=None) -> np.ndarray:
+  """`matrix[rows]` as a dense [batch_size, n_cols] array, zero-padded at the bottom."""
+  out = np.zeros((batch_size, matrix.shape[1]), matrix.dtype if dtype is None else dtype)
+  matrix[rows].toarray(out=out[:len(rows)])
+  return out
+
+
+def zero_totals(metrics: tuple[str, ...], put: Callable[[Any], jax.Array]) -> dict:
+  """Device totals of per-user metric sums: float32 zeros per metric, int32 ``"users"``."""
+  totals = {m: np.zeros((), np.float32) for m in metrics}
+  totals["users"] = np.zeros((), np.int32)
+  return jax.tree.map(put, totals)
+
+
+def mean_metrics(totals: dict, metrics: tuple[str, ...]) -> dict[str, float]:
+  """Fetches `totals` and returns {metric: mean per user (NaN without users), "users": n}."""
+  totals = jax.device_get(totals)
+  users = int(totals["users"])
+  result = {m: float(totals[m]) / users if users else float("nan") for m in metrics}
+  result["users"] = users
+  return result
