@@ -102,7 +102,7 @@ def test_ml_dat_malformed(tmp_path):
 
 
 def test_line_numbers_across_chunks(tmp_path, monkeypatch):
-  monkeypatch.setattr(readers, "CHUNK_BYTES", 40)
+  monkeypatch.setattr(readers.parse, "CHUNK_BYTES", 40)
   good = "".join(f"{u}\t{u + 1}\t3\t{1000 + u}\n" for u in range(50))
   p = write(tmp_path, "u.data", good + "\n\n")
   x = readers.read_ml100k(p)
@@ -147,7 +147,7 @@ def test_netflix_training_set_folder(tmp_path):
 
 
 def test_netflix_combined_across_chunks(tmp_path, monkeypatch):
-  monkeypatch.setattr(readers, "CHUNK_BYTES", 32)
+  monkeypatch.setattr(readers.parse, "CHUNK_BYTES", 32)
   lines = ["1:"] + [f"{c},{1 + c % 5},2005-01-0{1 + c % 9}" for c in range(10)]
   lines += ["7:"] + [f"{c},2,2004-12-31" for c in range(5)]
   p = write(tmp_path, "combined_data_1.txt", "\n".join(lines) + "\n")
@@ -341,7 +341,7 @@ def test_generic_malformed(tmp_path, text, line, fragment):
 
 
 def test_generic_header_maps_columns_by_name(tmp_path, monkeypatch):
-  monkeypatch.setattr(readers, "CHUNK_BYTES", 64)  # the header's layout holds in every chunk
+  monkeypatch.setattr(readers.parse, "CHUNK_BYTES", 64)  # the header's layout holds in every chunk
   rows = "".join(f"{100 + u % 7}\t{u}\t{1 + u % 5}\t2024-05-{1 + u % 28:02d}T00:00:00Z\textra\n"
                  for u in range(40))
   p = write(tmp_path, "r.tsv", "Item_ID\tUserID\tScore\tDate\tcomment\n" + rows)

@@ -530,7 +530,7 @@ def _folder_files(folder: Path) -> list[Path]:
 
 def _nonblank_lines(path: Path, limit: int = 2) -> int:
   n = 0
-  with readers._open(path) as f:  # pylint: disable=protected-access
+  with readers.open_file(path) as f:
     for raw in f:
       if raw.strip(b"\r\n\t \xef\xbb\xbf"):
         n += 1
