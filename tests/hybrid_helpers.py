@@ -32,3 +32,17 @@ def keep_p_split(clicks: sp.csr_matrix, p: int, seed: int = 0) -> splits.Ranking
   train.eliminate_zeros()
   test.eliminate_zeros()
   return splits.weak_generalization_split(train, test)
+
+
+def phase(model, epoch: int, step: int = 0) -> dict:
+  """The loss's ``phase`` at `epoch` as the runner builds it: epoch, step and ``model.phase(epoch)``."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  values = model.phase(epoch) if model.phase is not None else {}
+  return {"epoch": jnp.int32(epoch), "step": jnp.int32(step),
+          **{k: jnp.asarray(v, jnp.int32 if isinstance(v, int) else jnp.float32)
+             for k, v in values.items()}}
+
+
+def epoch_batches(model, train, aux, batch_size: int, epoch: int, seed: int = 0):
+  """The batches of `epoch` from ``model.batch_source`` (an iterator of dicts)."""
+  return model.batch_source.epoch(train, aux, batch_size, epoch, seed)[1]

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recjax.data import splits
+from recjax.data import batching, splits
 from recjax.models import cdl
 from recjax.models.registry import get_model
 from recjax.nn import sdae as sdae_nn
 from recjax.nn import sparse
 from recjax.train.runner import TrainConfig, train_and_evaluate
-from hybrid_helpers import weighted_ridge
+from hybrid_helpers import epoch_batches, phase, weighted_ridge
 
 K = 4
 
@@ -32,7 +32,7 @@ def _data(seed=0, n_users=50, n_items=36, n_words=24, cold=(0,)):
 
 def _setup(**kw):
   train, content = _data()
-  model = cdl.make(cdl.Config(**{"factors": K, "hidden": (10,), "pretrain_epochs": 0, **kw}))
+  model = cdl.make(cdl.Config(**{"dim": K, "hidden": (10,), "pretrain_epochs": 0, **kw}))
   params, factors = model.init(jax.random.PRNGKey(0), train, item_content=content)
   return model, train, content, params, factors, model.prepare(train, content)
 
@@ -59,7 +59,7 @@ def test_sdae_reads_padded_and_dense_rows_alike():
   model, train, content, params, factors, aux = _setup()
   x = aux["content"][:5]
   dense = jnp.asarray(x.toarray())
-  batch = next(cdl.content_batches(x, 5))
+  batch = next(batching.content_batches(x, 5))
   padded = sparse.PaddedRows(batch["words"], batch["values"])
   np.testing.assert_allclose(cdl.encode_clean(model.config, params, padded),
                              cdl.encode_clean(model.config, params, dense), rtol=1e-5, atol=1e-6)
@@ -82,7 +82,7 @@ def test_block_step_is_exact_als_with_the_clean_code_as_prior_and_cold_items_use
   np.testing.assert_allclose(new["U"], u, rtol=1e-3, atol=1e-5)
   v = weighted_ridge(np.asarray(new["U"], np.float64), r.T, c.a, c.b, c.reg_v, theta)
   np.testing.assert_allclose(new["V"], v, rtol=1e-3, atol=1e-5)
-  vecs = np.asarray(cdl.item_vectors(new))
+  vecs = np.asarray(model.item_vectors(params, new))
   np.testing.assert_array_equal(vecs[0], np.asarray(new["mu"][0]))  # Cold: θ_j alone.
   np.testing.assert_array_equal(vecs[1:], np.asarray(new["V"][1:]))
   scores = model.score(params, new, jnp.asarray(train[:4].toarray()))
@@ -96,8 +96,8 @@ def test_training_lowers_the_objective_and_pretraining_drops_the_prior():
   opt_state = model.optimizer.init(params)
 
   @jax.jit
-  def step(p, o, f, batch, k):
-    grads = jax.grad(lambda q: model.loss(q, f, batch, k)[0])(p)
+  def step(p, o, f, batch, k, ph):
+    grads = jax.grad(lambda q: model.loss(q, f, batch, k, ph)[0])(p)
     updates, o = model.optimizer.update(grads, o, p)
     return jax.tree.map(jnp.add, p, updates), o
 
@@ -105,30 +105,33 @@ def test_training_lowers_the_objective_and_pretraining_drops_the_prior():
   totals = [float(cdl.map_objective(c, params, factors, aux, key)["total"])]
   for epoch in range(1, 6):
     factors = model.block_step(params, factors, aux, None)
-    _, it = model.batches(aux, 12, epoch, 0)
-    for i, batch in enumerate(it):
-      params, opt_state = step(params, opt_state, factors, batch, jax.random.PRNGKey(10 * epoch + i))
+    for i, batch in enumerate(epoch_batches(model, train, aux, 12, epoch)):
+      params, opt_state = step(params, opt_state, factors, batch, jax.random.PRNGKey(10 * epoch + i),
+                               phase(model, epoch, i))
     totals.append(float(cdl.map_objective(c, params, factors, aux, key)["total"]))
   # The output bias starts at the bias-only optimum, so the reconstruction term (which dominates
   # at λ_n = 1000 on random content) starts near its floor: require a strict fall every epoch
   # and 3% overall (measured: 36625 -> 35216, 3.8%).
   assert all(b < a for a, b in zip(totals, totals[1:])), totals
   assert totals[-1] < 0.97 * totals[0], totals
-  pre = cdl.make(cdl.Config(factors=K, hidden=(10,), pretrain_epochs=1))
-  assert all(np.all(b["prior_weight"] == 0) for b in pre.batches(aux, 12, 1, 0)[1])
-  assert all(np.all(b["prior_weight"] == 1) for b in pre.batches(aux, 12, 2, 0)[1])
+  pre = cdl.make(cdl.Config(dim=K, hidden=(10,), pretrain_epochs=1))
+  assert [pre.phase(e) for e in (1, 2)] == [{"stage": 2, "prior_weight": 0.0},
+                                             {"stage": 2, "prior_weight": 1.0}]
+  # The schedule travels in `phase`; the batches carry only the items' content.
+  assert all(set(b) == {"words", "values", "index", "mask"}
+             for b in epoch_batches(pre, train, aux, 12, 1))
 
 
 def test_layerwise_pretraining_trains_one_layer_pair_at_a_time():
   model, train, content, params, factors, aux = _setup(layerwise_epochs=1, pretrain_epochs=1,
                                                        reg_w=0.0)
-  assert [cdl.schedule(model.config, e) for e in range(1, 5)] == [(0, 0.0), (1, 0.0), (2, 0.0),
-                                                                 (2, 1.0)]
-  grad = jax.jit(jax.grad(lambda p, f, b, k: model.loss(p, f, b, k)[0]))
+  assert [tuple(model.phase(e).values()) for e in range(1, 5)] == [(0, 0.0), (1, 0.0), (2, 0.0),
+                                                                   (2, 1.0)]
+  grad = jax.jit(jax.grad(lambda p, f, b, k, ph: model.loss(p, f, b, k, ph)[0]))
 
   def trained(epoch):
-    batch = next(model.batches(aux, 12, epoch, 0)[1])
-    g = grad(params, factors, batch, jax.random.PRNGKey(epoch))["params"]
+    batch = next(epoch_batches(model, train, aux, 12, epoch))
+    g = grad(params, factors, batch, jax.random.PRNGKey(epoch), phase(model, epoch))["params"]
     return {name for name, leaf in g.items()
             if max(float(jnp.abs(x).max()) for x in jax.tree.leaves(leaf)) > 0}
 
@@ -150,7 +153,7 @@ def test_end_to_end_tiny_run_through_the_runner(tmp_path):
   train.eliminate_zeros()
   test.eliminate_zeros()
   split = splits.weak_generalization_split(train, test)
-  model = get_model("cdl", {"factors": K, "hidden": (10,), "pretrain_epochs": 2,
+  model = get_model("cdl", {"dim": K, "hidden": (10,), "pretrain_epochs": 2,
                             "learning_rate": 1e-2})
   res = train_and_evaluate(model, split,
                            TrainConfig(epochs=6, eval_every=3, batch_size=8, progress=False,
@@ -173,22 +176,23 @@ def test_pretraining_gives_informative_unsaturated_codes():
     x[j, rng.choice(own[c], 5, replace=False)] = 1.0
   train = sp.csr_matrix((rng.random((30, len(x))) < 0.05).astype(np.float32))
   content = sp.csr_matrix(x)
-  model = cdl.make(cdl.Config(factors=8, hidden=(24,), layerwise_epochs=8, pretrain_epochs=8,
+  model = cdl.make(cdl.Config(dim=8, hidden=(24,), layerwise_epochs=8, pretrain_epochs=8,
                               learning_rate=1e-2))
   params, factors = model.init(jax.random.PRNGKey(0), train, item_content=content)
   aux = model.prepare(train, content)
   opt_state = model.optimizer.init(params)
 
   @jax.jit
-  def step(p, o, f, batch, k):
-    g = jax.grad(lambda q: model.loss(q, f, batch, k)[0])(p)
+  def step(p, o, f, batch, k, ph):
+    g = jax.grad(lambda q: model.loss(q, f, batch, k, ph)[0])(p)
     updates, o = model.optimizer.update(g, o, p)
     return jax.tree.map(jnp.add, p, updates), o
 
   for epoch in range(1, 2 * 8 + 8 + 1):
-    assert cdl.schedule(model.config, epoch)[1] == 0.0
-    for i, batch in enumerate(model.batches(aux, 16, epoch, 0)[1]):
-      params, opt_state = step(params, opt_state, factors, batch, jax.random.PRNGKey(1000 * epoch + i))
+    assert model.phase(epoch)["prior_weight"] == 0.0
+    for i, batch in enumerate(epoch_batches(model, train, aux, 16, epoch)):
+      params, opt_state = step(params, opt_state, factors, batch, jax.random.PRNGKey(1000 * epoch + i),
+                               phase(model, epoch, i))
   code = np.asarray(cdl.encode_clean(model.config, params, x))
   cent = np.stack([code[labels == c].mean(0) for c in range(4)])
   within = np.mean([np.linalg.norm(code[labels == c] - cent[c], axis=1).mean() for c in range(4)])
@@ -202,9 +206,9 @@ def test_layerwise_stages_decay_only_the_layers_they_train():
   # λ_w > 0: a decay-only gradient through Adam moved the "fixed" layers by ~lr per step (issue 5).
   model, train, content, params, factors, aux = _setup(layerwise_epochs=1, pretrain_epochs=1,
                                                        reg_w=1.0)
-  grad = jax.jit(jax.grad(lambda p, f, b, k: model.loss(p, f, b, k)[0]))
+  grad = jax.jit(jax.grad(lambda p, f, b, k, ph: model.loss(p, f, b, k, ph)[0]))
   for epoch, names in ((1, {"enc_0", "dec_1"}), (2, {"enc_1", "dec_0"})):
-    batch = next(model.batches(aux, 12, epoch, 0)[1])
-    g = grad(params, factors, batch, jax.random.PRNGKey(epoch))["params"]
+    batch = next(epoch_batches(model, train, aux, 12, epoch))
+    g = grad(params, factors, batch, jax.random.PRNGKey(epoch), phase(model, epoch))["params"]
     moved = {n for n, leaf in g.items() if max(float(jnp.abs(x).max()) for x in jax.tree.leaves(leaf)) > 0}
     assert moved == names, (epoch, moved)

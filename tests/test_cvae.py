@@ -14,7 +14,7 @@ from recjax.nn import cvae as cvae_nn
 from recjax.nn import sparse
 from recjax.eval import evaluate
 from recjax.train.runner import TrainConfig, WorkdirMismatch, train_and_evaluate
-from hybrid_helpers import keep_p_split, weighted_ridge
+from hybrid_helpers import epoch_batches, keep_p_split, phase, weighted_ridge
 
 K = 4
 HIDDEN = (12, 6)
@@ -34,7 +34,7 @@ def _data(seed=0, n_users=50, n_items=36, n_words=24, cold=(0, 1)):
 
 
 def _model(**kw):
-  base = dict(factors=K, hidden=HIDDEN, pretrain_epochs=0, learning_rate=1e-2)
+  base = dict(dim=K, hidden=HIDDEN, pretrain_epochs=0, learning_rate=1e-2)
   base.update(kw)
   return cvae.make(cvae.Config(**base))
 
@@ -139,7 +139,7 @@ def test_cold_item_is_scored_from_its_content_alone():
   f1 = model.block_step(params, factors, aux, None)
   inputs = jnp.asarray(train[:6].toarray())
   s1 = model.score(params, f1, inputs)
-  vecs = np.asarray(cvae.item_vectors(f1))
+  vecs = np.asarray(model.item_vectors(params, f1))
   np.testing.assert_array_equal(vecs[cold], np.asarray(f1["mu"][cold]))  # v† = 0: only μ_j.
   np.testing.assert_array_equal(vecs[2], np.asarray(f1["V"][2]))  # v† + μ = v for rated items.
 
@@ -150,7 +150,7 @@ def test_cold_item_is_scored_from_its_content_alone():
   f2 = model.block_step(params, factors, aux2, None)
   s2 = model.score(params, f2, inputs)
   assert float(jnp.max(jnp.abs(s2[:, cold] - s1[:, cold]))) > 1e-4
-  np.testing.assert_allclose(cvae.item_vectors(f2)[cold],
+  np.testing.assert_allclose(model.item_vectors(params, f2)[cold],
                              cvae.encode(model.config, params,
                                          jnp.asarray(aux2["content"][cold].toarray()))[0][0],
                              rtol=1e-5, atol=1e-6)
@@ -165,11 +165,11 @@ def test_cold_item_is_scored_from_its_content_alone():
   assert more[:, cold].nnz == 0
   _, fac3 = model.init(jax.random.PRNGKey(0), more, item_content=content)
   f3 = model.block_step(params, fac3, model.prepare(more, content), None)
-  np.testing.assert_array_equal(np.asarray(cvae.item_vectors(f3))[cold], vecs[cold])
-  assert float(np.max(np.abs(np.asarray(cvae.item_vectors(f3))[2] - vecs[2]))) > 1e-5
+  np.testing.assert_array_equal(np.asarray(model.item_vectors(params, f3))[cold], vecs[cold])
+  assert float(np.max(np.abs(np.asarray(model.item_vectors(params, f3))[2] - vecs[2]))) > 1e-5
   # And its score is exactly u_iᵀ μ_j for the folded-in users.
   s3 = np.asarray(model.score(params, f3, inputs))
-  items = np.asarray(cvae.item_vectors(f3))
+  items = np.asarray(model.item_vectors(params, f3))
   users = np.linalg.lstsq(items, s3.T, rcond=None)[0].T  # Recover u_i from scores of all items.
   np.testing.assert_allclose(s3[:, cold], users @ np.asarray(f3["mu"][cold]), rtol=1e-3,
                              atol=1e-5)
@@ -183,8 +183,8 @@ def test_alternation_lowers_the_joint_objective():
   opt_state = model.optimizer.init(params)
 
   @jax.jit
-  def step(p, o, f, batch, k):
-    grads = jax.grad(lambda q: model.loss(q, f, batch, k)[0])(p)
+  def step(p, o, f, batch, k, ph):
+    grads = jax.grad(lambda q: model.loss(q, f, batch, k, ph)[0])(p)
     updates, o = model.optimizer.update(grads, o, p)
     return jax.tree.map(jnp.add, p, updates), o
 
@@ -195,22 +195,24 @@ def test_alternation_lowers_the_joint_objective():
     factors = model.block_step(params, factors, aux, None)
     after_als = objective(params, factors)["total"]
     assert after_als <= before_als + 1e-6 * abs(before_als)  # Exact block minimization.
-    _, it = model.batches(aux, 16, epoch, 0)
-    for i, batch in enumerate(it):
-      params, opt_state = step(params, opt_state, factors, batch, jax.random.PRNGKey(100 * epoch + i))
+    for i, batch in enumerate(epoch_batches(model, train, aux, 16, epoch)):
+      params, opt_state = step(params, opt_state, factors, batch, jax.random.PRNGKey(100 * epoch + i),
+                               phase(model, epoch, i))
     history.append(objective(params, factors)["total"])
   assert history[-1] < 0.9 * history[0], history
 
 
-def test_batches_pretrain_then_prior_and_cover_every_item():
+def test_phase_pretrains_then_adds_the_prior_and_batches_cover_every_item():
   model, train, content, params, factors, aux = _setup(pretrain_epochs=2)
   for epoch, weight in ((1, 0.0), (2, 0.0), (3, 1.0)):
-    n, it = model.batches(aux, 10, epoch, 0)
+    assert model.phase(epoch) == {"stage": len(HIDDEN) + 1, "prior_weight": weight,
+                                  "kl_weight": 1.0}
+    n, it = model.batch_source.epoch(train, aux, 10, epoch, 0)
     batches = list(it)
     assert n == len(batches) == 4
     index = np.concatenate([b["index"][b["mask"]] for b in batches])
     assert sorted(index.tolist()) == list(range(content.shape[0]))
-    assert all(np.all(b["prior_weight"] == weight) for b in batches)
+    assert all(set(b) == {"words", "values", "index", "mask"} for b in batches)  # Data only.
     assert {b["words"].shape for b in batches} == {(10, int(np.diff(aux["content"].indptr).max()))}
 
 
@@ -218,12 +220,12 @@ def test_layerwise_pretraining_stages_train_one_layer_at_a_time():
   model, train, content, params, factors, aux = _setup(layerwise_epochs=2, pretrain_epochs=1,
                                                        reg_w=0.0)
   want = [(0, 0.0), (0, 0.0), (1, 0.0), (1, 0.0), (2, 0.0), (2, 0.0), (3, 0.0), (3, 1.0)]
-  assert [cvae.schedule(model.config, e) for e in range(1, 9)] == want
-  grad = jax.jit(jax.grad(lambda p, f, b, k: model.loss(p, f, b, k)[0]))
+  assert [(model.phase(e)["stage"], model.phase(e)["prior_weight"]) for e in range(1, 9)] == want
+  grad = jax.jit(jax.grad(lambda p, f, b, k, ph: model.loss(p, f, b, k, ph)[0]))
 
   def trained(epoch):  # The parameters the first batch of `epoch` moves.
-    batch = next(model.batches(aux, 12, epoch, 0)[1])
-    g = grad(params, factors, batch, jax.random.PRNGKey(epoch))["params"]
+    batch = next(epoch_batches(model, train, aux, 12, epoch))
+    g = grad(params, factors, batch, jax.random.PRNGKey(epoch), phase(model, epoch))["params"]
     return {name for name, leaf in g.items()
             if max(float(jnp.abs(x).max()) for x in jax.tree.leaves(leaf)) > 0}
 
@@ -236,7 +238,7 @@ def test_layerwise_pretraining_stages_train_one_layer_at_a_time():
 def test_end_to_end_tiny_run_through_the_runner(tmp_path):
   clicks, content = _data(seed=2, n_users=80, n_items=40, cold=())
   split = keep_p_split(clicks, 2, seed=0)
-  model = get_model("cvae", {"factors": K, "hidden": HIDDEN, "pretrain_epochs": 10,
+  model = get_model("cvae", {"dim": K, "hidden": HIDDEN, "pretrain_epochs": 10,
                              "learning_rate": 2e-2})
   config = TrainConfig(epochs=40, eval_every=10, batch_size=8, seed=1, progress=False,
                        n_devices=1, metrics=("recall@10", "recall_cdl@10"))
@@ -298,22 +300,23 @@ def test_pretraining_gives_informative_codes_not_a_collapsed_posterior():
   # every item (KL -> 0).  The collapsed run measured here: spread 0.07, ratio 1.2 (lr 1e-3, no
   # KL warm-up); with the configs' procedure: spread 1.8, ratio 25.
   train, content, labels = _clustered_titles()
-  model = cvae.make(cvae.Config(factors=8, hidden=(24, 12), layerwise_epochs=8, pretrain_epochs=8,
+  model = cvae.make(cvae.Config(dim=8, hidden=(24, 12), layerwise_epochs=8, pretrain_epochs=8,
                                 kl_warmup_epochs=4, learning_rate=1e-2))
   params, factors = model.init(jax.random.PRNGKey(0), train, item_content=content)
   aux = model.prepare(train, content)
   opt_state = model.optimizer.init(params)
 
   @jax.jit
-  def step(p, o, f, batch, k):
-    g = jax.grad(lambda q: model.loss(q, f, batch, k)[0])(p)
+  def step(p, o, f, batch, k, ph):
+    g = jax.grad(lambda q: model.loss(q, f, batch, k, ph)[0])(p)
     updates, o = model.optimizer.update(g, o, p)
     return jax.tree.map(jnp.add, p, updates), o
 
   for epoch in range(1, 3 * 8 + 8 + 1):  # 3 layerwise stages, then the whole VAE: pretraining only.
-    assert cvae.schedule(model.config, epoch)[1] == 0.0
-    for i, batch in enumerate(model.batches(aux, 16, epoch, 0)[1]):
-      params, opt_state = step(params, opt_state, factors, batch, jax.random.PRNGKey(1000 * epoch + i))
+    assert model.phase(epoch)["prior_weight"] == 0.0
+    for i, batch in enumerate(epoch_batches(model, train, aux, 16, epoch)):
+      params, opt_state = step(params, opt_state, factors, batch, jax.random.PRNGKey(1000 * epoch + i),
+                               phase(model, epoch, i))
   mu = np.asarray(cvae.encode(model.config, params, content.toarray())[0])
   spread, ratio = _separation(mu, labels)
   assert spread > 0.5, spread  # A collapsed encoder: ~0.07 (the prior's scale is 1).
@@ -322,10 +325,11 @@ def test_pretraining_gives_informative_codes_not_a_collapsed_posterior():
 
 def test_kl_warmup_only_in_the_vae_pretraining_stages():
   c = cvae.Config(hidden=(12, 6), layerwise_epochs=2, pretrain_epochs=3, kl_warmup_epochs=2)
-  got = [cvae.kl_weight(c, e) for e in range(1, 12)]
+  got = [cvae.phase(c, e)["kl_weight"] for e in range(1, 12)]
   #       layer 0   layer 1   latent VAE  whole VAE      MAP
   assert got == [1, 1, 1, 1, 0.0, 0.5, 0.0, 0.5, 1.0, 1.0, 1.0]
-  assert all(cvae.kl_weight(cvae.Config(layerwise_epochs=2), e) == 1.0 for e in range(1, 12))
+  assert all(cvae.phase(cvae.Config(layerwise_epochs=2), e)["kl_weight"] == 1.0
+             for e in range(1, 12))
 
 
 def test_layerwise_stages_decay_only_the_layers_they_train():
@@ -333,12 +337,12 @@ def test_layerwise_stages_decay_only_the_layers_they_train():
   # Adam, a decay-only gradient moves every weight by ~lr per step and erased them (issue 5).
   model, train, content, params, factors, aux = _setup(layerwise_epochs=1, pretrain_epochs=1,
                                                        reg_w=1.0)
-  grad = jax.jit(jax.grad(lambda p, f, b, k: model.loss(p, f, b, k)[0]))
+  grad = jax.jit(jax.grad(lambda p, f, b, k, ph: model.loss(p, f, b, k, ph)[0]))
   for epoch, names in ((1, {"kernel_0", "enc_bias_0", "dec_bias_0"}),
                        (2, {"kernel_1", "enc_bias_1", "dec_bias_1"}),
                        (3, {"mu", "logvar", "latent_in"})):
-    batch = next(model.batches(aux, 12, epoch, 0)[1])
-    g = grad(params, factors, batch, jax.random.PRNGKey(epoch))["params"]
+    batch = next(epoch_batches(model, train, aux, 12, epoch))
+    g = grad(params, factors, batch, jax.random.PRNGKey(epoch), phase(model, epoch))["params"]
     moved = {n for n, leaf in g.items() if max(float(jnp.abs(x).max()) for x in jax.tree.leaves(leaf)) > 0}
     assert moved == names, (epoch, moved)
 
@@ -352,9 +356,9 @@ def test_reg_r_weighs_content_only_in_the_map_stage():
                                                          reg_w=0.0)
     key = jax.random.PRNGKey(3)
     for epoch in (1, 2):  # Epoch 1: whole-VAE pretraining; epoch 2: the MAP stage.
-      batch = next(model.batches(aux, 12, epoch, 0)[1])
+      batch = next(epoch_batches(model, train, aux, 12, epoch))
       out[reg_r, epoch] = {k: float(v) for k, v in
-                           model.loss(params, factors, batch, key)[1].items()}
+                           model.loss(params, factors, batch, key, phase(model, epoch))[1].items()}
   for name in ("neg_log_lik", "kl"):
     assert out[100.0, 1][name] == pytest.approx(out[1.0, 1][name], rel=1e-6)
     assert out[100.0, 2][name] == pytest.approx(100 * out[1.0, 2][name], rel=1e-5)

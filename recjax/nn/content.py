@@ -1,19 +1,32 @@
-"""Content regressors: an MLP from an item's bag of words to a latent vector.
+"""The hybrids' content networks: DeepMusic's regressor, and what CDL, CVAE and CRAE share.
 
-The first layer reads sparse rows in either of two forms with the same kernel:
-padded (word id, value) lists (`recjax.nn.sparse.PaddedRows`, for training
-batches) or the COO triples of a whole catalog (`ContentMLP.from_coo`, for
-scoring every item at once without a [items, words] or [items, L, hidden]
-temporary: the nonzeros are summed into the hidden layer in chunks).
+`ContentMLP` regresses a latent vector from an item's bag of words.  Its first
+layer reads sparse rows in either of two forms with the same kernel: padded
+(word id, value) lists (`recjax.nn.sparse.PaddedRows`, for training batches)
+or the COO triples of a whole catalog (`ContentMLP.from_coo`, for scoring
+every item at once without a [items, words] or [items, L, hidden] temporary:
+the nonzeros are summed into the hidden layer in chunks).
+
+The network side of the hybrids that put a prior mean on the item factors
+(CDL's SDAE code, CVAE's inference mean, CRAE's pooled title code):
+`encode_all` (the code of every item, batch by batch, for the block step),
+`pretraining_stage` (greedy layerwise stages, then the whole network without
+and with the prior term), `weight_decay` (λ_w over some or all layers, in the
+units of a per-item minibatch loss), `masked_mean` (a batch's mean over its
+real rows), `item_sum` (a per-item term summed over the catalog in float64,
+for the MAP objectives) and `with_param` (one parameter replaced, e.g. an
+output bias started at `recjax.data.content.marginal_output_bias`).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 
 from recjax.nn.sparse import PaddedRows
 
@@ -89,3 +102,75 @@ class ContentMLP(nn.Module):
 
     pre, _ = jax.lax.scan(add, jnp.zeros((n_docs, self.hidden[0]), jnp.float32), parts)
     return self._rest(pre)
+
+
+def content_rows(batch: dict) -> PaddedRows:
+  """The padded word lists of a `recjax.data.batching.ContentRows` batch."""
+  return PaddedRows(batch["words"], batch["values"])
+
+
+def encode_all(fn: Callable[[Any, dict], jax.Array], params, batches: Iterable[dict]) -> jax.Array:
+  """``fn(params, batch)`` [B, K] of every batch, padding rows (``mask`` False) dropped: [n, K].
+
+  `batches` visits every item once in item order (e.g.
+  ``batching.content_batches(content, batch_size)``, one shape for the whole
+  catalog, so a jitted `fn` compiles once).
+  """
+  out = [np.asarray(fn(params, b))[b["mask"]] for b in batches]
+  return jnp.asarray(np.concatenate(out))
+
+
+def item_sum(fn: Callable[[dict, jax.Array], Sequence[jax.Array]], batches: Iterable[dict],
+             key: jax.Array) -> float:
+  """Σ over the real rows of every batch of the per-row terms ``fn(batch, key_b)``, in float64.
+
+  ``fn`` returns [B] arrays whose sum is the term; batch b draws its noise from
+  ``fold_in(key, b)``, so a fixed key gives a deterministic value.
+  """
+  total = 0.0
+  for b, batch in enumerate(batches):
+    terms = fn(batch, jax.random.fold_in(key, b))
+    total += float(np.sum(sum(np.asarray(t, np.float64) for t in terms)[batch["mask"]]))
+  return total
+
+
+def pretraining_stage(epoch: int, n_stages: int, layerwise_epochs: int,
+                      pretrain_epochs: int) -> tuple[int, float]:
+  """(stage, prior weight) of runner epoch `epoch` (1-based) under greedy pretraining.
+
+  Stages 0 .. n_stages - 1 are the layerwise stages (``layerwise_epochs``
+  epochs each, none when it is 0); stage n_stages is the whole network:
+  ``pretrain_epochs`` epochs with prior weight 0 (the network alone), then
+  prior weight 1 (the joint MAP objective) for the rest of the run.
+  """
+  layerwise = n_stages * layerwise_epochs if layerwise_epochs > 0 else 0
+  if epoch <= layerwise:
+    return (epoch - 1) // layerwise_epochs, 0.0
+  return n_stages, 0.0 if epoch <= layerwise + pretrain_epochs else 1.0
+
+
+def weight_decay(params, reg_w: float, n_items: int, names: Sequence[str] | None = None):
+  """λ_w/(2N) ||W, b||² of the top-level layers `names` of ``params["params"]`` (all if None).
+
+  A minibatch loss that averages per-item terms over its items is J / N for
+  N = `n_items`; this is λ_w/2 ||W, b||² in the same units.
+  """
+  p = params["params"] if names is None else {n: params["params"][n] for n in names}
+  return 0.5 * reg_w / n_items * optax.tree_utils.tree_norm(p, squared=True)
+
+
+def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+  """The mean of `values` [B] over the rows where `mask` [B] is True (0 when none is)."""
+  m = mask.astype(jnp.float32)
+  return jnp.sum(values * m) / jnp.maximum(jnp.sum(m), 1.0)
+
+
+def with_param(params, path: Sequence[str], value) -> Any:
+  """`params` with ``params["params"][path[0]][path[1]]...`` replaced by `value` (float32)."""
+
+  def put(tree, keys):
+    if not keys:
+      return jnp.asarray(value, jnp.float32)
+    return {**tree, keys[0]: put(tree[keys[0]], keys[1:])}
+
+  return {**params, "params": put(params["params"], tuple(path))}
