@@ -8,9 +8,10 @@ rename), checked against its published checksum and unpacked.  Otherwise one
 `FileNotFoundError` lists every path tried.
 
 `load_dataset` also takes a path to a file or folder in a generic format
-(`_load_path`): a table whose header names its columns, a folder of such files
-(merged), or a folder of train/[valid/]test files, used as the given split.
-What the reader decided is in `Dataset.notes`.
+(`recjax.data.user_files`): a table whose header names its columns, a folder
+of such files (merged), or a folder of train/[valid/]test files, used as the
+given split.  What the reader decided is in `Dataset.notes`.  The download
+itself (checksums, atomic writes, unpacking) is `recjax.data.downloads`.
 
 Published data are never shipped with recjax; several licences (MovieLens)
 forbid redistribution.
@@ -20,51 +21,19 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import os
-import shutil
-import tempfile
-import urllib.request
-import warnings
-import zipfile
 from pathlib import Path
 from typing import Callable, Literal, Mapping
 
-import numpy as np
-
 from recjax.data import readers
-from recjax.data.types import GIVEN_SPLIT, DataFormatError, Dataset, Interactions
+from recjax.data.downloads import ChecksumError, Download, archive_matches, download_file, extract
+from recjax.data.types import DataFormatError, Dataset, Interactions
+from recjax.data.user_files import load_path
 
 __all__ = [
     "Download", "DatasetSpec", "DATASETS", "DOWNLOADS", "ChecksumError", "load_dataset",
     "dataset_spec", "list_datasets", "find_dataset", "fetch", "default_cache_dir",
 ]
-
-
-class ChecksumError(ValueError):
-  """A downloaded file does not match its published checksum."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Download:
-  """An official archive.
-
-  Attributes:
-    url: where to get it (any urllib scheme, so tests can use file://).
-    archive: file name to store it under in the cache dir.
-    folder: the cache-dir folder the unpacked dataset must end up in.
-    member_root: the folder inside the zip that becomes `folder`; None when the
-      zip's top-level files go straight into `folder`.
-    sha256, md5: published/verified checksums; None when unknown (then the
-      computed sha256 is reported in a warning, unverified).
-  """
-
-  url: str
-  archive: str
-  folder: str
-  member_root: str | None = None
-  sha256: str | None = None
-  md5: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -349,61 +318,6 @@ _LOADERS: dict[str, Callable[[DatasetSpec, Path, list], Dataset]] = {
 # ---------------------------------------------------------------------------
 
 
-def _download(url: str, dest: Path, sha256: str | None, md5: str | None) -> str:
-  """Streams url to dest atomically (temp file + rename) and checks it; returns its sha256.
-
-  On any failure (network, checksum) no file is left behind.
-  """
-  dest.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-  try:
-    h256, hmd5 = hashlib.sha256(), hashlib.md5()
-    with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-      while True:
-        block = resp.read(1 << 20)
-        if not block:
-          break
-        h256.update(block)
-        hmd5.update(block)
-        out.write(block)
-    got256, gotmd5 = h256.hexdigest(), hmd5.hexdigest()
-    if sha256 is not None and got256 != sha256.lower():
-      raise ChecksumError(f"{url}: sha256 {got256} does not match the expected {sha256}")
-    if md5 is not None and gotmd5 != md5.lower():
-      raise ChecksumError(f"{url}: md5 {gotmd5} does not match the expected {md5}")
-    if sha256 is None and md5 is None:
-      warnings.warn(f"{url}: no published checksum known; downloaded file has sha256 {got256} "
-                    "(NOT verified)", stacklevel=3)
-    os.replace(tmp, dest)
-    return got256
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
-def _extract(archive: Path, cache: Path, d: Download) -> Path:
-  """Unzips into a temp folder, then renames the dataset folder into place."""
-  target = cache / d.folder
-  if target.exists():
-    raise FileExistsError(f"{target} exists but is not a complete dataset; remove it to re-extract")
-  tmp = Path(tempfile.mkdtemp(dir=cache, prefix=f".{d.folder}.", suffix=".extract"))
-  try:
-    with zipfile.ZipFile(archive) as z:
-      for m in z.namelist():
-        parts = Path(m).parts
-        if Path(m).is_absolute() or ".." in parts:
-          raise DataFormatError(archive, None, f"expected relative member paths; got {m!r}")
-      z.extractall(tmp)
-    src = tmp / d.member_root if d.member_root else tmp
-    if not src.is_dir():
-      raise DataFormatError(archive, None, f"expected a folder {d.member_root}/ in the archive")
-    os.replace(src, target)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
-  return target
-
-
 def fetch(name: str, cache_dir: str | os.PathLike | None = None,
           downloads: Mapping[str, Download] | None = None) -> Path:
   """Downloads, verifies and unpacks a dataset's official archive; returns its folder."""
@@ -415,19 +329,13 @@ def fetch(name: str, cache_dir: str | os.PathLike | None = None,
   cache = default_cache_dir(cache_dir)
   cache.mkdir(parents=True, exist_ok=True)
   archive = cache / d.archive
-  if archive.exists():
-    h256, hmd5 = hashlib.sha256(), hashlib.md5()
-    with open(archive, "rb") as f:
-      for block in iter(lambda: f.read(1 << 20), b""):
-        h256.update(block)
-        hmd5.update(block)
-    if (d.sha256 and h256.hexdigest() != d.sha256) or (d.md5 and hmd5.hexdigest() != d.md5):
-      archive.unlink()
+  if archive.exists() and not archive_matches(archive, d):
+    archive.unlink()
   if not archive.exists():
-    _download(d.url, archive, d.sha256, d.md5)
+    download_file(d.url, archive, d.sha256, d.md5)
   folder = cache / d.folder
   if not _probe(spec, folder):
-    _extract(archive, cache, d)
+    extract(archive, cache, d)
   if not _probe(spec, folder):
     raise DataFormatError(archive, None, f"expected {', '.join(spec.files) or 'the data files'} "
                           f"in {folder} after unpacking")
@@ -482,7 +390,7 @@ def load_dataset(name_or_path: str, data_dir: str | None = None, cache_dir: str 
   if key is None:
     p = Path(name_or_path).expanduser()
     if p.exists():
-      return _load_path(p, format, values)
+      return load_path(p, format, values)
     raise ValueError(f"unknown dataset {str(name_or_path)!r} (and no such file or folder)"
                      f"{_did_you_mean(str(name_or_path))}; valid names: "
                      f"{', '.join(list_datasets())}")
@@ -512,155 +420,3 @@ def load_dataset(name_or_path: str, data_dir: str | None = None, cache_dir: str 
       lines.append(f"It cannot be downloaded automatically ({spec.licence}).")
     raise FileNotFoundError("\n".join(lines))
   return _LOADERS[spec.loader](spec, folder, roots)
-
-
-_SPLIT_ORDER = {"train": 0, "training": 0, "valid": 1, "val": 1, "validation": 1, "dev": 1,
-                "test": 2}
-_SPLIT_ROLES = {"train": "train", "training": "train", "valid": "validation", "val": "validation",
-                "validation": "validation", "dev": "validation", "test": "test"}
-_SKIP_PREFIXES = ("readme", "license", "licence", "source", "citation")
-
-
-def _folder_files(folder: Path) -> list[Path]:
-  files = [f for f in folder.iterdir()
-           if f.is_file() and f.suffix.lower() in (".txt", ".csv", ".dat", ".tsv")
-           and not f.name.lower().startswith(_SKIP_PREFIXES)]
-  return sorted(files, key=lambda f: (_SPLIT_ORDER.get(f.stem.lower(), 3), f.name))
-
-
-def _nonblank_lines(path: Path, limit: int = 2) -> int:
-  n = 0
-  with readers.open_file(path) as f:
-    for raw in f:
-      if raw.strip(b"\r\n\t \xef\xbb\xbf"):
-        n += 1
-        if n >= limit:
-          break
-  return n
-
-
-def _read_file(f: Path, fmt: str, values: str, notes: list[str]) -> Interactions:
-  """One generic file as Interactions; DataFormatError (naming the file) when it is not one."""
-  if fmt == "table":
-    inter = readers.read_interactions(f, values=values, notes=notes)
-  elif fmt in ("user_lines", "counted_lists"):
-    layout = "uid i1 i2 ..." if fmt == "user_lines" else "n i1 ... in"
-    if values == "ratings":
-      raise DataFormatError(f, None, f"expected a rating column with values='ratings'; got "
-                            f"one line per user ({layout}), which has no ratings")
-    inter = (readers.read_user_lines([f], name=str(f)) if fmt == "user_lines"
-             else readers.read_counted_lists(f))
-    notes.append(f"{f.name}: one line per user ({layout}): implicit feedback, every listed "
-                 "item counts 1")
-  elif fmt == "lda_c":
-    raise DataFormatError(f, None, "expected interactions; got an LDA-C bag of words "
-                          "('M w1:c1 ... wM:cM' lines): item content")
-  else:
-    raise ValueError(f"unknown format {fmt!r}; use 'table', 'user_lines' or 'counted_lists'")
-  if not inter.n_events:
-    n = _nonblank_lines(f)
-    got = ("an empty file" if n == 0 else "only a header line" if fmt == "table" and n == 1
-           else "no events")
-    raise DataFormatError(f, None, f"expected interaction lines; got {got}")
-  return inter
-
-
-def _why_not(e: DataFormatError) -> str:
-  short = getattr(e, "short", None)
-  where = f"line {e.line}: " if e.line is not None else ""
-  return where + (short or getattr(e, "message", str(e)))
-
-
-def _summary(inter: Interactions) -> str:
-  what = "ratings" if inter.duplicate_rule == "last" else "implicit"
-  return (f"interactions ({what}): {inter.n_events:,} events, {inter.n_users:,} users, "
-          f"{inter.n_items:,} items")
-
-
-def _load_path(p: Path, format: str | None, values: str = "auto") -> Dataset:
-  """A generic file, or a folder of interaction files, as a Dataset.
-
-  A folder's files are merged into one event log, except that a folder with
-  train.* and test.* files (and optionally valid.*/validation.*) is a given
-  split: `predefined_splits[GIVEN_SPLIT]` = (train, test[, validation]) in the
-  id space of the merged log, which `pipeline.resolve` picks for
-  protocol="auto"; the folder's other files are ignored (noted).  A folder
-  whose files are not all interaction data raises one DataFormatError with a
-  line per file saying what it is.
-  """
-  if p.is_file():
-    fmt = format or readers.sniff_format(p)
-    notes: list[str] = []
-    inter = _read_file(p, fmt, values, notes)
-    dkind = "explicit" if inter.duplicate_rule == "last" else "implicit"
-    return Dataset(str(p), inter, kind=dkind, notes=tuple(notes))
-  files = _folder_files(p)
-  if not files:
-    raise FileNotFoundError(f"{p}: no .txt/.csv/.dat/.tsv data files in this folder")
-  roles: dict[str, list[Path]] = {}
-  for f in files:
-    role = _SPLIT_ROLES.get(f.stem.lower())
-    if role:
-      roles.setdefault(role, []).append(f)
-  given = "train" in roles and "test" in roles
-  if given:
-    for role, fs in roles.items():
-      if len(fs) > 1:
-        raise ValueError(f"{p}: {len(fs)} {role} files ({', '.join(f.name for f in fs)}); "
-                         "expected one train, one test and at most one validation file")
-    use = roles["train"] + roles.get("validation", []) + roles["test"]
-  else:
-    use = files
-  fmts = {f: format or readers.sniff_format(f) for f in use}
-  parts: dict[Path, Interactions] = {}
-  failures: dict[Path, DataFormatError] = {}
-  notes = []
-  for f in use:
-    try:
-      parts[f] = _read_file(f, fmts[f], values, notes)
-    except DataFormatError as e:
-      failures[f] = e
-  if failures:
-    if len(use) == 1:
-      raise failures[use[0]]
-    good = [f for f in use if f in parts]
-    hint = (f"load the interactions file itself (e.g. load_dataset({str(good[0])!r})) or move "
-            "the other files out" if good else "no file here reads as interactions")
-    lines = [f"not every file in this folder is interaction data; {hint}:"]
-    for f in use:
-      lines.append(f"  {f.name}: " + (_summary(parts[f]) if f in parts else
-                                      f"not interaction data: {_why_not(failures[f])}"))
-    raise DataFormatError(p, None, "\n".join(lines))
-  kinds = set(fmts.values())
-  if len(kinds) > 1:
-    listing = ", ".join(f"{f.name}: {k}" for f, k in fmts.items())
-    raise ValueError(f"{p}: files are not all of one format ({listing}); pass a file, "
-                     "or format=...")
-  rules = {parts[f].duplicate_rule for f in use}
-  if len(rules) > 1:
-    listing = ", ".join(f"{f.name}: {'ratings' if parts[f].duplicate_rule == 'last' else 'implicit'}"
-                        for f in use)
-    raise ValueError(f"{p}: files mix ratings and implicit feedback ({listing}); pass one "
-                     "file, or values='counts'/'ratings' to read them alike")
-  inter = readers.merge_interactions([parts[f] for f in use], str(p))
-  splits = {}
-  if given:
-    bounds = np.cumsum([0] + [parts[f].n_events for f in use])
-    event = np.arange(inter.n_events)
-    side = {f: dataclasses.replace(inter.select_events((event >= a) & (event < b)), name=f.name)
-            for f, a, b in zip(use, bounds[:-1], bounds[1:])}
-    train, test = side[roles["train"][0]], side[roles["test"][0]]
-    valid = [side[f] for f in roles.get("validation", [])]
-    splits[GIVEN_SPLIT] = (train, test, *valid)
-    names = ", ".join(f.name for f in use)
-    notes.append(f"{names}: a given split (protocol {GIVEN_SPLIT!r}, what protocol='auto' "
-                 f"picks): training rows from {roles['train'][0].name}, ranked held-out items "
-                 f"from {roles['test'][0].name}"
-                 + (f" (validation: {valid[0].name})" if valid else
-                    " (also used for validation: there is no validation file)")
-                 + "; --set protocol=strong merges the files and re-splits by user instead")
-    others = [f.name for f in files if f not in use]
-    if others:
-      notes.append(f"files ignored (not train/valid/test): {', '.join(others)}")
-  dkind = "explicit" if inter.duplicate_rule == "last" else "implicit"
-  return Dataset(str(p), inter, predefined_splits=splits, kind=dkind, notes=tuple(notes))
