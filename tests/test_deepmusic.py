@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.test_util import check_grads
 
+from recjax.data import content as content_lib
 from recjax.models import deepmusic
 from recjax.models.registry import get_model
 from recjax.nn.content import ContentMLP
@@ -22,7 +23,7 @@ def _numpy_mlp(params, x):
 
 def _model_and_data(**kw):
   split, docs = planted_hybrid_split(seed=7, n_users=40, n_items=30)
-  config = deepmusic.Config(factors=3, hidden=(8, 6), wmf_sweeps=3, **kw)
+  config = deepmusic.Config(dim=3, hidden=(8, 6), wmf_sweeps=3, **kw)
   model = deepmusic.make(config)
   params, factors = model.init(jax.random.PRNGKey(0), split.train, item_content=docs)
   aux = model.prepare(split.train, item_content=docs)
@@ -32,35 +33,35 @@ def _model_and_data(**kw):
 def test_regression_loss_and_batches_match_numpy():
   config, model, split, docs, params, factors, aux = _model_and_data()
   factors = model.block_step(params, factors, aux, None)
-  n, batch = model.batches(aux, 7, 1, 0)
+  n, batch = model.batch_source.epoch(split.train, aux, 7, 1, 0)
   batches = list(batch)
   assert len(batches) == n == -(-len(aux["clicked"]) // 7)
   seen = np.concatenate([b["index"][b["mask"]] for b in batches])
   np.testing.assert_array_equal(np.sort(seen), np.sort(aux["clicked"]))
   b = batches[-1]  # The last batch has padding rows.
   assert not b["mask"].all()
-  x = deepmusic.scale_content(docs, config.content_scale).toarray().astype(np.float64)
+  x = content_lib.scale(docs, config.content_scale).toarray().astype(np.float64)
   assert np.allclose(x.max(axis=0)[x.max(axis=0) > 0], 1.0)  # Each word / its max over items.
   dense = np.zeros((len(b["index"]), docs.shape[1]))
-  np.add.at(dense, (np.arange(len(b["index"]))[:, None], b["items"]), b["values"])
+  np.add.at(dense, (np.arange(len(b["index"]))[:, None], b["words"]), b["values"])
   np.testing.assert_allclose(dense[b["mask"]], x[b["index"][b["mask"]]], rtol=1e-6)
   v = np.asarray(factors["V"], np.float64)
   err = np.sum((_numpy_mlp(params, dense) - v[np.maximum(b["index"], 0)]) ** 2, axis=1)
   want = err[b["mask"]].mean()
   jb = jax.tree.map(jnp.asarray, b)
-  got, metrics = model.loss(params, factors, jb, None)
+  got, metrics = model.loss(params, factors, jb, None, {})
   np.testing.assert_allclose(float(got), want, rtol=1e-4)
 
 
 def test_regression_loss_gradients_check():
   config, model, split, docs, params, factors, aux = _model_and_data(activation="tanh")
   factors = model.block_step(params, factors, aux, None)
-  _, batch = model.batches(aux, 7, 1, 0)
+  _, batch = model.batch_source.epoch(split.train, aux, 7, 1, 0)
   b = next(batch)
   with jax.enable_x64(True):  # Central differences in float64 (smooth tanh units).
     to64 = lambda t: jnp.asarray(t, jnp.float64) if np.issubdtype(np.asarray(t).dtype, np.floating) else jnp.asarray(t)
     p64, f64, b64 = (jax.tree.map(to64, t) for t in (params, factors, b))
-    check_grads(jax.jit(lambda p: model.loss(p, f64, b64, None)[0]), (p64,), order=1,
+    check_grads(jax.jit(lambda p: model.loss(p, f64, b64, None, {})[0]), (p64,), order=1,
                 modes=("rev",), atol=1e-5, rtol=1e-5, eps=1e-6)
 
 
@@ -83,7 +84,7 @@ def test_score_uses_regressed_factors_for_all_or_only_cold_items():
   for mode in ("regressed", "cold"):
     config, model, split, docs, params, factors, aux = _model_and_data(score_items=mode)
     factors = model.block_step(params, factors, aux, None)
-    x = deepmusic.scale_content(docs, config.content_scale).toarray().astype(np.float64)
+    x = content_lib.scale(docs, config.content_scale).toarray().astype(np.float64)
     v_reg = _numpy_mlp(params, x)
     coo = factors["content"]
     got_reg = ContentMLP(n_in=docs.shape[1], hidden=(8, 6), features=3).apply(
@@ -116,7 +117,7 @@ def test_deepmusic_trains_end_to_end_and_beats_popularity(tmp_path):
   split, docs = planted_hybrid_split()
   config = TrainConfig(epochs=30, batch_size=16, n_devices=1, checkpoint=False, progress=False,
                        eval_every=30, metrics=("recall_cdl@10", "recall@20"))
-  model = get_model("deepmusic", {"factors": 4, "hidden": (16,), "learning_rate": 0.01,
+  model = get_model("deepmusic", {"dim": 4, "hidden": (16,), "learning_rate": 0.01,
                                   "wmf_sweeps": 5})
   res = train_and_evaluate(model, split, config, tmp_path / "dm", log=lambda s: None,
                            side={"item_content": docs})
