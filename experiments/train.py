@@ -170,7 +170,8 @@ def build_experiment(config: str | None = None, model: str | None = None,
 
 # Data protocols (`pipeline.PROTOCOLS`) whose eval sets are not fold-in ranking; every other
 # protocol (strong, given, strong-temporal*, random-P*, predefined splits) ranks items.
-_EVALUATION_OF_PROTOCOL = {"loo-sampled": "sampled", "ratings": "rating", "ratings-items": "rating"}
+_EVALUATION_OF_PROTOCOL = {"loo-sampled": "sampled", "ratings": "rating", "ratings-items": "rating",
+                           "sequence-tail": "sequence", "sequence-tail-novalid": "sequence"}
 
 
 def evaluation_protocol(data_protocol: str) -> str:

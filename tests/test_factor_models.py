@@ -76,7 +76,7 @@ def test_logmf_objective_falls_and_fold_in_matches_dense_solve():
   rng = np.random.default_rng(3)
   counts = sp.csr_matrix((rng.random((30, 20)) < 0.25) * rng.integers(1, 9, (30, 20)),
                          dtype=np.float32)
-  config = logmf.Config(factors=4, reg=0.1)
+  config = logmf.Config(dim=4, reg=0.1)
   model = logmf.make(config)
   _, factors = model.init(jax.random.PRNGKey(1), counts)
   buckets = model.prepare(counts)
@@ -122,7 +122,7 @@ def test_logmf_trains_and_beats_popularity(tmp_path):
   split = toy_model.make_split()
   config = TrainConfig(epochs=3, n_devices=1, checkpoint=False, progress=False,
                        metrics=("recall@20", "ndcg@100"))
-  res = train_and_evaluate(get_model("mf-logcount", {"factors": 8}), split, config, tmp_path / "m",
+  res = train_and_evaluate(get_model("mf-logcount", {"dim": 8}), split, config, tmp_path / "m",
                            log=lambda s: None)
   pop = train_and_evaluate(get_model("popularity"), split, config, tmp_path / "p",
                            log=lambda s: None)

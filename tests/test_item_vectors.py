@@ -41,7 +41,7 @@ CASES = {
     "slim": ("slim", {"n_iters": 20}, "clicks"),
     "wmf": ("wmf", {"factors": 4}, "clicks"),
     "cmf": ("cmf", {"factors": 4}, "content"),
-    "mf-logcount": ("mf-logcount", {"factors": 4}, "clicks"),
+    "mf-logcount": ("mf-logcount", {"dim": 4}, "clicks"),
     "ctr": ("ctr", {"factors": 4, "lda_em_iters": 5, "lda_e_steps": 3, "lda_alpha": 0.25},
             "content"),
     "svdfeature": ("svdfeature", {"factors": 4, "n_words": N_WORDS, "cg_steps": 5}, "content"),

@@ -88,7 +88,7 @@ RANGE_CASES = [
     ("wmf", "fold_in_chunk", 0),
     ("wmf", "max_bytes_per_call", 0), ("wmf", "a", float("inf")),
     ("cmf", "reg_z", -1.0), ("cmf", "content_scale", "tfidf"), ("cmf", "content_weight", -1.0),
-    ("mf-logcount", "reg", -1.0), ("mf-logcount", "factors", 0),
+    ("mf-logcount", "reg", -1.0), ("mf-logcount", "dim", 0),
     ("mult-vae", "dropout", 1.0), ("mult-vae", "dropout", -0.1), ("mult-vae", "latent_dim", 0),
     ("mult-vae", "hidden_dims", (600, 0)), ("mult-vae", "learning_rate", 0.0),
     ("mult-vae", "learning_rate", -1e-3), ("mult-vae", "weight_decay", -1.0),

@@ -27,6 +27,7 @@ from recjax.data import preprocess, splits
 from recjax.data.loo import loo_split
 from recjax.data.psplits import random_p_split
 from recjax.data.ratings import item_rating_split, user_rating_split
+from recjax.data.sequences import tail_split
 from recjax.data.temporal import strong_temporal_ordered_split, strong_temporal_split
 from recjax.data.types import GIVEN_SPLIT, Dataset, Interactions
 
@@ -150,6 +151,8 @@ PROTOCOLS: dict[str, Callable[..., Any]] = {
     "strong-temporal-ordered": strong_temporal_ordered_split,
     # P random training items per user, the rest test (CTR/CDL/CVAE/CRAE), seeded by split_seed.
     **{f"random-P{p}": random_p_split for p in range(1, 11)},
+    # Ko et al.'s held-out tails of time-ordered sequences (with / without a validation tail).
+    **{name: tail_split for name in ("sequence-tail", "sequence-tail-novalid")},
 }
 
 
@@ -434,6 +437,8 @@ def _after_protocol(dataset: Dataset, config: DataConfig, split, conversions: li
   protocol = config.protocol
   if protocol in ("ratings", "ratings-items"):
     return split  # Raw ratings are the targets.
+  if protocol.startswith("sequence-tail"):
+    return split  # Events stay events (repeats included); tail_split records its own notes.
   inter = dataset.interactions
   raw, repeated = _merged(inter)
   if repeated and protocol != "loo-sampled":  # Leave-one-out works on events, not pairs.

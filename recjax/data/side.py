@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import scipy.sparse as sp
 
-from recjax.data import content, titles
+from recjax.data import content, sequences, titles
 
 
 def _item_content(dataset, split, log) -> sp.csr_matrix | None:
@@ -39,6 +39,7 @@ def _item_titles(dataset, split, log):
 PROVIDERS: dict[str, Callable[[Any, Any, Callable[[str], None]], Any]] = {
     "item_content": _item_content,
     "item_titles": _item_titles,
+    "train_sequences": sequences.train_sequences,
 }
 
 

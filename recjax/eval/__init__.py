@@ -13,15 +13,18 @@ from typing import Any, Callable
 
 from recjax.data.loo import SampledEvalSet
 from recjax.data.ratings import RatingEvalSet
+from recjax.data.sequences import SequenceEvalSet
 from recjax.data.splits import EvalSet
 from recjax.eval.ranking import evaluate_ranking
 from recjax.eval.rating import evaluate_rating
 from recjax.eval.sampled import evaluate_sampled
+from recjax.eval.sequence import evaluate_sequence
 
 EVALUATORS: dict[type, Callable[..., dict]] = {
     SampledEvalSet: evaluate_sampled,
     EvalSet: evaluate_ranking,
     RatingEvalSet: evaluate_rating,
+    SequenceEvalSet: evaluate_sequence,
 }
 
 

@@ -5,17 +5,28 @@ Item embeddings W_in (the input terms, [I, kD]) and the output matrix W_out
 W_h^(u) ([D, kD]; for the GRU W_zh | W_rh | W_h), gathered by user id for a
 batch of users (Eq. 17–24).  The pooled model has one recurrent matrix.
 
-Training follows Algorithms 1–2 batched over users: users in random order,
-`batch_users` sequences per jitted step, each sequence cut into windows of
-`window` events (128 in the paper) with truncated back-propagation inside a
-window and the hidden state carried from window to window; time runs under
-`lax.scan`.  RMSprop (Tieleman and Hinton); the shared parameters go through
-optax, the per-user rows through the same RMSprop rule applied to the gathered
-rows only (a user's matrix moves only when that user is processed, as in
-Algorithm 2, and the step costs O(batch D²), not O(U D²)).  Dropout on the
-non-recurrent connections (input term and the state fed to the output layer,
-Zaremba et al. 2014); weights drawn from N(0, 1/D); early stopping by the
-validation-tail error, done by the driver.
+Training follows Algorithms 1–2 batched over users, driven by the runner:
+the batch source (`data.sequences.SequenceWindows`) puts users in random order,
+``TrainConfig.batch_size`` sequences per batch, each batch cut into windows of
+`window` events (128 in the paper), and the model's own ``update`` makes one
+step per window: truncated back-propagation inside the window, the hidden state
+carried to the batch's next window in the optimizer state (``opt_state["hidden"]``,
+one row per user, reset on a batch's first window).  One step per window keeps
+Algorithm 2's updates (the parameters move after every window) with a few
+compiled window widths; carrying the state inside one call per user batch
+would compile once per number of windows.  Time runs under `lax.scan`.
+RMSprop (Tieleman and Hinton); the shared parameters go through optax, the
+per-user rows through the same RMSprop rule applied to the gathered rows only
+(a user's matrix moves only when that user is processed, as in Algorithm 2, and
+the step costs O(batch D²), not O(U D²)).  Dropout on the non-recurrent
+connections (input term and the state fed to the output layer, Zaremba et al.
+2014); weights drawn from N(0, 1/D); the runner keeps the epoch of the best
+validation-tail error and stops early.
+
+``score`` answers the sequence protocol only (`recjax.eval.sequence`): log P of
+each next item given the user's history, the state carried across windows.  A
+model of sequences cannot rank items for an unordered row, so the item-row
+queries of serving are refused with one line.
 """
 
 from __future__ import annotations
@@ -28,10 +39,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from recjax.models.base import check_config
+from recjax.data import sequences
+from recjax.models.base import Model, check_config
 from recjax.nn import recurrent
 
-OUTPUT_CHUNK = 8  # Time steps per full-softmax block: bounds [B, chunk, I] logits in memory.
+OUTPUT_CHUNK = sequences.MIN_WIDTH  # Time steps per full-softmax block: bounds [B, chunk, I] logits.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,22 +55,38 @@ class Config:
   learning_rate: float = 3e-3  # RMSprop step size.
   decay: float = 0.9  # RMSprop second-moment decay.
   eps: float = 1e-6  # RMSprop ε.
-  window: int = 128  # Truncated-BPTT window (events).
-  batch_users: int = 64  # Sequences per jitted step.
+  window: int = 128  # Truncated-BPTT window (events); the sequences per step are TrainConfig.batch_size.
   sampled: int = 0  # 0: full softmax; S > 0: sampled softmax with S uniform negatives (training only).
   h0: float = 0.0  # Value of every component of the initial state (paper: ε).
 
   def __post_init__(self):
-    check_config(self, "crnn", at_least={"dim": 1, "window": 1, "batch_users": 1, "sampled": 0},
+    check_config(self, "crnn", at_least={"dim": 1, "window": 1, "sampled": 0},
                  above={"learning_rate": 0.0, "eps": 0.0}, fractions=("dropout", "decay"),
                  choices={"cell": tuple(recurrent.CELL_WIDTH)})
+
+
+@dataclasses.dataclass(frozen=True)
+class PooledConfig(Config):
+  """The P-GRU: one recurrent matrix shared by all users."""
+  pooled: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class TanhConfig(Config):
+  """The C-tanh: the collaborative RNN with the tanh cell."""
+  cell: str = "tanh"
+
+
+def name_of(config: Config) -> str:
+  """The registry name of a configuration: c-gru, p-gru, c-tanh or p-tanh."""
+  return ("p-" if config.pooled else "c-") + config.cell
 
 
 def init(key: jax.Array, n_users: int, n_items: int, config: Config) -> dict:
   """Parameters {"shared": {w_x, w_out[, w_h]}, "user": {w_h}} drawn from N(0, 1/D).
 
-  The pooled model keeps its recurrent matrix in "shared" and an empty [0, D, kD]
-  user table.
+  The pooled model keeps its recurrent matrix in "shared" and an empty
+  [U, 0, kD] user table (no weights; its leading size still counts the users).
   """
   if config.cell not in recurrent.CELL_WIDTH:
     raise ValueError(f"cell must be one of {sorted(recurrent.CELL_WIDTH)}, got {config.cell!r}")
@@ -69,7 +97,7 @@ def init(key: jax.Array, n_users: int, n_items: int, config: Config) -> dict:
             "w_out": std * jax.random.normal(ko, (n_items, d), jnp.float32)}
   if config.pooled:
     shared["w_h"] = std * jax.random.normal(kh, (d, k * d), jnp.float32)
-    user = {"w_h": jnp.zeros((0, d, k * d), jnp.float32)}
+    user = {"w_h": jnp.zeros((n_users, 0, k * d), jnp.float32)}
   else:
     user = {"w_h": std * jax.random.normal(kh, (n_users, d, k * d), jnp.float32)}
   return {"shared": shared, "user": user}
@@ -144,37 +172,50 @@ def window_nll_sum(params, user_ids, h0, inputs, targets, mask, config: Config):
   return nll.sum()
 
 
-def make_optimizer(config: Config) -> optax.GradientTransformation:
+def _rmsprop(config: Config) -> optax.GradientTransformation:
   return optax.rmsprop(config.learning_rate, decay=config.decay, eps=config.eps)
 
 
-def init_state(params, config: Config) -> dict:
-  """Optimizer state: optax state of the shared part, RMSprop ν of the user table."""
-  return {"shared": make_optimizer(config).init(params["shared"]),
-          "user_nu": jnp.zeros_like(params["user"]["w_h"])}
+def make_optimizer(config: Config) -> optax.GradientTransformation:
+  """The optimizer state `update` carries: optax RMSprop of the shared part, the user rows' ν, the state.
+
+  ``init(params)`` -> {"shared": optax state, "user_nu": RMSprop ν of the user
+  table, "hidden": [U, D] each user's recurrent state after their last window}.
+  Its ``update`` is not used: `update` applies the rule to the gathered rows.
+  """
+  rms = _rmsprop(config)
+
+  def init_fn(params):
+    n_users = params["user"]["w_h"].shape[0]
+    return {"shared": rms.init(params["shared"]),
+            "user_nu": jnp.zeros_like(params["user"]["w_h"]),
+            "hidden": jnp.full((n_users, config.dim), config.h0, jnp.float32)}
+
+  def update_fn(updates, state, params=None):
+    raise NotImplementedError("the collaborative RNN steps by its own update (crnn.update)")
+
+  return optax.GradientTransformation(init_fn, update_fn)
 
 
-@functools.partial(jax.jit, static_argnames=("config",), donate_argnums=(0, 1))
-def train_step(params, opt_state, user_ids, h0, inputs, targets, mask, key, config: Config):
-  """One truncated-BPTT update on a window of a batch of users.
+def update(params, opt_state, batch, key, config: Config):
+  """One truncated-BPTT step on a window of a batch of users (`SequenceWindows` batches).
 
-  Args:
-    params, opt_state: from `init` / `init_state` (donated).
-    user_ids: [B] int32 distinct users; id U (out of range) marks a padding slot.
-    h0: [B, D] carried state.
-    inputs, targets, mask: [B, window] (see `forward_nll`).
-    key: PRNG key of this step (dropout, negative samples).
-    config: static Config.
+  The state starts at h0 where ``batch["reset"]`` (a batch's first window) and
+  from the user's carried row of ``opt_state["hidden"]`` otherwise; the rows of
+  the batch's users are written back.  Padding rows (user id U) change nothing.
 
   Returns:
-    (params, opt_state, h_T [B, D], nll_sum, n_events).
+    (params, opt_state, {"loss": summed NLL of the window's events}, n_events).
   """
-  n_users = params["user"]["w_h"].shape[0]
+  users, inputs, targets, mask = batch["users"], batch["inputs"], batch["targets"], batch["events"]
+  n_users = opt_state["hidden"].shape[0]
+  carried = opt_state["hidden"].at[users].get(mode="clip")
+  h0 = jnp.where(batch["reset"][:, None], jnp.float32(config.h0), carried)
   k_drop, k_samp = jax.random.split(key)
   samples = None
   if config.sampled > 0:
     samples = jax.random.randint(k_samp, (config.sampled,), 0, params["shared"]["w_x"].shape[0])
-  rows = None if config.pooled else params["user"]["w_h"].at[user_ids].get(mode="clip")
+  rows = None if config.pooled else params["user"]["w_h"].at[users].get(mode="clip")
   count = mask.sum()
 
   def loss(shared, rows):
@@ -184,18 +225,20 @@ def train_step(params, opt_state, user_ids, h0, inputs, targets, mask, key, conf
 
   (_, (h_last, nll_sum)), (g_shared, g_rows) = jax.value_and_grad(
       loss, argnums=(0, 1), has_aux=True)(params["shared"], rows)
-  updates, s_state = make_optimizer(config).update(g_shared, opt_state["shared"], params["shared"])
+  updates, s_state = _rmsprop(config).update(g_shared, opt_state["shared"], params["shared"])
   shared = optax.apply_updates(params["shared"], updates)
   user_w, user_nu = params["user"]["w_h"], opt_state["user_nu"]
   if not config.pooled:
-    active = (mask.sum(axis=1) > 0) & (user_ids < n_users)
-    ids = jnp.where(active, user_ids, n_users)  # inactive slots are dropped by the scatter.
+    active = (mask.sum(axis=1) > 0) & (users < n_users)
+    ids = jnp.where(active, users, n_users)  # inactive slots are dropped by the scatter.
     nu = config.decay * user_nu.at[ids].get(mode="clip") + (1 - config.decay) * g_rows ** 2
     new_rows = rows - config.learning_rate * g_rows / (jnp.sqrt(nu) + config.eps)
     user_w = user_w.at[ids].set(new_rows, mode="drop")
     user_nu = user_nu.at[ids].set(nu, mode="drop")
-  return ({"shared": shared, "user": {"w_h": user_w}}, {"shared": s_state, "user_nu": user_nu},
-          jax.lax.stop_gradient(h_last), nll_sum, count)
+  hidden = opt_state["hidden"].at[jnp.where(users < n_users, users, n_users)].set(
+      jax.lax.stop_gradient(h_last), mode="drop")
+  return ({"shared": shared, "user": {"w_h": user_w}},
+          {"shared": s_state, "user_nu": user_nu, "hidden": hidden}, {"loss": nll_sum}, count)
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
@@ -210,128 +253,62 @@ def eval_step(params, user_ids, h0, inputs, targets, mask, config: Config):
   return h_last, -nll
 
 
-def _bucket(n: int, window: int) -> int:
-  """Width of a window holding n events: the next power of two >= max(n, 8), at most `window`."""
-  return min(window, max(OUTPUT_CHUNK, 1 << max(0, int(n) - 1).bit_length()))
+def log_probs(params, batch, config: Config) -> np.ndarray:
+  """[B, T] log P(targets_t | x_<=t) of whole sequences, the state carried across windows.
 
-
-def window_slices(length: int, window: int) -> list[slice]:
-  """Column slices cutting `length` events into truncated-BPTT windows of `window` events.
-
-  All windows are `window` wide except the last, which is trimmed to a power-of-two
-  bucket (at least 8) of what remains: short sequences do not pay for a full padded
-  window, and a handful of widths means a handful of compilations.  At least one
-  window is returned.
+  `batch` as `recjax.eval.sequence` builds it ({"users", "inputs", "targets",
+  "events"}); windows are `data.sequences.window_slices` of the longest row.
   """
-  out, start = [], 0
-  while True:
-    rest = int(length) - start
-    if rest <= window:
-      out.append(slice(start, start + _bucket(rest, window)))
-      return out
-    out.append(slice(start, start + window))
-    start += window
+  inputs, targets, events = (np.asarray(batch[k]) for k in ("inputs", "targets", "events"))
+  b, t = inputs.shape
+  slices = sequences.window_slices(int(events.sum(axis=1).max()) if b else 0, config.window)
+  users = jnp.asarray(batch["users"], jnp.int32)
+  h = jnp.full((b, config.dim), config.h0, jnp.float32)
+  out = []
+  for cols in slices:
+    h, lp = eval_step(params, users, h, jnp.asarray(sequences.columns(inputs, cols)),
+                      jnp.asarray(sequences.columns(targets, cols)),
+                      jnp.asarray(sequences.columns(events, cols, 0.0)), config)
+    out.append(lp)
+  lp = np.concatenate(jax.device_get(out), axis=1)[:, :t]
+  return np.pad(lp, ((0, 0), (0, t - lp.shape[1])))
 
 
-def _window_batches(order, pairs, batch_users, window, n_users):
-  """Yields (user_ids, inputs, targets, mask, slices) per user batch, padded to full batches.
+def make(config: Config) -> Model:
+  """The collaborative (or pooled) RNN as a runner model, trained on ``train_sequences``."""
+  name = name_of(config)
 
-  `slices` cut the batch's columns into windows (`window_slices` of its longest sequence).
-  """
-  lengths = pairs["mask"].sum(axis=1).astype(np.int64)
-  t_max = pairs["inputs"].shape[1]
-  for start in range(0, len(order), batch_users):
-    ids = order[start:start + batch_users]
-    pad = batch_users - len(ids)
-    slices = window_slices(int(lengths[ids].max()), window)
-    width = slices[-1].stop
+  def init_model(key, train, train_sequences):
+    del train_sequences
+    return init(key, train.shape[0], train.shape[1], config), {}
 
-    def take(name, fill):
-      a = pairs[name][ids, :min(width, t_max)]
-      if a.shape[1] < width:  # the bucket can be wider than the padded pairs.
-        a = np.concatenate([a, np.full((a.shape[0], width - a.shape[1]), fill, a.dtype)], axis=1)
-      if pad:
-        a = np.concatenate([a, np.full((pad, a.shape[1]), fill, a.dtype)])
-      return a
+  def prepare(train, train_sequences):
+    del train
+    empty = [np.zeros(0, np.int32)] * len(train_sequences)
+    return {"pairs": sequences.next_item_pairs(train_sequences, empty, config.window)}
 
-    user_ids = np.concatenate([ids, np.full(pad, n_users)]).astype(np.int32)
-    yield user_ids, take("inputs", 0), take("targets", 0), take("mask", 0.0), slices
+  def loss(params, factors, batch, key, phase):
+    """Mean NLL per event of a window started from h0 (`update` carries the state instead)."""
+    del factors, phase
+    rows = None if config.pooled else params["user"]["w_h"].at[batch["users"]].get(mode="clip")
+    h0 = jnp.full((batch["users"].shape[0], config.dim), config.h0, jnp.float32)
+    nll, _ = forward_nll(params["shared"], rows, h0, batch["inputs"], batch["targets"],
+                         batch["events"], config, dropout_key=key)
+    return nll.sum() / jnp.maximum(batch["events"].sum(), 1.0), {}
 
+  def model_update(params, opt_state, factors, batch, key, phase):
+    del factors, phase
+    return update(params, opt_state, batch, key, config)
 
-def batch_order(rng: np.random.Generator, lengths: np.ndarray, batch_users: int,
-                group: int = 8) -> np.ndarray:
-  """Users in random order, sorted by length within groups of `group` batches.
+  def score(params, factors, batch):
+    """Per-position next-item log-probabilities (the sequence protocol's batches only)."""
+    del factors
+    if not isinstance(batch, dict):
+      raise ValueError(f"{name} scores item sequences (the sequence-tail protocol); it cannot "
+                       f"rank items for an unordered row of items")
+    return log_probs(params, batch, config)
 
-  Sorting inside small random groups keeps the order random across groups while
-  batches rarely mix one long sequence with many short ones (fewer padded windows).
-  """
-  perm = rng.permutation(len(lengths))
-  size = batch_users * group
-  chunks = [perm[i:i + size] for i in range(0, len(perm), size)]
-  chunks = [c[np.argsort(-lengths[c], kind="stable")] for c in chunks]
-  batches = [b for c in chunks for b in np.array_split(c, -(-len(c) // batch_users))]
-  return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
-
-
-def train_epoch(params, opt_state, pairs, config: Config, key, rng: np.random.Generator,
-                step: int = 0, progress=None):
-  """One pass over all users (Algorithm 2's inner loop).
-
-  Args:
-    params, opt_state: current state (donated to the jitted step).
-    pairs: `data.sequences.next_item_pairs` of the training sequences.
-    config: the model Config.
-    key: PRNG key; step keys are `fold_in(key, step)`.
-    rng: numpy Generator for the user order.
-    step: global step counter at entry.
-    progress: optional callable(done_users, total_users).
-
-  Returns:
-    (params, opt_state, mean training NLL per event, step, n_events).
-  """
-  n_users = pairs["inputs"].shape[0]
-  lengths = pairs["mask"].sum(axis=1)
-  order = batch_order(rng, lengths, config.batch_users)
-  total, count, done = 0.0, 0.0, 0
-  h_init = jnp.full((config.batch_users, config.dim), config.h0, jnp.float32)
-  sums = []
-  for user_ids, inputs, targets, mask, slices in _window_batches(
-      order, pairs, config.batch_users, config.window, n_users):
-    h = h_init
-    for cols in slices:
-      params, opt_state, h, s, c = train_step(
-          params, opt_state, jnp.asarray(user_ids), h, jnp.asarray(inputs[:, cols]),
-          jnp.asarray(targets[:, cols]), jnp.asarray(mask[:, cols]),
-          jax.random.fold_in(key, step), config)
-      sums.append((s, c))
-      step += 1
-    done += int((user_ids < n_users).sum())
-    if progress is not None:
-      progress(done, n_users)
-  sums = jax.device_get(sums)
-  total = float(sum(s for s, _ in sums))
-  count = float(sum(c for _, c in sums))
-  return params, opt_state, total / max(count, 1.0), step, count
-
-
-def score_pairs(params, pairs, config: Config, batch_users: int | None = None) -> np.ndarray:
-  """[U, T] log P(target_t | x_<=t) over whole sequences, the state carried across windows."""
-  batch_users = batch_users or config.batch_users
-  n_users, t_max = pairs["inputs"].shape
-  lengths = pairs["mask"].sum(axis=1)
-  order = np.argsort(-lengths, kind="stable")
-  out = np.zeros((n_users, t_max), np.float32)
-  for user_ids, inputs, targets, mask, slices in _window_batches(
-      order, pairs, batch_users, config.window, n_users):
-    h = jnp.full((batch_users, config.dim), config.h0, jnp.float32)
-    ids_dev = jnp.asarray(user_ids)
-    chunks = []
-    for cols in slices:
-      h, lp = eval_step(params, ids_dev, h, jnp.asarray(inputs[:, cols]),
-                        jnp.asarray(targets[:, cols]), jnp.asarray(mask[:, cols]), config)
-      chunks.append(lp)
-    lp = np.concatenate(jax.device_get(chunks), axis=1)
-    real = user_ids < n_users
-    width = min(lp.shape[1], t_max)
-    out[user_ids[real], :width] = lp[real, :width]
-  return out
+  return Model(name=name, config=config, init=init_model, prepare=prepare, loss=loss,
+               optimizer=make_optimizer(config), update=model_update, score=score,
+               batch_source=sequences.SequenceWindows(window=config.window),
+               side_keys=("train_sequences",), train_defaults={"epochs": 20})

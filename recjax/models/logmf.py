@@ -12,12 +12,19 @@ strong-generalization pipeline clicks are binarized, so every m is log 2 and
 the model reduces to weighted-λ MF of the click pattern.
 Users never seen in training are folded in by the same weighted-λ solve
 against the fixed V.
+
+Under the sequence protocol (`recjax.eval.sequence`; data protocol
+"sequence-tail-novalid", whose training matrix holds the event counts of each
+user's training sequence) ``score`` takes the protocol's batches and gives
+log softmax(V u_u)[x_{t+1}] from the user's trained row u_u (Ko et al.'s MF
+baseline); given dense rows it scores them for ranking as any factor model.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
@@ -28,14 +35,14 @@ from recjax.ops import als
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  factors: int = 64  # D, the latent dimension.
+  dim: int = 64  # D, the latent dimension.
   reg: float = 0.05  # λ of Eq. 8 (scaled by each row's number of observed entries).
   init_scale: float = 0.1  # Standard deviation of the random initial factors.
   bucket_growth: float = 1.25  # Ratio of successive padded row lengths (finer: less padding, more compiles).
   max_bytes_per_call: int = 256 << 20  # Memory of one jitted solve.
 
   def __post_init__(self):
-    check_config(self, "mf-logcount", at_least={"factors": 1, "reg": 0.0, "max_bytes_per_call": 1},
+    check_config(self, "mf-logcount", at_least={"dim": 1, "reg": 0.0, "max_bytes_per_call": 1},
                  above={"init_scale": 0.0, "bucket_growth": 1.0})
 
 
@@ -47,9 +54,16 @@ def log_counts(matrix: sp.csr_matrix) -> sp.csr_matrix:
   return m
 
 
+@jax.jit
+def _sequence_log_probs(u, v, users, targets):
+  """[B, T] log softmax(V u_user)[target] (Eq. 10: the same distribution at every step)."""
+  logp = jax.nn.log_softmax(u[users] @ v.T, axis=-1)
+  return jnp.take_along_axis(logp, targets, axis=1)
+
+
 def make(config: Config) -> Model:
   def init(key, train: sp.csr_matrix):
-    return {}, als.init_factors(key, train.shape, config.factors, config.init_scale)
+    return {}, als.init_factors(key, train.shape, config.dim, config.init_scale)
 
   def prepare(train: sp.csr_matrix):
     return als.bucketed_sides(log_counts(train), config.bucket_growth)
@@ -62,8 +76,14 @@ def make(config: Config) -> Model:
     return {"U": u, "V": v}
 
   def score(params, factors, inputs):
-    """z = V u (Eq. 9); its log-softmax is the next-item log-probability (Eq. 10)."""
+    """z = V u (Eq. 9); its log-softmax is the next-item log-probability (Eq. 10).
+
+    `inputs`: dense fold-in rows [B, I] (ranking: returns z), or a sequence
+    protocol batch (returns log P of each next item under the user's trained row).
+    """
     del params
+    if isinstance(inputs, dict):
+      return _sequence_log_probs(factors["U"], factors["V"], inputs["users"], inputs["targets"])
     v = factors["V"]
     counts = jnp.log1p(jnp.maximum(inputs, 0.0))
     return als.weighted_lambda_fold_in_dense(v, counts, reg=config.reg) @ v.T

@@ -14,6 +14,7 @@ from recjax.models import cdl, cvae
 from recjax.models import ctr, deepmusic, svdfeature
 from recjax.models import crae
 from recjax.models import svae
+from recjax.models import crnn, hmm, ngram
 from recjax.models.base import Model
 
 MODELS: dict[str, tuple[type, Any]] = {
@@ -32,6 +33,11 @@ MODELS: dict[str, tuple[type, Any]] = {
     "crae": (crae.Config, crae.make),
     "svae": (svae.Config, svae.make),
     "ctr": (ctr.Config, ctr.make), "deepmusic": (deepmusic.Config, deepmusic.make), "svdfeature": (svdfeature.Config, svdfeature.make),
+    # Sequence models (the sequence-tail protocols): Ko et al. 2016's collaborative RNNs and baselines.
+    "c-gru": (crnn.Config, crnn.make), "p-gru": (crnn.PooledConfig, crnn.make),
+    "c-tanh": (crnn.TanhConfig, crnn.make),
+    "uniform": (ngram.UniformConfig, ngram.make), "unigram": (ngram.UnigramConfig, ngram.make),
+    "bigram": (ngram.Config, ngram.make), "hmm": (hmm.Config, hmm.make),
     "ncf-gmf": (ncf.Config, ncf.make_gmf), "ncf-mlp": (ncf.Config, ncf.make_mlp), "ncf-neumf": (ncf.Config, ncf.make_neumf),
 }
 

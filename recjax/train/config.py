@@ -13,6 +13,7 @@ import dataclasses
 import jax
 
 from recjax.eval import rating as rating_eval
+from recjax.eval import sequence as sequence_eval
 from recjax.models.base import check_config
 from recjax.ops import ranking as ranking_ops
 
@@ -59,7 +60,7 @@ class TrainConfig:
     if self.select_metric is not None:
       object.__setattr__(self, "select_metric", self.select_metric.strip().lower())
     for name in metrics + ((self.select_metric,) if self.select_metric is not None else ()):
-      if name not in rating_eval.METRICS:
+      if name not in rating_eval.METRICS + sequence_eval.METRICS:
         try:
           ranking_ops.parse_metric(name)
         except ValueError:
@@ -67,15 +68,23 @@ class TrainConfig:
           raise ValueError(
               f"train: {field}: unknown metric {name!r}; expected '<kind>@<k>' with k >= 1 and "
               f"kind one of {', '.join(ranking_ops.METRIC_KINDS)} (e.g. 'recall@20', "
-              f"'ndcg@100'), or a rating metric ({', '.join(rating_eval.METRICS)})") from None
+              f"'ndcg@100'), a rating metric ({', '.join(rating_eval.METRICS)}) or a sequence "
+              f"metric ({', '.join(sequence_eval.METRICS)})") from None
 
 
 # The evaluation protocol of each eval-set class (`recjax.eval.EVALUATORS`), for `check_metrics`.
 PROTOCOL_OF_EVAL_SET = {"EvalSet": "ranking", "SampledEvalSet": "sampled",
-                        "RatingEvalSet": "rating"}
+                        "RatingEvalSet": "rating", "SequenceEvalSet": "sequence"}
 # Rating metrics that are better when lower: the runner keeps the epoch that MAXIMIZES
 # select_metric, so these select on their negatives.
-_LOWER_IS_BETTER = {"rmse": "neg_rmse", "mae": "neg_mae"}
+_LOWER_IS_BETTER = {"rmse": "neg_rmse", "mae": "neg_mae", "error": "neg_error"}
+# Protocols whose metrics are a fixed list: (names, what is scored, a valid --set example).
+_NAMED_METRICS = {
+    "rating": (rating_eval.METRICS, "held-out ratings",
+               "--set metrics=rmse,mae,neg_rmse --set select_metric=neg_rmse"),
+    "sequence": (sequence_eval.METRICS, "next-item error of held-out tails",
+                 "--set metrics=error,neg_error --set select_metric=neg_error"),
+}
 
 
 def check_metrics(config: TrainConfig, protocol: str, n_candidates: int | None = None,
@@ -86,19 +95,20 @@ def check_metrics(config: TrainConfig, protocol: str, n_candidates: int | None =
     config: the run's TrainConfig.
     protocol: "ranking" (fold-in ranking: recall@K, ndcg@K...), "sampled" (one
       held-out item among sampled negatives: hr@K, ndcg@K...; K <= candidates)
-      or "rating" (rmse, mae, neg_rmse, neg_mae).
+      "rating" (rmse, mae, neg_rmse, neg_mae) or "sequence" (error, neg_error:
+      next-item NLL of held-out tails).
     n_candidates: the sampled protocol's candidates per user, when known.
     n_items: the items a ranking ranks (the catalog), when known: K <= n_items.
   """
   metrics = tuple(config.metrics)
   select = config.select_metric if config.select_metric is not None else metrics[-1]
-  if protocol == "rating":
-    bad = [m for m in metrics + (select,) if m not in rating_eval.METRICS]
+  if protocol in _NAMED_METRICS:
+    valid, what, example = _NAMED_METRICS[protocol]
+    bad = [m for m in metrics + (select,) if m not in valid]
     if bad:
       raise ValueError(
-          f"train: metric {bad[0]!r} does not apply to this run's rating protocol (held-out "
-          f"ratings); valid: {', '.join(rating_eval.METRICS)} (e.g. --set metrics=rmse,mae,"
-          f"neg_rmse --set select_metric=neg_rmse)")
+          f"train: metric {bad[0]!r} does not apply to this run's {protocol} protocol ({what}); "
+          f"valid: {', '.join(valid)} (e.g. {example})")
     if select in _LOWER_IS_BETTER:
       raise ValueError(
           f"train: select_metric {select!r} is better when lower, but the best epoch is the one "
@@ -108,9 +118,10 @@ def check_metrics(config: TrainConfig, protocol: str, n_candidates: int | None =
     raise ValueError(f"check_metrics: unknown protocol {protocol!r}")
   for m in metrics + (select,):
     field = "select_metric" if m == select and m not in metrics else "metrics"
-    if m in rating_eval.METRICS:
+    if m in rating_eval.METRICS + sequence_eval.METRICS:
+      kind = "rating" if m in rating_eval.METRICS else "sequence"
       raise ValueError(
-          f"train: {field}: {m!r} is a rating metric, but this run's protocol ranks items "
+          f"train: {field}: {m!r} is a {kind} metric, but this run's protocol ranks items "
           f"({protocol}); use ranking metrics such as recall@20, ndcg@100"
           + (", hr@10" if protocol == "sampled" else ""))
     _, k = ranking_ops.parse_metric(m)
