@@ -14,7 +14,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from recjax.data.batching import Bucket, bucketed_rows
-from recjax.ops import als
+from recjax.ops import als, als_sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Two padded lengths keep the number of compiled shapes (and the test time) small.
@@ -254,14 +254,17 @@ def test_each_jitted_chunk_factors_one_system_per_lapack_call():
         for conf in (1.0, 2.0 * vals):  # The scalar a, and per-entry confidences ("linear"/"log").
           # L = 5 < K = 8: the exact solver takes the Woodbury path, whose shared part
           # is the pair (M⁻¹, Y M⁻¹) (computed by its own, separate call).
-          shared = (gram, y @ gram) if solver == "cholesky" else gram
-          hlo = als._implicit_chunk.lower(x, y, shared, prior, rows, cols, mask, conf, 1.0, 1.0,
-                                          solver=solver, cg_steps=3,
-                                          block_rows=block_rows).compile().as_text()
+          shared = {"gram": gram}
+          if solver == "cholesky":
+            shared["inverse"] = (gram, y @ gram)
+          hlo = als_sweep._implicit_chunk.lower(x, y, shared, prior, rows, cols, mask, conf, 1.0,
+                                                1.0, solver=solver, cg_steps=3,
+                                                block_rows=block_rows).compile().as_text()
           assert len(potrf.findall(hlo)) == expected, (solver, prior is None, block_rows,
                                                        np.ndim(conf))
           assert set(batch_dims.findall(hlo)) <= {"0"}, (solver, block_rows)
-  hlo = als._weighted_lambda_chunk.lower(x, y, rows, cols, vals, mask, 1.0).compile().as_text()
+  hlo = als_sweep._weighted_lambda_chunk.lower(x, y, rows, cols, vals, mask,
+                                               1.0).compile().as_text()
   assert len(potrf.findall(hlo)) == als.SYSTEMS_PER_STEP
   assert set(batch_dims.findall(hlo)) == {"0"}
 
@@ -305,7 +308,7 @@ def test_one_and_four_devices_give_the_same_factors():
   out = _run_script("""
     import numpy as np, scipy.sparse as sp, jax
     from recjax.data.batching import bucketed_rows
-    from recjax.ops import als
+    from recjax.ops import als, als_sweep
     from recjax.train.sharding import make_mesh
     assert len(jax.devices()) == 4
     rng = np.random.default_rng(0)
@@ -333,7 +336,7 @@ def test_one_and_four_devices_give_the_same_factors():
         results[n, solver, rows_per_call, cache] = np.asarray(u), np.asarray(v)
       w = als.weighted_lambda_half_sweep(u0, v0, bu, reg=0.2, rows_per_call=6, mesh=mesh)
       results[n, "wl"] = (np.asarray(w),)
-      results[n, "gram"] = (np.asarray(als._gram(v0, 0.5, mesh)),)
+      results[n, "gram"] = (np.asarray(als_sweep._gram(v0, 0.5, mesh)),)
     for key in results:
       if key[0] == 1:
         for one, four in zip(results[key], results[(4,) + key[1:]]):

@@ -5,7 +5,7 @@ jaxlib's batched LAPACK kernels block a thread of the pool that runs the program
 until their own chunks, scheduled on that pool, are done; with two of them in
 flight (two CPU devices each factoring a batch, on a 2-core machine) every pool
 thread waits and the process hangs (see the deadlock guard in `recjax.ops.als`).
-`ops.als._cholesky_solve` rules it out by construction on CPU: one system per
+`ops.als.cholesky_solve` rules it out by construction on CPU: one system per
 LAPACK call.  These tests check both halves where it failed:
 
 * each device count trains and evaluates every ALS model (`ALS` of
