@@ -54,20 +54,25 @@ def _dense_objective(x, y, matrix, a, b, reg_x, reg_y, prior_x, prior_y):
 @pytest.mark.parametrize("solver", ["cholesky", "cg"])
 @pytest.mark.parametrize("with_prior", [False, True])
 def test_solve_bucket_matches_dense_scipy_solve(solver, with_prior):
-  k, a, b, reg = 5, 8.0, 0.5, 0.7
+  k, a, b, reg = 12, 8.0, 0.5, 0.7  # Buckets of padded length 8 < K and 16 >= K.
   m = _clicks()
   y = _factors(m.shape[1], k, seed=1)
   prior = _factors(m.shape[0], k, seed=2, scale=1.0) if with_prior else np.zeros((m.shape[0], k))
   gram = als.implicit_gram(y, b)
-  solve = jax.jit(als.solve_bucket, static_argnames=("solver", "cg_steps"))
-  for bucket in bucketed_rows(m):
+  solve = jax.jit(als.solve_bucket, static_argnames=("solver", "cg_steps", "block_rows"))
+  buckets = bucketed_rows(m)
+  # The forms a half sweep runs: rows shorter than K through the Woodbury inverse, and
+  # rows solved one block at a time under lax.map.
+  assert any(bk.length < k for bk in buckets) and any(bk.length >= k for bk in buckets)
+  forms = ({}, {"inverse": als.shared_inverse(y, gram, reg)}, {"block_rows": 1})
+  for bucket, form in ((bk, f) for bk in buckets for f in forms):
     got = np.asarray(solve(y, gram, bucket.cols, bucket.mask, a=a, b=b, reg=reg,
                            prior=prior[bucket.rows].astype(np.float32) if with_prior else None,
-                           solver=solver, cg_steps=3 * k))
+                           solver=solver, cg_steps=3 * k, **form))
     for r, row in enumerate(bucket.rows):
       observed = m[row].toarray()[0] != 0
       want = _dense_implicit_row(y, observed, a, b, reg, prior[row])
-      np.testing.assert_allclose(got[r], want, rtol=2e-4, atol=2e-5)
+      np.testing.assert_allclose(got[r], want, rtol=2e-4, atol=2e-5, err_msg=str(form))
 
 
 def test_weighted_lambda_bucket_matches_dense_scipy_solve():
