@@ -146,7 +146,7 @@ class _Output:
 
 def run(argv_flags) -> None:
   from recjax import serve  # pylint: disable=import-outside-toplevel
-  from recjax.serve import query  # pylint: disable=import-outside-toplevel
+  from recjax.serve import topk  # pylint: disable=import-outside-toplevel
   from recjax.train.progress import ProgressBar  # pylint: disable=import-outside-toplevel
 
   f = argv_flags
@@ -179,7 +179,7 @@ def run(argv_flags) -> None:
         log(f"history {key}: unknown item ids {ids[:20]}{' ...' if len(ids) > 20 else ''}")
       out.write(recs)
     else:
-      n_batches = -(-len(tm.user_ids) // query.effective_batch_size(tm, f.batch_size))
+      n_batches = -(-len(tm.user_ids) // topk.effective_batch_size(tm, f.batch_size))
       bar = ProgressBar(n_batches, "recommend", log_every_s=10.0)
       recs = None
       for recs in serve.recommend_all(tm, f.k, exclude_seen=not f.include_seen,

@@ -113,7 +113,7 @@ def test_recommend_all_streams_every_user(ease_run):
 
 def test_similar_items_by_cosine_or_a_one_line_refusal(tmp_path):
   matrix = _matrix(seed=1)
-  tm = serve.fit(matrix, "wmf", workdir=tmp_path / "wmf", config={"factors": 8},
+  tm = serve.fit(matrix, "wmf", workdir=tmp_path / "wmf", config={"dim": 8},
                  train={"epochs": 3}, item_ids=_ids("i", matrix.shape[1]), log=lambda s: None)
   if tm.model.item_vectors is None:
     pytest.skip("wmf has no item_vectors yet")
@@ -179,7 +179,7 @@ def test_a_finished_workdir_refuses_another_experiment(tmp_path):
 def test_raising_epochs_trains_a_finished_run_further(tmp_path):
   matrix = _matrix(seed=6)
   split = splits.strong_generalization(matrix, n_heldout_users=6, seed=0)
-  model = get_model("wmf", {"factors": 4})
+  model = get_model("wmf", {"dim": 4})
   train_and_evaluate(model, split, _config(epochs=2), tmp_path, log=lambda s: None)
   logs = []
   res = train_and_evaluate(model, split, _config(epochs=3), tmp_path, log=logs.append)
@@ -248,7 +248,7 @@ def test_a_checkpoint_that_does_not_fit_is_one_clear_error(tmp_path):
   split = splits.strong_generalization(matrix, n_heldout_users=6, seed=0)
   train_and_evaluate(get_model("ease"), split, _config(), tmp_path, log=lambda s: None)
   config = json.loads((tmp_path / "config.json").read_text())
-  wmf = get_model("wmf", {"factors": 4})
+  wmf = get_model("wmf", {"dim": 4})
   config["model"] = "wmf"
   config["model_config"] = json.loads(json.dumps(
       __import__("dataclasses").asdict(wmf.config)))
@@ -282,7 +282,7 @@ def test_items_as_rows_refuses_user_queries_in_one_line(tmp_path):
   rng = np.random.default_rng(0)
   ratings = np.where(rng.random((30, 20)) < 0.4, rng.integers(1, 6, (30, 20)), 0)
   split = rating_split(sp.csr_matrix(ratings.astype(np.float32)), seed=1, orientation="items")
-  train_and_evaluate(get_model("autorec", {"hidden": 4}), split,
+  train_and_evaluate(get_model("autorec", {"hidden": (4,)}), split,
                      _config(epochs=1, metrics=("rmse", "neg_rmse"), select_metric="neg_rmse"),
                      tmp_path, log=lambda s: None)
   tm = serve.load(tmp_path)
@@ -306,7 +306,7 @@ def test_play_counts_train_wmf_confidence_and_histories_carry_counts(tmp_path):
   path.write_text("\n".join(lines) + "\n")
   exp = exp_train.build_experiment(
       model="wmf", dataset=str(path),
-      overrides=["implicit_values=counts", "confidence=linear", "alpha=0.1", "factors=4",
+      overrides=["implicit_values=counts", "confidence=linear", "alpha=0.1", "dim=4",
                  "heldout_users=0", "epochs=2"])
   logs = []
   exp_train.run_experiment(exp, str(tmp_path / "w"), log=logs.append)
