@@ -24,12 +24,11 @@ def _batch(n_rows=5, n_cols=7, seed=0, padding=1):
   mask = np.arange(n_rows) < n_rows - padding
   x[~mask] = 0
   return {"rows": jnp.asarray(x, jnp.float32), "mask": jnp.asarray(mask),
-          "index": jnp.where(jnp.asarray(mask), jnp.arange(n_rows), -1).astype(jnp.int32),
-          "step": jnp.zeros((), jnp.int32)}
+          "index": jnp.where(jnp.asarray(mask), jnp.arange(n_rows), -1).astype(jnp.int32)}
 
 
 def _model(**kw):
-  return autorec.make(autorec.Config(**{"hidden": 4, "l2": 0.3, **kw}))
+  return autorec.make(autorec.Config(**{"hidden": (4,), "l2": 0.3, **kw}))
 
 
 def _train_matrix(n_rows=9, n_cols=7):
@@ -54,7 +53,7 @@ def test_loss_matches_the_objective_computed_in_numpy():
   train = _train_matrix()
   params, factors = model.init(jax.random.PRNGKey(0), train)
   batch = _batch()
-  loss, aux = model.loss(params, factors, batch, jax.random.PRNGKey(1))
+  loss, aux = model.loss(params, factors, batch, jax.random.PRNGKey(1), {})
   p = jax.tree.map(np.asarray, params["params"])
   x, m = np.asarray(batch["rows"], np.float64), np.asarray(batch["mask"])
   h = 1 / (1 + np.exp(-(x @ p["encoder"]["kernel"] + p["encoder"]["bias"])))
@@ -73,7 +72,7 @@ def test_loss_gradients_are_right():
     params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
     batch = _batch()
     batch["rows"] = batch["rows"].astype(jnp.float64)
-    f = lambda p: model.loss(p, factors, batch, jax.random.PRNGKey(1))[0]
+    f = lambda p: model.loss(p, factors, batch, jax.random.PRNGKey(1), {})[0]
     check_grads(jax.jit(f), (params,), order=1, modes=("rev",), atol=1e-5, rtol=1e-5)
 
 
@@ -84,18 +83,18 @@ def test_loss_ignores_entries_that_are_not_observed():
   params, factors = model.init(jax.random.PRNGKey(0), _train_matrix())
   batch = _batch()
   batch["rows"] = batch["rows"].at[:, 5].set(0.0)
-  base = model.loss(params, factors, batch, None)[0]
+  base = model.loss(params, factors, batch, None, {})[0]
 
   def shifted(col):
     bias = params["params"]["decoder"]["bias"].at[col].add(2.0)
     p = {"params": {**params["params"], "decoder": {**params["params"]["decoder"], "bias": bias}}}
-    return model.loss(p, factors, batch, None)[0]
+    return model.loss(p, factors, batch, None, {})[0]
 
   assert float(shifted(5)) == float(base)
   assert float(shifted(2)) != pytest.approx(float(base))
   # Padding rows never count, whatever they hold.
   batch2 = dict(batch, rows=batch["rows"].at[-1].set(5.0))
-  assert float(model.loss(params, factors, batch2, None)[0]) == pytest.approx(float(base), rel=1e-6)
+  assert float(model.loss(params, factors, batch2, None, {})[0]) == pytest.approx(float(base), rel=1e-6)
 
 
 def test_score_predicts_the_default_rating_for_unseen_rows_and_columns():
@@ -115,6 +114,8 @@ def test_bad_config_raises_with_the_valid_choices():
     _model(optimizer="lbfgs")
   with pytest.raises(ValueError, match="hidden_activation must be one of .*'sigmoid'"):
     _model(hidden_activation="sigmoidal")  # The message lists the valid choices.
+  with pytest.raises(ValueError, match="hidden must hold exactly one width"):
+    _model(hidden=(8, 4))
 
 
 def synthetic_ratings(n_users=300, n_items=150, rank=3, density=0.3, seed=0):
@@ -137,7 +138,7 @@ def global_mean_rmse(split):
 @pytest.mark.parametrize("orientation", ["items", "users"])
 def test_autorec_learns_through_the_runner(tmp_path, orientation):
   split = rating_split(synthetic_ratings(), seed=1, orientation=orientation)
-  model = get_model("autorec", {"hidden": 64, "l2": 30.0, "learning_rate": 1e-2})
+  model = get_model("autorec", {"hidden": (64,), "l2": 30.0, "learning_rate": 1e-2})
   config = TrainConfig(epochs=30, batch_size=32, eval_batch_size=64, n_devices=1, progress=False,
                        checkpoint=False, metrics=("rmse", "mae", "neg_rmse"),
                        select_metric="neg_rmse")

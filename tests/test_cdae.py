@@ -20,7 +20,7 @@ class _Train:
 
 
 def _model_and_params(seed=0, **overrides):
-  model = get_model("cdae", {"hidden": K, **overrides})
+  model = get_model("cdae", {"hidden": (K,), **overrides})
   params, _ = model.init(jax.random.PRNGKey(seed), _Train())
   # Non-zero biases and user vectors of a trained size, so that every term matters.
   params = jax.tree.map(lambda x: x + 0.1 * jnp.sin(jnp.arange(x.size).reshape(x.shape) + 1.0),
@@ -33,7 +33,7 @@ def _batch(seed=0):
   rows = (rng.random((4, N_ITEMS)) < 0.4).astype(np.float32)
   rows[:, 0] = 1.0
   return {"rows": jnp.asarray(rows), "mask": jnp.array([True, True, True, False]),
-          "index": jnp.array([3, 0, 5, -1], jnp.int32), "step": jnp.zeros((), jnp.int32)}
+          "index": jnp.array([3, 0, 5, -1], jnp.int32)}
 
 
 def numpy_forward(params, x, v):
@@ -59,9 +59,9 @@ def numpy_loss(params, batch, keep, q, click_weight, lam):
 
 @pytest.mark.parametrize("q", [0.0, 0.5])
 def test_loss_matches_numpy(q):
-  model, params = _model_and_params(dropout=q, click_weight=3.0, weight_decay=0.1)
+  model, params = _model_and_params(dropout=q, click_weight=3.0, l2=0.1)
   batch, key = _batch(), jax.random.PRNGKey(7)
-  value, aux = model.loss(params, {}, batch, key)
+  value, aux = model.loss(params, {}, batch, key, {})
   # The corruption mask is the Bernoulli(1 - q) draw of the loss's key.
   keep = (np.ones(batch["rows"].shape, bool) if q == 0 else
           np.asarray(jax.random.bernoulli(key, 1 - q, batch["rows"].shape)))
@@ -72,9 +72,9 @@ def test_loss_matches_numpy(q):
 
 
 def test_loss_gradients():
-  model, params = _model_and_params(dropout=0.5, weight_decay=0.1)
+  model, params = _model_and_params(dropout=0.5, l2=0.1)
   batch, key = _batch(1), jax.random.PRNGKey(2)
-  check_grads(lambda p: model.loss(p, {}, batch, key)[0], (params,), order=1, modes=("rev",),
+  check_grads(lambda p: model.loss(p, {}, batch, key, {})[0], (params,), order=1, modes=("rev",),
               atol=1e-2, rtol=1e-2)
 
 
@@ -86,7 +86,7 @@ def test_scores_of_unseen_users_fold_in_and_training_users_use_their_vectors():
                              numpy_forward(params, np.asarray(x), 0.0), rtol=1e-5, atol=1e-6)
   # Fold-in steps lower the unseen user's own objective below the zero vector's.
   model, _ = _model_and_params(fold_in_steps=30, fold_in_lr=0.05, click_weight=3.0,
-                               weight_decay=0.1)
+                               l2=0.1)
   scores = jax.jit(lambda p, r: model.score(p, {}, r))(params, x)
   xn = np.asarray(x, np.float64)
   c = np.where(xn > 0, 3.0, 1.0)
@@ -114,7 +114,7 @@ def test_learns_on_a_synthetic_split_and_beats_popularity(tmp_path):
   config = TrainConfig(epochs=25, batch_size=50, eval_batch_size=60, eval_every=25,
                        n_devices=1, progress=False, checkpoint=False)
   cdae = train_and_evaluate(
-      get_model("cdae", {"hidden": 32, "learning_rate": 0.01, "weight_decay": 0.001,
+      get_model("cdae", {"hidden": (32,), "learning_rate": 0.01, "l2": 0.001,
                          "fold_in_steps": 20}),
       split, config, tmp_path / "cdae", log=lambda s: None)
   pop = train_and_evaluate(get_model("popularity"), split, config, tmp_path / "pop",
@@ -128,6 +128,10 @@ def test_config_errors_are_clear():
     get_model("cdae", {"dropout": 1.0})
   with pytest.raises(ValueError, match="fold_in_steps"):
     get_model("cdae", {"fold_in_steps": -1})
+  with pytest.raises(ValueError, match="hidden must hold exactly one width"):
+    get_model("cdae", {"hidden": (32, 16)})
+  with pytest.raises(ValueError, match="hidden must be a tuple"):
+    get_model("cdae", {"hidden": 32})
 
 
 @pytest.mark.parametrize("name", ["cdae_ml1m", "cdae_gowalla"])
@@ -137,6 +141,6 @@ def test_configs_name_valid_fields(name):
   from recjax.models.registry import model_config
   configs = Path(__file__).resolve().parents[1] / "experiments" / "configs"
   experiment = load_config_file(str(configs / f"{name}.py"))
-  assert model_config(experiment["model"], experiment["model_config"]).hidden == 200
+  assert model_config(experiment["model"], experiment["model_config"]).hidden == (200,)
   DataConfig(**experiment["data"])
   TrainConfig(**experiment["train"])

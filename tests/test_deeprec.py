@@ -30,8 +30,7 @@ def _batch(n_rows=5, n_cols=7, seed=0):
   mask = np.arange(n_rows) < n_rows - 1
   x[~mask] = 0
   return {"rows": jnp.asarray(x, jnp.float32), "mask": jnp.asarray(mask),
-          "index": jnp.where(jnp.asarray(mask), jnp.arange(n_rows), -1).astype(jnp.int32),
-          "step": jnp.zeros((), jnp.int32)}
+          "index": jnp.where(jnp.asarray(mask), jnp.arange(n_rows), -1).astype(jnp.int32)}
 
 
 def _init(model, n_cols=7):
@@ -75,14 +74,14 @@ def test_masked_mse_and_dense_refeeding_against_numpy():
   y = _forward_numpy(p, x)
   obs = (x != 0) & m[:, None]
   mmse = ((y - x) ** 2 * obs).sum() / obs.sum()
-  loss0, aux0 = model0.loss(params, factors, batch, jax.random.PRNGKey(1))
+  loss0, aux0 = model0.loss(params, factors, batch, jax.random.PRNGKey(1), {})
   assert float(loss0) == pytest.approx(mmse, rel=1e-5)
   assert float(aux0["mmse"]) == pytest.approx(mmse, rel=1e-5)
   # The second pass takes the first pass's dense output as input and target, on every entry.
   z = _forward_numpy(p, y)
   refeed = ((z - y) ** 2)[m].mean()
   model1 = _model(refeed_steps=1)
-  loss1, aux1 = model1.loss(params, factors, batch, jax.random.PRNGKey(1))
+  loss1, aux1 = model1.loss(params, factors, batch, jax.random.PRNGKey(1), {})
   assert float(aux1["refeed_mse_1"]) == pytest.approx(refeed, rel=1e-5)
   assert float(loss1) == pytest.approx(mmse + refeed, rel=1e-5)
 
@@ -102,7 +101,7 @@ def test_refeeding_treats_the_first_output_as_data():
     second = jnp.sum((net.apply(p, y) - y) ** 2 * m[:, None]) / (jnp.sum(m) * x.shape[1])
     return first + second
 
-  got = jax.grad(lambda p: model.loss(p, factors, batch, jax.random.PRNGKey(1))[0])(params)
+  got = jax.grad(lambda p: model.loss(p, factors, batch, jax.random.PRNGKey(1), {})[0])(params)
   want = jax.grad(reference)(params)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), got, want)
 
@@ -112,28 +111,40 @@ def test_loss_ignores_entries_that_are_not_observed():
   params, factors = _init(model)
   batch = _batch()
   key = jax.random.PRNGKey(3)
-  base = float(model.loss(params, factors, batch, key)[0])
+  base = float(model.loss(params, factors, batch, key, {})[0])
 
   def shifted(col):
     p = dict(params["params"])
     p["decoder_2_bias"] = p["decoder_2_bias"].at[col].add(2.0)
-    return float(model.loss({"params": p}, factors, batch, key)[0])
+    return float(model.loss({"params": p}, factors, batch, key, {})[0])
 
   assert shifted(5) == base  # Unobserved column: its predictions do not count.
   assert shifted(1) != pytest.approx(base)
 
 
+def test_l2_adds_lambda_times_the_kernels_squared_norm():
+  """l2 = λ adds λ Σ‖W‖² (kernels only); the former weight_decay w added w/2 Σ‖W‖²."""
+  params, factors = _init(_model(refeed_steps=0))
+  batch, key = _batch(), jax.random.PRNGKey(1)
+  plain = float(_model(refeed_steps=0).loss(params, factors, batch, key, {})[0])
+  with_l2 = float(_model(refeed_steps=0, l2=0.05).loss(params, factors, batch, key, {})[0])
+  kernels = [np.asarray(v, np.float64) for path, v in jax.tree_util.tree_leaves_with_path(params)
+             if "kernel" in str(path[-1])]
+  assert kernels and len(kernels) < len(jax.tree.leaves(params))  # Biases are left out.
+  assert with_l2 - plain == pytest.approx(0.05 * sum((k ** 2).sum() for k in kernels), rel=1e-4)
+
+
 def test_loss_gradients_are_right():
   # Without re-feeding: its stop-gradient makes the gradient differ from the loss's
   # finite differences on purpose (checked against a reference just above).
-  model = _model(refeed_steps=0, dropout=0.5, weight_decay=0.1)
+  model = _model(refeed_steps=0, dropout=0.5, l2=0.05)
   with jax.enable_x64(True):
     params, factors = _init(model)
     params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
     batch = _batch()
     batch["rows"] = batch["rows"].astype(jnp.float64)
     key = jax.random.PRNGKey(2)  # One key: the same dropout masks in every evaluation.
-    f = lambda p: model.loss(p, factors, batch, key)[0]
+    f = lambda p: model.loss(p, factors, batch, key, {})[0]
     check_grads(jax.jit(f), (params,), order=1, modes=("rev",), atol=1e-5, rtol=1e-5)
 
 
@@ -141,8 +152,8 @@ def test_dropout_is_active_in_training_and_off_in_scoring():
   model = _model(refeed_steps=0, dropout=0.8)
   params, factors = _init(model)
   batch = _batch()
-  a = model.loss(params, factors, batch, jax.random.PRNGKey(0))[0]
-  b = model.loss(params, factors, batch, jax.random.PRNGKey(1))[0]
+  a = model.loss(params, factors, batch, jax.random.PRNGKey(0), {})[0]
+  b = model.loss(params, factors, batch, jax.random.PRNGKey(1), {})[0]
   assert float(a) != float(b)
   s1 = model.score(params, factors, batch["rows"])
   s2 = rae.DeepAutoencoder(n_out=7, hidden=HIDDEN, dropout=0.8).apply(params, batch["rows"])

@@ -33,17 +33,21 @@ def _train_matrix(n_users=12, n_items=15, seed=0):
   return sp.csr_matrix(x)
 
 
-def _dense_batch(m, step=0):
+def _dense_batch(m):
   b = next(batching.dense_row_batches(m, m.shape[0] + 2))  # Two padding rows.
   return {"rows": jnp.asarray(b.rows), "mask": jnp.asarray(b.mask),
-          "index": jnp.asarray(b.index, jnp.int32), "step": jnp.asarray(step, jnp.int32)}
+          "index": jnp.asarray(b.index, jnp.int32)}
 
 
-def _padded_batch(m, step=0):
+def _padded_batch(m):
   b = next(batching.padded_row_batches(m, m.shape[0] + 2))
   return {"items": jnp.asarray(b.items), "values": jnp.asarray(b.values),
-          "mask": jnp.asarray(b.mask), "index": jnp.asarray(b.index, jnp.int32),
-          "step": jnp.asarray(step, jnp.int32)}
+          "mask": jnp.asarray(b.mask), "index": jnp.asarray(b.index, jnp.int32)}
+
+
+def _phase(step=0):
+  """The runner's ``phase``: optax updates so far and the (1-based) epoch."""
+  return {"step": jnp.asarray(step, jnp.int32), "epoch": jnp.asarray(1, jnp.int32)}
 
 
 def test_anneal_schedule():
@@ -55,22 +59,22 @@ def test_anneal_schedule():
   assert beta(10_000) == pytest.approx(0.2)
   assert beta(500, cap=1.0) == pytest.approx(0.5)
   assert beta(7, total=0, cap=0.3) == pytest.approx(0.3)
-  # Inside the loss, β follows the batch's update count.
+  # Inside the loss, β follows the run's update count, phase["step"].
   m = _train_matrix()
   model = get_model("mult-vae", {**SMALL, "total_anneal_steps": 40, "anneal_cap": 0.5})
   params, factors = model.init(jax.random.PRNGKey(0), m)
   loss = jax.jit(model.loss)
   for step, want in ((0, 0.0), (10, 0.25), (20, 0.5), (300, 0.5)):
-    _, aux = loss(params, factors, _dense_batch(m, step), jax.random.PRNGKey(1))
+    _, aux = loss(params, factors, _dense_batch(m), jax.random.PRNGKey(1), _phase(step))
     assert float(aux["beta"]) == pytest.approx(want)
 
 
 def test_dae_loss_by_hand():
   """Without dropout the DAE loss is -mean_u Σ x log softmax(f(x)) + λ Σ‖W‖² (padding rows ignored)."""
   m = _train_matrix()
-  model = get_model("mult-dae", {**SMALL, "dropout": 0.0, "weight_decay": 0.03})
+  model = get_model("mult-dae", {**SMALL, "dropout": 0.0, "l2": 0.03})
   params, factors = model.init(jax.random.PRNGKey(0), m)
-  loss, aux = model.loss(params, factors, _dense_batch(m), jax.random.PRNGKey(1))
+  loss, aux = model.loss(params, factors, _dense_batch(m), jax.random.PRNGKey(1), _phase())
   x = m.toarray()
   logits = np.asarray(model.score(params, factors, jnp.asarray(x)), np.float64)
   log_pi = logits - np.log(np.exp(logits).sum(1, keepdims=True))
@@ -89,7 +93,7 @@ def test_vae_loss_is_neg_ll_plus_beta_kl(likelihood):
   model = get_model("mult-vae", {**SMALL, "dropout": 0.0, "likelihood": likelihood,
                                  "pos_weight": 3.0, "total_anneal_steps": 100})
   params, factors = model.init(jax.random.PRNGKey(0), m)
-  loss, aux = model.loss(params, factors, _dense_batch(m, step=30), jax.random.PRNGKey(1))
+  loss, aux = model.loss(params, factors, _dense_batch(m), jax.random.PRNGKey(1), _phase(30))
   assert float(aux["beta"]) == pytest.approx(0.2)
   assert float(loss) == pytest.approx(float(aux["neg_ll"]) + 0.2 * float(aux["kl"]), rel=1e-6)
   # The KL term is that of the encoder's (mu, logvar), averaged over real users.
@@ -107,10 +111,11 @@ def test_model_loss_gradients():
                                    "total_anneal_steps": 10})
     params, factors = model.init(jax.random.PRNGKey(0), m)
     params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), params)
-    batch = _dense_batch(m, step=5)
+    batch = _dense_batch(m)
     batch["rows"] = batch["rows"].astype(jnp.float64)
     key = jax.random.PRNGKey(3)  # Fixed: dropout masks and ε are constants of the function.
-    check_grads(jax.jit(lambda p: model.loss(p, factors, batch, key)[0]), (params,), order=1,
+    check_grads(jax.jit(lambda p: model.loss(p, factors, batch, key, _phase(5))[0]), (params,),
+                order=1,
                 modes=["rev"], eps=1e-4)
 
 
@@ -122,12 +127,15 @@ def test_padded_batches_give_the_dense_loss_and_gradient(name, likelihood):
          **({"total_anneal_steps": 200_000} if name == "mult-vae" else {})}  # Loss called directly.
   dense = get_model(name, cfg)
   padded = get_model(name, {**cfg, "sparse_input": True})
-  assert padded.train_defaults["batch_format"] == "padded"
+  assert dense.batch_source == batching.DenseRows()
+  assert padded.batch_source == batching.PaddedRows(group_by_length=False)
+  grouped = get_model(name, {**cfg, "sparse_input": True, "group_by_length": True})
+  assert grouped.batch_source == batching.PaddedRows(group_by_length=True)
   params, factors = dense.init(jax.random.PRNGKey(0), m)
   key = jax.random.PRNGKey(4)
   grad = lambda model: jax.jit(jax.value_and_grad(model.loss, has_aux=True))
-  (l1, _), g1 = grad(dense)(params, factors, _dense_batch(m, 7), key)
-  (l2, _), g2 = grad(padded)(params, factors, _padded_batch(m, 7), key)
+  (l1, _), g1 = grad(dense)(params, factors, _dense_batch(m), key, _phase(7))
+  (l2, _), g2 = grad(padded)(params, factors, _padded_batch(m), key, _phase(7))
   assert float(l1) == pytest.approx(float(l2), rel=1e-5)
   for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -189,6 +197,10 @@ def test_bad_configs_raise_clear_errors():
     get_model("mult-vae", {"sampled_softmax": 10, "sparse_input": True, "likelihood": "logistic"})
   with pytest.raises(ValueError, match="no config field"):
     get_model("mult-dae", {"anneal_cap": 0.2})  # The DAE has no β.
+  with pytest.raises(ValueError, match="group_by_length applies to sparse_input"):
+    get_model("mult-vae", {"group_by_length": True})  # Dense rows have no length.
+  with pytest.raises(ValueError, match="l2 must be a finite number >= 0"):
+    get_model("mult-dae", {"l2": -0.01})
 
 
 _SHARDED = r"""
@@ -215,15 +227,17 @@ for tag in ("sampled",):
     opt_state = jax.device_put(model.optimizer.init(params), rep)
 
     @jax.jit
-    def step(params, opt_state, batch, key):
-      (loss, aux), g = jax.value_and_grad(model.loss, has_aux=True)(params, factors, batch, key)
+    def step(params, opt_state, batch, key, phase):
+      (loss, aux), g = jax.value_and_grad(model.loss, has_aux=True)(params, factors, batch, key,
+                                                                    phase)
       updates, opt_state = model.optimizer.update(g, opt_state, params)
       return optax.apply_updates(params, updates), opt_state, loss
 
     losses = []
     for i, b in enumerate(batches):  # 4 batches: the last one has 4 padding rows.
-      b = {**jax.device_put(b, rows), "step": jax.device_put(np.int32(i), rep)}
-      params, opt_state, loss = step(params, opt_state, b, jax.random.PRNGKey(i))
+      phase = jax.device_put({"step": np.int32(i), "epoch": np.int32(1)}, rep)
+      params, opt_state, loss = step(params, opt_state, jax.device_put(b, rows),
+                                     jax.random.PRNGKey(i), phase)
       losses.append(float(loss))
     out[f"{tag}{n}"] = {"losses": losses,
                         "params": [np.asarray(x).ravel().tolist() for x in jax.tree.leaves(params)]}
@@ -273,10 +287,10 @@ def test_bf16_loss_close_to_float32_and_params_stay_float32():
   # Same parameter tree, same float32 leaves: bf16 only changes how the matmuls run.
   assert jax.tree.structure(p16) == jax.tree.structure(params)
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(p16))
-  batch, key = _dense_batch(m, step=4), jax.random.PRNGKey(2)  # Same key: same dropout and ε.
+  batch, key = _dense_batch(m), jax.random.PRNGKey(2)  # Same key: same dropout and ε.
   grad = lambda model: jax.jit(jax.value_and_grad(model.loss, has_aux=True))
-  (l32, a32), g32 = grad(f32)(params, factors, batch, key)
-  (l16, a16), g16 = grad(bf16)(params, factors, batch, key)
+  (l32, a32), g32 = grad(f32)(params, factors, batch, key, _phase(4))
+  (l16, a16), g16 = grad(bf16)(params, factors, batch, key, _phase(4))
   assert l16.dtype == jnp.float32 and a16["kl"].dtype == jnp.float32
   assert float(l16) == pytest.approx(float(l32), rel=1e-3)
   assert float(a16["kl"]) == pytest.approx(float(a32["kl"]), rel=2e-2, abs=1e-3)
@@ -301,10 +315,11 @@ def test_bf16_sparse_and_sampled_paths_run_finite():
   for extra in ({"sparse_input": True}, {"sparse_input": True, "sampled_softmax": 30}):
     m, f32, bf16, params, factors = _bf16_pair(extra)
     _, factors = bf16.init(jax.random.PRNGKey(0), m)
-    batch, key = _padded_batch(m, step=3), jax.random.PRNGKey(6)
-    (l32, _), _ = jax.jit(jax.value_and_grad(f32.loss, has_aux=True))(params, factors, batch, key)
+    batch, key, phase = _padded_batch(m), jax.random.PRNGKey(6), _phase(3)
+    (l32, _), _ = jax.jit(jax.value_and_grad(f32.loss, has_aux=True))(params, factors, batch,
+                                                                      key, phase)
     (l16, _), g16 = jax.jit(jax.value_and_grad(bf16.loss, has_aux=True))(params, factors, batch,
-                                                                          key)
+                                                                          key, phase)
     assert float(l16) == pytest.approx(float(l32), rel=1e-3), extra
     assert all(g.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g)))
                for g in jax.tree.leaves(g16)), extra
@@ -322,13 +337,13 @@ def test_bad_compute_dtype_raises():
 def test_eps_std_scales_the_reparameterization_noise():
   m = _train_matrix()
   base = {**SMALL, "dropout": 0.0, "total_anneal_steps": 0, "anneal_cap": 0.0}
-  batch = _dense_batch(m, step=3)
+  batch, phase = _dense_batch(m), _phase(3)
   losses = {}
   for eps_std in (0.0, 0.01, 1.0):
     model = get_model("mult-vae", {**base, "eps_std": eps_std})
     params, factors = model.init(jax.random.PRNGKey(0), m)
-    losses[eps_std] = [float(model.loss(params, factors, batch, jax.random.PRNGKey(k))[1]["neg_ll"])
-                       for k in (1, 2)]
+    losses[eps_std] = [float(model.loss(params, factors, batch, jax.random.PRNGKey(k),
+                                        phase)[1]["neg_ll"]) for k in (1, 2)]
   # ε = 0: z = μ, the same loss for every key; 0.01: keys barely matter; 1: they do.
   assert losses[0.0][0] == losses[0.0][1]
   spread = {s: abs(v[0] - v[1]) for s, v in losses.items()}

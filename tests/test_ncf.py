@@ -18,7 +18,7 @@ from recjax.nn.ncf import NCF
 from recjax.train.runner import TrainConfig, train_and_evaluate
 
 N_USERS, N_ITEMS = 7, 11
-SMALL = dict(factors=4, mlp_layers=(8, 6, 4))
+SMALL = dict(dim=4, mlp_layers=(8, 6, 4))
 
 
 def _params(kind, seed=0):
@@ -71,7 +71,7 @@ def _batch(seed=0):
   rows = (rng.random((4, N_ITEMS)) < 0.3).astype(np.float32)
   rows[:, 0] = 1.0
   return {"rows": jnp.asarray(rows), "mask": jnp.array([True, True, True, False]),
-          "index": jnp.array([2, 5, 0, -1], jnp.int32), "step": jnp.zeros((), jnp.int32)}
+          "index": jnp.array([2, 5, 0, -1], jnp.int32)}
 
 
 @pytest.mark.parametrize("name", ["ncf-gmf", "ncf-mlp", "ncf-neumf"])
@@ -80,10 +80,10 @@ def test_loss_gradients_and_value(name):
   kind = name.split("-")[1]
   _, params = _params(kind, seed=1)
   batch, key = _batch(), jax.random.PRNGKey(3)
-  f = lambda p: model.loss(p, {}, batch, key)[0]
+  f = lambda p: model.loss(p, {}, batch, key, {})[0]
   check_grads(f, (params,), order=1, modes=("rev",), atol=2e-2, rtol=2e-2)
   # The value: weighted log loss over the drawn instances, recomputed in numpy.
-  value, aux = model.loss(params, {}, batch, key)
+  value, aux = model.loss(params, {}, batch, key, {})
   rows = np.asarray(batch["rows"])
   n_pos = rows.sum(1, keepdims=True)
   draws = np.asarray(jax.random.poisson(key, 4 * n_pos / (N_ITEMS - n_pos) * (1 - rows),
@@ -105,7 +105,7 @@ def test_negative_draws_average_four_per_positive_and_skip_the_users_items():
   batch = _batch()
   per_user = []
   for s in range(300):
-    _, aux = model.loss(params, {}, batch, jax.random.PRNGKey(s))
+    _, aux = model.loss(params, {}, batch, jax.random.PRNGKey(s), {})
     per_user.append(float(aux["instances"]))
   n_pos = np.asarray(batch["rows"])[:3].sum(1).mean()
   np.testing.assert_allclose(np.mean(per_user), 5 * n_pos, rtol=0.05)  # 1 positive + 4 negatives
@@ -132,7 +132,7 @@ def _config(**kw):
   return TrainConfig(**base)
 
 
-OVERRIDES = {"factors": 8, "mlp_layers": (32, 16, 8), "learning_rate": 0.02}
+OVERRIDES = {"dim": 8, "mlp_layers": (32, 16, 8), "learning_rate": 0.02}
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +174,7 @@ def test_neumf_starts_from_the_validation_selected_gmf_and_mlp(loo_split_and_pop
   users = jnp.arange(5, dtype=jnp.int32)
   items = jnp.tile(jnp.arange(0, 150, 10, dtype=jnp.int32)[None, :], (5, 1))
   def logits(kind, p):
-    return NCF(n_users=300, n_items=300, kind=kind, factors=8, mlp_layers=(32, 16, 8)).apply(
+    return NCF(n_users=300, n_items=300, kind=kind, dim=8, mlp_layers=(32, 16, 8)).apply(
         jax.tree.map(jnp.asarray, p), users, items)
   np.testing.assert_allclose(logits("neumf", params),
                              0.5 * logits("gmf", gmf_best) + 0.5 * logits("mlp", mlp_best),

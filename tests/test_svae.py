@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 from jax.test_util import check_grads
 
-from recjax.data import pipeline, temporal
+from recjax.data import batching, pipeline, temporal
 from recjax.data.splits import EvalSet
 from recjax.data.types import Dataset, Interactions
 from recjax.eval.ranking import evaluate_ranking
@@ -17,7 +17,7 @@ from recjax.nn.svae import SVAENet
 from recjax.ops import ranking as ranking_ops
 from recjax.train.runner import TrainConfig, train_and_evaluate
 
-TINY = {"embed_dim": 5, "rnn_dim": 4, "hidden_dim": 3, "latent_dim": 2, "weight_decay": 0.0}
+TINY = {"embed_dim": 5, "rnn_dim": 4, "hidden_dim": 3, "latent_dim": 2, "coupled_l2": 0.0}
 
 
 def _timed_dataset(n_users=60, n_items=40, seed=0, kind="implicit", timestamps=True):
@@ -168,10 +168,9 @@ def test_loss_matches_a_numpy_computation():
   items = np.array([[3, 1, 4, 6, 0], [2, 5, 0, 0, 0], [0, 0, 0, 0, 0]], np.int32)
   lengths = np.array([4, 2, 0], np.int32)
   batch = {"items": jnp.asarray(items), "lengths": jnp.asarray(lengths),
-           "mask": jnp.asarray([True, True, False]), "index": jnp.asarray([0, 1, -1], jnp.int32),
-           "step": jnp.asarray(9, jnp.int32)}
+           "mask": jnp.asarray([True, True, False]), "index": jnp.asarray([0, 1, -1], jnp.int32)}
   key = jax.random.PRNGKey(5)
-  loss, aux = model.loss(params, {}, batch, key)
+  loss, aux = model.loss(params, {}, batch, key, {"step": jnp.asarray(9, jnp.int32)})
   eps = np.asarray(jax.random.normal(key, (3, 5, 2)), np.float64)  # The network's draw.
   mask = np.arange(5)[None, :] < lengths[:, None]
   logits, mu, logvar = _numpy_net(params, items, mask, eps)
@@ -241,21 +240,61 @@ def test_config_and_data_errors_are_clear():
     get_model("svae", {"next_k": 0})
   with pytest.raises(ValueError, match="max_length"):
     get_model("svae", {"max_length": 1})
-  with pytest.raises(ValueError, match="weight_decay"):
-    get_model("svae", {"weight_decay": -1.0})
+  with pytest.raises(ValueError, match="coupled_l2"):
+    get_model("svae", {"coupled_l2": -1.0})
   model = get_model("svae", TINY)
   binary = sp.csr_matrix(np.ones((3, 5), np.float32))
-  with pytest.raises(ValueError, match="strong-temporal-ordered"):
+  with pytest.raises(ValueError, match="svae: .*strong-temporal-ordered"):
     model.prepare(binary)
+  with pytest.raises(ValueError, match="svae: no training row has 2 or more items"):
+    model.prepare(sp.csr_matrix(np.eye(3, dtype=np.float32)))
 
 
 def test_training_sequences_keep_the_last_max_length_events():
   m = sp.csr_matrix(np.array([[0, 3, 1, 2, 0, 5, 4], [1, 0, 0, 0, 0, 0, 0],
                               [0, 0, 2, 0, 1, 0, 0]], np.float32))
-  items, lengths, rows = svae.training_sequences(m, max_length=3)
-  np.testing.assert_array_equal(rows, [0, 2])  # Row 1 has nothing to predict.
-  np.testing.assert_array_equal(lengths, [3, 2])
-  np.testing.assert_array_equal(items, [[1, 6, 5], [4, 2, 0]])
+  model = get_model("svae", {**TINY, "max_length": 3})
+  assert model.batch_source == batching.TimeRankedSequences(max_length=3, group_by_length=True)
+  seqs = model.prepare(m)
+  np.testing.assert_array_equal(seqs["rows"], [0, 2])  # Row 1 has nothing to predict.
+  np.testing.assert_array_equal(seqs["lengths"], [3, 2])
+  np.testing.assert_array_equal(seqs["items"], [[1, 6, 5], [4, 2, 0]])
+
+
+@pytest.mark.parametrize("group_by_length", [True, False])
+def test_batch_source_yields_every_sequence_once_padded_to_a_power_of_two(group_by_length):
+  rng = np.random.default_rng(0)
+  n_users, n_items = 50, 60
+  rows = []
+  for _ in range(n_users):  # Lengths 1..40: rows of length 1 are dropped.
+    n = int(rng.integers(1, 41))
+    row = np.zeros(n_items, np.float32)
+    row[rng.choice(n_items, n, replace=False)] = rng.permutation(n) + 1
+    rows.append(row)
+  train = sp.csr_matrix(np.stack(rows))
+  source = batching.TimeRankedSequences(max_length=24, group_by_length=group_by_length)
+  seqs = source.sequences(train)
+  n_batches, it = source.epoch(train, seqs, 8, epoch=2, seed=1)
+  batches = list(it)
+  assert len(batches) == n_batches == -(-len(seqs["rows"]) // 8)
+  seen = []
+  for b in batches:
+    width = b["items"].shape[1]
+    longest = int(b["lengths"].max())
+    assert b["items"].shape[0] == 8 and width == min(24, max(8, 1 << (longest - 1).bit_length()))
+    for r in np.flatnonzero(b["mask"]):
+      u, n = int(b["index"][r]), int(b["lengths"][r])
+      order = np.argsort(train[u].toarray()[0])[-n:]  # The row's last n items by time rank.
+      order = order[train[u].toarray()[0][order] > 0]
+      np.testing.assert_array_equal(b["items"][r, :n], order)
+      assert not b["items"][r, n:].any()
+      seen.append(u)
+    assert not b["lengths"][~b["mask"]].any() and (b["index"][~b["mask"]] == -1).all()
+  assert sorted(seen) == sorted(seqs["rows"].tolist())
+  lengths = seqs["lengths"]
+  want = (batching.length_grouped_order(lengths, 8, 1, 2) if group_by_length
+          else batching.shuffled_order(len(lengths), 1, 2))
+  np.testing.assert_array_equal(seen, seqs["rows"][want])
 
 
 def test_loss_gradients_float64():
@@ -265,9 +304,9 @@ def test_loss_gradients_float64():
     params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), params)
     batch = {"items": jnp.asarray([[1, 3, 5, 2], [4, 0, 0, 0]], jnp.int32),
              "lengths": jnp.asarray([4, 2], jnp.int32), "mask": jnp.asarray([True, True]),
-             "index": jnp.asarray([0, 1], jnp.int32), "step": jnp.asarray(4, jnp.int32)}
-    key = jax.random.PRNGKey(3)  # Fixed: ε is a constant of the function.
-    check_grads(jax.jit(lambda p: model.loss(p, {}, batch, key)[0]), (params,), order=1,
+             "index": jnp.asarray([0, 1], jnp.int32)}
+    key, phase = jax.random.PRNGKey(3), {"step": jnp.asarray(4, jnp.int32)}  # Fixed ε.
+    check_grads(jax.jit(lambda p: model.loss(p, {}, batch, key, phase)[0]), (params,), order=1,
                 modes=["rev"], eps=1e-4)
 
 
@@ -298,7 +337,7 @@ def test_end_to_end_learns_sequential_structure(tmp_path):
   train_cfg = TrainConfig(epochs=40, batch_size=64, eval_batch_size=64, checkpoint=False,
                           progress=False, metrics=("ndcg@100",))
   model = get_model("svae", {"embed_dim": 32, "rnn_dim": 32, "hidden_dim": 32, "latent_dim": 16,
-                             "learning_rate": 1e-2, "weight_decay": 0.0, "max_length": 16,
+                             "learning_rate": 1e-2, "coupled_l2": 0.0, "max_length": 16,
                              "total_anneal_steps": 100, "anneal_cap": 0.1})
   res = train_and_evaluate(model, split, train_cfg, tmp_path / "svae", log=lambda s: None)
   pop_split, _ = pipeline.ranking_split(

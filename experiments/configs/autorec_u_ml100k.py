@@ -11,7 +11,7 @@ def get_config():
   return {
       "model": "autorec",
       "dataset": "ml-100k",
-      "model_config": {"hidden": 500, "l2": 100.0, "optimizer": "rprop", "learning_rate": 1e-3},
+      "model_config": {"hidden": (500,), "l2": 100.0, "optimizer": "rprop", "learning_rate": 1e-3},
       "data": {"protocol": "ratings"},
       "train": {"epochs": 300, "batch_size": 2000, "eval_every": 10,
                 "metrics": ("rmse", "mae", "neg_rmse"), "select_metric": "neg_rmse",

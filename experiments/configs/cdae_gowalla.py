@@ -10,7 +10,7 @@ def get_config():
   return {
       "model": "cdae",
       "dataset": "gowalla",
-      "model_config": {"hidden": 200, "dropout": 0.5, "click_weight": 5.0, "weight_decay": 0.1,
+      "model_config": {"hidden": (200,), "dropout": 0.5, "click_weight": 5.0, "l2": 0.1,
                        "learning_rate": 1e-3, "fold_in_steps": 50},
       "data": {"protocol": "strong"},
       "train": {"epochs": 30, "batch_size": 500, "eval_every": 5,

@@ -6,7 +6,7 @@ over-regularizes the larger catalog.  Validation NDCG@100 of the best (= last) e
 
     λ = 0.001: 0.1406    λ = 1e-4: 0.2189    λ = 1e-5: 0.2250 (chosen)
 
-(`--set weight_decay=...`; every run still rising at epoch 50).  50 epochs instead of the
+(`--set l2=...`; every run still rising at epoch 50).  50 epochs instead of the
 paper's 100: a full-softmax epoch over 40,981 items takes ~33 s on one core of the 2-core CPU.
 Sparse input layer (padded item lists; the same loss as dense rows).
 """
@@ -17,7 +17,7 @@ def get_config():
       "model": "mult-dae",
       "dataset": "gowalla",
       "model_config": {"hidden_dims": (), "latent_dim": 200, "dropout": 0.5,
-                       "weight_decay": 1e-5, "learning_rate": 1e-3, "sparse_input": True},
+                       "l2": 1e-5, "learning_rate": 1e-3, "sparse_input": True},
       "data": {"protocol": "strong"},
       "train": {"epochs": 50, "batch_size": 500, "eval_every": 5,
                 "metrics": ("recall@20", "recall@50", "ndcg@100"), "select_metric": "ndcg@100"},

@@ -11,7 +11,7 @@ def get_config():
       "model": "mult-dae",
       "dataset": "ml-1m",
       "model_config": {"hidden_dims": (), "latent_dim": 200, "dropout": 0.5,
-                       "weight_decay": 0.01, "learning_rate": 1e-3},
+                       "l2": 0.01, "learning_rate": 1e-3},
       "data": {"protocol": "loo-sampled", "binarize_threshold": 0.0, "min_user_count": 20},
       "train": {"epochs": 200, "batch_size": 500, "eval_every": 5, "eval_batch_size": 1000,
                 "metrics": ("hr@10", "ndcg@10"), "select_metric": "ndcg@10"},

@@ -20,7 +20,7 @@ def get_config():
       "model": "mult-dae",
       "dataset": "ml-1m-lightgcn",
       "model_config": {"hidden_dims": (), "latent_dim": 200, "dropout": 0.5,
-                       "weight_decay": 0.001, "learning_rate": 1e-3},
+                       "l2": 0.001, "learning_rate": 1e-3},
       "data": {"protocol": "strong"},
       "train": {"epochs": 200, "batch_size": 500,
                 "metrics": ("recall@20", "recall@50", "ndcg@100"), "select_metric": "ndcg@100"},

@@ -6,7 +6,7 @@ def get_config():
       "model": "mult-vae",
       "dataset": "ml-1m-lightgcn",
       "model_config": {"hidden_dims": (), "latent_dim": 200, "dropout": 0.5,
-                       "weight_decay": 0.0, "learning_rate": 1e-3,
+                       "l2": 0.0, "learning_rate": 1e-3,
                        "total_anneal_steps": 9800, "anneal_cap": 0.2799,
                        "likelihood": "logistic"},
       "data": {"protocol": "strong"},

@@ -1,4 +1,4 @@
-"""mult-vae (Mult-VAE^PR) on ml-1m-lightgcn: [I → 200 → I], dropout 0.5, no weight decay, Adam 1e-3, 100 users/batch, 200 epochs; β annealed linearly over the run (49 updates/epoch x 200 = 9,800 updates) and capped at β* = 0.2799.
+"""mult-vae (Mult-VAE^PR) on ml-1m-lightgcn: [I → 200 → I], dropout 0.5, l2 = 0, Adam 1e-3, 100 users/batch, 200 epochs; β annealed linearly over the run (49 updates/epoch x 200 = 9,800 updates) and capped at β* = 0.2799.
 
 Chosen on validation NDCG@100, as the paper does (§4.3), by experiments/beta_select.py
 (annealing run, β* where it peaks, then the capped run):
@@ -22,7 +22,7 @@ def get_config():
       "model": "mult-vae",
       "dataset": "ml-1m-lightgcn",
       "model_config": {"hidden_dims": (), "latent_dim": 200, "dropout": 0.5,
-                       "weight_decay": 0.0, "learning_rate": 1e-3,
+                       "l2": 0.0, "learning_rate": 1e-3,
                        "total_anneal_steps": 9800, "anneal_cap": 0.2799},
       "data": {"protocol": "strong"},
       "train": {"epochs": 200, "batch_size": 100,

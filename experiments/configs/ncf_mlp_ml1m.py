@@ -13,7 +13,7 @@ def get_config():
   return {
       "model": "ncf-mlp",
       "dataset": "ml-1m",
-      "model_config": {"factors": 8, "mlp_layers": (64, 32, 16, 8), "negatives": 4,
+      "model_config": {"dim": 8, "mlp_layers": (64, 32, 16, 8), "negatives": 4,
                        "optimizer": "adam", "learning_rate": 0.005},
       "data": {"protocol": "loo-sampled", "binarize_threshold": 0.0, "min_user_count": 20},
       "train": {"epochs": 20, "batch_size": 32, "eval_batch_size": 1000,

@@ -20,7 +20,7 @@ def get_config():
   return {
       "model": "ncf-neumf",
       "dataset": "ml-1m",
-      "model_config": {"factors": 8, "mlp_layers": (64, 32, 16, 8), "negatives": 4,
+      "model_config": {"dim": 8, "mlp_layers": (64, 32, 16, 8), "negatives": 4,
                        "optimizer": "sgd", "learning_rate": 0.1, "alpha": 0.5,
                        "gmf_workdir": "workdirs/ncf-gmf-ml1m",
                        "mlp_workdir": "workdirs/ncf-mlp-ml1m"},

@@ -252,6 +252,11 @@ def length_grouped_order(lengths: sp.spmatrix | np.ndarray | Sequence[int], batc
   return np.concatenate(full + short) if batches else order
 
 
+def _pow2_width(longest: int, cap: int) -> int:
+  """The smallest power of two >= 8 that holds `longest` slots, at most `cap`."""
+  return min(cap, max(8, 1 << max(longest - 1, 0).bit_length()))
+
+
 def padded_row_batches(matrix: sp.spmatrix, batch_size: int, *,
                        order: np.ndarray | None = None, max_len: int | None = None,
                        pad_to_multiple_of: int = 1, dtype=np.float32,
@@ -298,8 +303,7 @@ def padded_row_batches(matrix: sp.spmatrix, batch_size: int, *,
     pos = np.arange(sub.nnz) - np.repeat(sub.indptr[:-1], row_len)
     width = length
     if bucket_lengths:
-      need = int(row_len.max()) if len(row_len) else 1
-      width = min(length, max(8, 1 << max(need - 1, 0).bit_length()))
+      width = _pow2_width(int(row_len.max()) if len(row_len) else 1, length)
     items = np.zeros((b, width), np.int32)
     values = np.zeros((b, width), dtype)
     items[r, pos] = sub.indices
@@ -397,6 +401,77 @@ def content_batches(content: sp.spmatrix, batch_size: int,
   for rb in padded_row_batches(content, batch_size, order=order):
     yield {"words": rb.items, "values": rb.values, "index": rb.index.astype(np.int32),
            "mask": rb.mask}
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeRankedSequences:
+  """Each training user's items in time order, decoded from rows of time ranks.
+
+  The encoding is data protocol ``"strong-temporal-ordered"``'s
+  (`recjax.data.temporal`): every training-row entry, and every fold-in entry a
+  model is scored on, holds its item's 1-based time rank within the row (1 =
+  the earliest).  Binary rows carry no order; `sequences` refuses them.
+
+  `sequences(train)` decodes the rows once (the model's ``prepare``):
+  {"items": int32 [U', L] left-aligned, oldest first, "lengths": int32 [U'],
+  "rows": int64 [U'] training rows} for the rows with at least `min_length`
+  items, each keeping its LAST `max_length` items, L = the longest kept
+  sequence.  `epoch` reads that dict as ``aux`` and yields {"items": int32
+  [B, L_b], "lengths": int32 [B] (0 on padding rows), "mask": bool [B],
+  "index": int32 [B]}, L_b the smallest power of two (>= 8, <= L) holding the
+  batch's longest sequence; with `group_by_length` sequences of similar length
+  share a batch (`length_grouped_order`), otherwise batches are uniformly random.
+  """
+
+  PROTOCOL = "strong-temporal-ordered"  # The data protocol whose rows carry the ranks.
+  max_length: int = 200
+  group_by_length: bool = True
+  min_length: int = 2
+
+  def sequences(self, train: sp.spmatrix) -> dict[str, np.ndarray]:
+    m = _canonical(train)
+    m.sort_indices()
+    n_u = np.diff(m.indptr)
+    rows = np.repeat(np.arange(m.shape[0]), n_u)
+    order = np.lexsort((m.data, rows))
+    rank = np.arange(m.nnz) - m.indptr[rows[order]] + 1
+    if m.nnz and not np.array_equal(m.data[order], rank):
+      bad = int(rows[order][np.flatnonzero(m.data[order] != rank)[0]])
+      raise ValueError(
+          f"each training row's values must be its items' time ranks 1..n (protocol "
+          f"{self.PROTOCOL!r}); row {bad} holds {np.sort(m[bad].data)[:8].tolist()}...  "
+          "Binary rows (protocol 'strong' or 'strong-temporal') carry no order")
+    keep = np.flatnonzero(n_u >= self.min_length)
+    if not len(keep):
+      raise ValueError(f"no training row has {self.min_length} or more items")
+    lengths = np.minimum(n_u[keep], self.max_length).astype(np.int32)
+    items = np.zeros((len(keep), int(lengths.max())), np.int32)
+    in_time_order = m.indices[order]
+    for j, u in enumerate(keep):  # Host-side, once per run.
+      seq = in_time_order[m.indptr[u]:m.indptr[u + 1]][-self.max_length:]
+      items[j, :len(seq)] = seq
+    return {"items": items, "lengths": lengths, "rows": keep.astype(np.int64)}
+
+  def epoch(self, train, aux, batch_size, epoch, seed):
+    del train
+    lengths, n = aux["lengths"], len(aux["rows"])
+    order = (length_grouped_order(lengths, batch_size, seed, epoch) if self.group_by_length
+             else shuffled_order(n, seed, epoch))
+
+    def batches():
+      for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        width = _pow2_width(int(lengths[idx].max()), aux["items"].shape[1])
+        out = {"items": np.zeros((batch_size, width), np.int32),
+               "lengths": np.zeros(batch_size, np.int32), "mask": np.zeros(batch_size, bool),
+               "index": np.full(batch_size, -1, np.int32)}
+        out["items"][:len(idx)] = aux["items"][idx, :width]
+        out["lengths"][:len(idx)] = lengths[idx]
+        out["mask"][:len(idx)] = True
+        out["index"][:len(idx)] = aux["rows"][idx]
+        yield out
+
+    return n_batches(n, batch_size), batches()
 
 
 @dataclasses.dataclass(frozen=True)

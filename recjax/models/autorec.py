@@ -1,7 +1,7 @@
 """AutoRec (Sedhain, Menon, Sanner & Xie, WWW 2015): rating rows through one hidden layer.
 
 The network reconstructs a partially observed rating row ``r``:
-``h(r) = f(W g(V r + mu) + b)`` (500 sigmoid units, identity output), trained on
+``h(r) = f(W g(V r + mu) + b)`` (``hidden = (500,)``: 500 sigmoid units, identity output), trained on
 
     sum_rows ||r - h(r)||_O^2 + (lambda / 2) (||W||_F^2 + ||V||_F^2)
 
@@ -41,7 +41,7 @@ from recjax.nn import rating_autoencoders as rae
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  hidden: int = 500  # Hidden units k (the paper's best: 500).
+  hidden: tuple[int, ...] = (500,)  # (k,): the one hidden layer's units (the paper's best: 500).
   hidden_activation: str = "sigmoid"  # g (the paper: sigmoid).
   output_activation: str = "identity"  # f (the paper: identity).
   l2: float = 1.0  # lambda on (||W||^2 + ||V||^2) / 2, on the scale of the full-batch objective.
@@ -51,11 +51,14 @@ class Config:
   default_rating: float = 3.0  # Prediction where the row or the column has no training rating.
 
   def __post_init__(self):
-    check_config(self, "autorec", at_least={"hidden": 1, "l2": 0.0}, above={"learning_rate": 0.0},
+    check_config(self, "autorec", at_least={"l2": 0.0}, above={"learning_rate": 0.0},
                  fractions=("momentum",),
                  choices={"hidden_activation": tuple(rae.ACTIVATIONS),
                           "output_activation": tuple(rae.ACTIVATIONS),
                           "optimizer": ("adam", "rprop", "sgd")})
+    if len(self.hidden) != 1:
+      raise ValueError(f"autorec: hidden must hold exactly one width (AutoRec has one hidden "
+                       f"layer), got {self.hidden!r}")
 
 
 def _optimizer(name: str, learning_rate: float, momentum: float) -> optax.GradientTransformation:
@@ -74,7 +77,8 @@ def make(config: Config) -> Model:
   optimizer = _optimizer(config.optimizer, config.learning_rate, config.momentum)
 
   def network(n: int) -> rae.AutoRec:
-    return rae.AutoRec(n_out=n, hidden=config.hidden, hidden_activation=config.hidden_activation,
+    return rae.AutoRec(n_out=n, hidden=config.hidden[0],
+                       hidden_activation=config.hidden_activation,
                        output_activation=config.output_activation)
 
   def init(key, train: sp.csr_matrix):
@@ -85,8 +89,8 @@ def make(config: Config) -> Model:
                "n_rows": jnp.asarray(max(n_rows, 1), jnp.float32)}
     return params, factors
 
-  def loss(params, factors, batch, key):
-    del key
+  def loss(params, factors, batch, key, phase):
+    del key, phase
     x = batch["rows"]
     real = batch["mask"].astype(jnp.float32)
     out = network(x.shape[-1]).apply(params, x)

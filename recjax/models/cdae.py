@@ -1,6 +1,6 @@
 """CDAE (Wu et al., WSDM 2016) as the Mult-VAE paper ran it (Liang et al. 2018, §4.4).
 
-The network is `recjax.nn.cdae.CDAE`: [I → K → I], K = 200, a per-user vector
+The network is `recjax.nn.cdae.CDAE`: [I → K → I], K = ``hidden[0]`` = 200, a per-user vector
 V_u added at the bottleneck, tanh at the bottleneck and at the output (the
 Mult-VAE paper's choice; footnote 8).  Training, per the Mult-VAE paper:
 
@@ -11,8 +11,8 @@ Mult-VAE paper's choice; footnote 8).  Training, per the Mult-VAE paper:
   sampling" of the original paper;
 * input corruption by dropout with rate q, survivors scaled by 1 / (1 − q)
   (Wu et al.'s unbiased "drop-out" corruption);
-* weight decay λ (selected over {0.01, 0.1, ..., 100} in the paper) as an L2
-  term in the loss.
+* weight decay λ = ``l2`` (selected over {0.01, 0.1, ..., 100} in the paper)
+  as an L2 term in the loss.
 
 The loss of a batch of users B is (bias vectors are not penalized)
 
@@ -49,18 +49,21 @@ from recjax.nn.cdae import CDAE
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  hidden: int = 200  # K, the bottleneck width (the Mult-VAE paper: 200).
+  hidden: tuple[int, ...] = (200,)  # (K,): the one hidden (bottleneck) layer's width (the Mult-VAE paper: 200).
   dropout: float = 0.5  # Input corruption q: each click dropped with this rate, survivors × 1/(1−q).
   click_weight: float = 5.0  # c_1, the confidence of clicked entries (c_0 = 1).
-  weight_decay: float = 0.1  # λ on W_1, W_2 and the batch's V_u (the paper's grid: 0.01 ... 100; 0.1 best on ml-1m).
+  l2: float = 0.1  # λ of λ(‖W_1‖² + ‖W_2‖² + the batch's mean ‖V_u‖²), added to the loss (the paper's grid: 0.01 ... 100; 0.1 best on ml-1m).
   learning_rate: float = 1e-3  # Adam's step size.
   fold_in_steps: int = 50  # Adam steps on an unseen user's V_u at scoring time (0: V_u = 0).
   fold_in_lr: float = 0.05  # Their step size.
 
   def __post_init__(self):
-    check_config(self, "cdae", at_least={"hidden": 1, "weight_decay": 0.0, "fold_in_steps": 0},
+    check_config(self, "cdae", at_least={"l2": 0.0, "fold_in_steps": 0},
                  above={"click_weight": 0.0, "learning_rate": 0.0, "fold_in_lr": 0.0},
                  fractions=("dropout",))
+    if len(self.hidden) != 1:
+      raise ValueError(f"cdae: hidden must hold exactly one width (CDAE has one hidden layer), "
+                       f"got {self.hidden!r}")
 
 
 def weighted_square_loss(x, out, click_weight: float):
@@ -77,7 +80,7 @@ def make(config: Config) -> Model:
 
   def init(key, train: sp.csr_matrix):
     n_users, n_items = train.shape
-    net = CDAE(n_items=n_items, n_users=n_users, hidden=config.hidden)
+    net = CDAE(n_items=n_items, n_users=n_users, hidden=config.hidden[0])
     params = net.init(key, jnp.zeros((1, n_items), jnp.float32), jnp.zeros((1,), jnp.int32))
     return params, {}
 
@@ -85,8 +88,8 @@ def make(config: Config) -> Model:
     p = params["params"]
     return jnp.sum(p["encoder"]["kernel"] ** 2) + jnp.sum(p["decoder"]["kernel"] ** 2)
 
-  def loss(params, factors, batch, key):
-    del factors
+  def loss(params, factors, batch, key, phase):
+    del factors, phase
     net = net_of(params)
     x = (batch["rows"] > 0).astype(jnp.float32)
     mask = batch["mask"].astype(jnp.float32)
@@ -99,10 +102,10 @@ def make(config: Config) -> Model:
     out = net.apply(params, net.apply(params, x_in, method=CDAE.encode_input), v,
                     method=CDAE.decode)
     per_user = weighted_square_loss(x, out, config.click_weight)
-    user_reg = config.weight_decay * jnp.sum(v ** 2, axis=-1)
+    user_reg = config.l2 * jnp.sum(v ** 2, axis=-1)
     n = jnp.maximum(jnp.sum(mask), 1.0)
     data = jnp.sum(per_user * mask) / n
-    total = data + jnp.sum(user_reg * mask) / n + config.weight_decay * weight_norm(params)
+    total = data + jnp.sum(user_reg * mask) / n + config.l2 * weight_norm(params)
     return total, {"square_loss": data}
 
   def fold_in(params, x):
@@ -116,7 +119,7 @@ def make(config: Config) -> Model:
     def objective(v):
       out = net.apply(params, encoded, v, method=CDAE.decode)
       return jnp.sum(weighted_square_loss(x, out, config.click_weight)
-                     + config.weight_decay * jnp.sum(v ** 2, axis=-1))
+                     + config.l2 * jnp.sum(v ** 2, axis=-1))
 
     opt = optax.adam(config.fold_in_lr)
 

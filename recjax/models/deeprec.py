@@ -22,6 +22,11 @@ the rating evaluator clips predictions to the rating range.  ``default_rating``
 (off by default, the paper has none) predicts a fixed rating for users or
 items without training ratings, as AutoRec does.
 
+``l2`` adds λ Σ‖W‖² over the kernels to the loss (0 by default).  It replaces
+the former ``weight_decay``, which added ``0.5 · weight_decay · Σ‖W‖²`` (the
+gradient of PyTorch's coupled weight decay): ``l2 = weight_decay / 2`` is the
+same loss.
+
 Run with `experiments/configs/deeprec_ml100k.py`.
 """
 
@@ -47,14 +52,14 @@ class Config:
   dropout: float = 0.8  # Drop probability on the code layer (the paper: 0.8).
   tied: bool = False  # Decoder kernels = transposed encoder kernels (the paper's "constrained").
   refeed_steps: int = 1  # Dense re-feeding iterations per batch (the paper: 1; 0 turns it off).
-  weight_decay: float = 0.0  # L2 (coefficient / 2) on the kernels, added to each batch's loss.
+  l2: float = 0.0  # λ in λ Σ‖W‖² over the kernels (biases not), added to each batch's loss; the paper code's weight_decay wd (PyTorch, coupled) is l2 = wd / 2.
   optimizer: str = "momentum"  # "momentum" (SGD with momentum, the paper's) or "adam".
   learning_rate: float = 0.005  # The paper's Netflix runs: 0.005.
   momentum: float = 0.9  # For "momentum".
   default_rating: float | None = None  # If set, the prediction for unseen users and items.
 
   def __post_init__(self):
-    check_config(self, "deeprec", at_least={"refeed_steps": 0, "weight_decay": 0.0},
+    check_config(self, "deeprec", at_least={"refeed_steps": 0, "l2": 0.0},
                  above={"learning_rate": 0.0}, fractions=("dropout", "momentum"),
                  nonempty=("hidden",),
                  choices={"activation": tuple(rae.ACTIVATIONS),
@@ -87,8 +92,8 @@ def make(config: Config) -> Model:
     counts = np.bincount(sp.csr_matrix(train).indices, minlength=n)
     return params, {"known_columns": jnp.asarray(counts > 0)}
 
-  def loss(params, factors, batch, key):
-    del factors
+  def loss(params, factors, batch, key, phase):
+    del factors, phase
     x = batch["rows"]
     net = network(x.shape[-1])
     observed = x != 0
@@ -113,8 +118,8 @@ def make(config: Config) -> Model:
       refeed_mse = jnp.sum(dense) / n_dense
       total = total + refeed_mse
       aux[f"refeed_mse_{t + 1}"] = refeed_mse
-    if config.weight_decay:
-      total = total + 0.5 * config.weight_decay * rae.kernel_sq_norm(params)
+    if config.l2:
+      total = total + config.l2 * rae.kernel_sq_norm(params)
     return total, aux
 
   def score(params, factors, inputs):

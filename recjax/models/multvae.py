@@ -7,19 +7,22 @@ f_θ(z) over all items feed a multinomial likelihood (Eq. 2), or the Gaussian
 
 * ``mult-vae``: q(z | x) = N(mu, diag σ²); the loss is the negative of Eq. 6,
   -E_q[log p(x | z)] + β · KL(q ‖ N(0, I)), one reparameterized sample per
-  user, with β = min(anneal_cap, step / total_anneal_steps) where step counts
-  the optax updates made so far (vae_cf's schedule; by default total_anneal_steps
-  is derived from the run's length so that β reaches the cap at 85.5% of it, as
-  in the authors' ML-20M run).  No weight decay.
+  user, with β = min(anneal_cap, step / total_anneal_steps), step the optax
+  updates made so far (the loss's ``phase["step"]``; vae_cf's schedule; by
+  default total_anneal_steps is derived from the run's length so that β
+  reaches the cap at 85.5% of it, as in the authors' ML-20M run).  No L2 term
+  by default.
 * ``mult-dae``: z = g_φ(x) (a point), loss -log p(x | z) + λ Σ‖W‖² over the
-  kernels (vae_cf's ``2 · l2_regularizer(λ)``, λ = 0.01).
+  kernels (vae_cf's ``2 · l2_regularizer(λ)``, λ = ``l2`` = 0.01).  Both configs
+  take ``l2``: the VAE's default is 0, as in the paper.
 
 Both are trained with Adam (lr 1e-3) on batches of 500 users.  ``score``
 folds in unseen users as the paper does (§2.4): the decoder's logits at the
 encoder mean (VAE) or output (DAE), without dropout.
 
-For large catalogs, ``sparse_input`` trains on padded item lists (the
-runner's ``batch_format = "padded"``) through a gather-sum first layer, and
+For large catalogs, ``sparse_input`` trains on padded item lists (batch source
+`recjax.data.batching.PaddedRows`, rows of similar length batched together with
+``group_by_length``) through a gather-sum first layer, and
 ``sampled_softmax = S > 0`` replaces the full softmax normalizer in training
 by the user's own items plus S items drawn per step from a uniform or
 popularity proposal, with log-Q correction
@@ -42,6 +45,7 @@ import numpy as np
 import optax
 import scipy.sparse as sp
 
+from recjax.data import batching
 from recjax.models import base
 from recjax.models.base import Model, check_config
 from recjax.nn import autoencoders, likelihoods, sparse
@@ -49,7 +53,7 @@ from recjax.nn import autoencoders, likelihoods, sparse
 SAMPLERS = ("uniform", "popularity")
 # Field rules both configs share (see `check_config`).
 _AUTOENCODER_RULES = dict(
-    at_least={"latent_dim": 1, "neg_weight": 0.0, "weight_decay": 0.0, "sampled_softmax": 0},
+    at_least={"latent_dim": 1, "neg_weight": 0.0, "l2": 0.0, "sampled_softmax": 0},
     above={"learning_rate": 0.0, "pos_weight": 0.0}, fractions=("dropout",),
     choices={"likelihood": likelihoods.LIKELIHOODS, "sampler": SAMPLERS,
              "compute_dtype": autoencoders.COMPUTE_DTYPES})
@@ -64,7 +68,7 @@ class VAEConfig:
   pos_weight: float = 1.0  # Gaussian only: confidence c_1 of clicked entries.
   neg_weight: float = 1.0  # Gaussian only: confidence c_0 of the other entries.
   learning_rate: float = 1e-3  # Adam's step size.
-  weight_decay: float = 0.0  # λ in λ Σ‖W‖² over kernels, added to the loss (the paper: 0 for VAEs).
+  l2: float = 0.0  # λ in λ Σ‖W‖² over the kernels (biases not), added to the loss (the paper: 0 for VAEs).
   # β = min(anneal_cap, step / total_anneal_steps) (0: β = cap from the start).  None (default):
   # derived from this run's length (the runner's `with_run_length`) so that β reaches anneal_cap
   # at 85.5% of the run's updates, the proportion of the authors' ML-20M run (200,000 with
@@ -74,6 +78,7 @@ class VAEConfig:
   total_anneal_steps: int | None = None
   anneal_cap: float = 0.2  # Largest β (select it with experiments/beta_select.py).
   sparse_input: bool = False  # Train on padded item lists (no dense [B, I] input batch).
+  group_by_length: bool = False  # sparse_input: batch rows of similar length (less padding; batches no longer uniformly random).
   sampled_softmax: int = 0  # S > 0: sampled softmax normalizer with S items per step (needs sparse_input).
   sampler: str = "uniform"  # Proposal for sampled items: "uniform" or "popularity" (training counts).
   compute_dtype: str = "float32"  # "float32", or "bfloat16": bf16 matmul operands, f32 accumulation, params and loss.
@@ -95,8 +100,9 @@ class DAEConfig:
   pos_weight: float = 1.0  # Gaussian only: confidence c_1 of clicked entries.
   neg_weight: float = 1.0  # Gaussian only: confidence c_0 of the other entries.
   learning_rate: float = 1e-3  # Adam's step size.
-  weight_decay: float = 0.01  # λ in λ Σ‖W‖² over kernels, added to the loss (vae_cf's lam).
+  l2: float = 0.01  # λ in λ Σ‖W‖² over the kernels (biases not), added to the loss (vae_cf's lam).
   sparse_input: bool = False  # Train on padded item lists (no dense [B, I] input batch).
+  group_by_length: bool = False  # sparse_input: batch rows of similar length (less padding; batches no longer uniformly random).
   sampled_softmax: int = 0  # S > 0: sampled softmax normalizer with S items per step (needs sparse_input).
   sampler: str = "uniform"  # Proposal for sampled items: "uniform" or "popularity" (training counts).
   compute_dtype: str = "float32"  # "float32", or "bfloat16": bf16 matmul operands, f32 accumulation, params and loss.
@@ -116,6 +122,9 @@ def _validate(name: str, config) -> None:
   if config.sampled_softmax and not config.sparse_input:
     raise ValueError(f"{name}: sampled_softmax needs sparse_input=True (it reads each "
                      "user's item list)")
+  if config.group_by_length and not config.sparse_input:
+    raise ValueError(f"{name}: group_by_length applies to sparse_input=True (padded item "
+                     "lists); dense rows have no length to group by")
   if config.sampled_softmax and config.likelihood != "multinomial":
     raise ValueError(f"{name}: sampled_softmax applies to the multinomial likelihood only, "
                      f"got likelihood={config.likelihood!r}")
@@ -190,7 +199,7 @@ def _make(name: str, config, variational: bool) -> Model:
   def catalog_size(params) -> int:
     return params["decoder"]["params"]["output"]["bias"].shape[0]
 
-  def loss(params, factors, batch, key):
+  def loss(params, factors, batch, key, phase):
     if config.sparse_input:
       rows = sparse.PaddedRows(batch["items"], batch["values"])
       n_items = catalog_size(params)
@@ -209,7 +218,7 @@ def _make(name: str, config, variational: bool) -> Model:
       if config.total_anneal_steps is None:
         raise ValueError(f"{name}: total_anneal_steps=None is derived from the run's length by "
                          "the runner (Model.with_run_length); set it to train outside the runner")
-      beta = likelihoods.anneal_beta(batch["step"], config.total_anneal_steps, config.anneal_cap)
+      beta = likelihoods.anneal_beta(phase["step"], config.total_anneal_steps, config.anneal_cap)
       aux.update(kl=kl, beta=beta)
     else:
       z = out
@@ -217,8 +226,8 @@ def _make(name: str, config, variational: bool) -> Model:
     total = neg_ll
     if variational:
       total = total + aux["beta"] * aux["kl"]
-    if config.weight_decay > 0:
-      total = total + config.weight_decay * _kernel_sq_norm(params)
+    if config.l2 > 0:
+      total = total + config.l2 * _kernel_sq_norm(params)
     aux["neg_ll"] = neg_ll
     return total, aux
 
@@ -234,9 +243,8 @@ def _make(name: str, config, variational: bool) -> Model:
     del factors
     return params["decoder"]["params"]["output"]["kernel"].T
 
-  train_defaults = {"epochs": 200}
-  if config.sparse_input:
-    train_defaults["batch_format"] = "padded"
+  source = (batching.PaddedRows(group_by_length=config.group_by_length) if config.sparse_input
+            else batching.DenseRows())
   with_run_length = schedule_report = None
   if variational:
     def with_run_length(train, batch_size: int, epochs: int) -> Model:
@@ -254,7 +262,8 @@ def _make(name: str, config, variational: bool) -> Model:
       return base.beta_report(name, n_updates, config.total_anneal_steps, config.anneal_cap, final)
 
   model = Model(name=name, config=config, init=init, score=score, loss=loss,
-                optimizer=optax.adam(config.learning_rate), train_defaults=train_defaults,
+                optimizer=optax.adam(config.learning_rate), train_defaults={"epochs": 200},
+                batch_source=source,
                 item_vectors=item_vectors,
                 item_vectors_doc=f"{name} decoder output weights W[:, j] (bias excluded)",
                 with_run_length=with_run_length, schedule_report=schedule_report)

@@ -53,7 +53,7 @@ OPTIMIZERS = ("adam", "sgd")
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  factors: int = 8  # GMF embedding size (its predictive factors).
+  dim: int = 8  # GMF embedding size K (its predictive factors).
   mlp_layers: tuple[int, ...] = (64, 32, 16, 8)  # Concatenated embedding width, then hidden widths.
   negatives: int = 4  # Negative instances per positive, redrawn every epoch.
   optimizer: str = "adam"  # "adam", or "sgd" (the paper's choice for pre-trained NeuMF).
@@ -66,7 +66,7 @@ class Config:
   fold_in_lr: float = 0.05  # Their step size.
 
   def __post_init__(self):
-    check_config(self, "ncf", at_least={"factors": 1, "negatives": 1, "l2": 0.0, "alpha": 0.0,
+    check_config(self, "ncf", at_least={"dim": 1, "negatives": 1, "l2": 0.0, "alpha": 0.0,
                                        "fold_in_steps": 0},
                  at_most={"alpha": 1.0}, above={"learning_rate": 0.0, "fold_in_lr": 0.0},
                  nonempty=("mlp_layers",), choices={"optimizer": OPTIMIZERS})
@@ -140,7 +140,7 @@ def neumf_from_pretrained(neumf_params, gmf_params, mlp_params, alpha: float):
       got = jax.tree.map(jnp.shape, value)
       if want != got:
         raise ValueError(f"pre-trained {name} parameter {key!r} has shape {got}, NeuMF wants "
-                         f"{want}: train {name} with the same factors / mlp_layers / data")
+                         f"{want}: train {name} with the same dim / mlp_layers / data")
       p[key] = jax.tree.map(jnp.asarray, value)
     if kernel[part].shape != np.shape(src["predict_kernel"]):
       raise ValueError(f"pre-trained {name} prediction vector has shape "
@@ -171,7 +171,7 @@ def make(config: Config, kind: str = "neumf") -> Model:
   layers = tuple(int(w) for w in config.mlp_layers)
 
   def net_for(n_users, n_items):
-    return NCF(n_users=n_users, n_items=n_items, kind=kind, factors=config.factors,
+    return NCF(n_users=n_users, n_items=n_items, kind=kind, dim=config.dim,
                mlp_layers=layers)
 
   def init(key, train: sp.csr_matrix):
@@ -199,8 +199,8 @@ def make(config: Config, kind: str = "neumf") -> Model:
     return sum(jnp.sum(p[k] ** 2) for k in ("gmf_user", "gmf_item", "mlp_user", "mlp_item")
                if k in p)
 
-  def loss(params, factors, batch, key):
-    del factors
+  def loss(params, factors, batch, key, phase):
+    del factors, phase
     net = net_of(params)
     rows = (batch["rows"] > 0).astype(jnp.float32)
     mask = batch["mask"].astype(jnp.float32)[:, None]

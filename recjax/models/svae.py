@@ -7,13 +7,14 @@ softmax π(z_t) over all items models what the user consumes next
 (`recjax.nn.svae.SVAENet`; sizes E = 256, GRU 200, 150, K = 64 by default).
 
 Data: the protocol "strong-temporal-ordered" (`recjax.data.temporal`), whose
-training and fold-in rows hold each item's 1-based time rank.  ``prepare``
-turns the training rows into sequences, keeping each user's LAST
-``max_length`` events (default 200, as a cap on the unrolled length; earlier
-events are dropped, not windowed) and dropping users with fewer than 2 events
-(nothing to predict).  The model's own ``batches`` hook yields padded [B, L]
-item ids with lengths, L a power of two (>= 8) of the batch's longest sequence
-capped at ``max_length``, rows of similar length batched together when
+training and fold-in rows hold each item's 1-based time rank; the model's batch
+source, `recjax.data.batching.TimeRankedSequences`, states and decodes that
+encoding.  ``prepare`` turns the training rows into sequences, keeping each
+user's LAST ``max_length`` events (default 200, as a cap on the unrolled length;
+earlier events are dropped, not windowed) and dropping users with fewer than 2
+events (nothing to predict).  The source yields padded [B, L] item ids with
+lengths, L a power of two (>= 8) of the batch's longest sequence capped at
+``max_length``, rows of similar length batched together when
 ``group_by_length`` (random otherwise).
 
 Loss per user (a "valid step" is a step t < T that has a next item):
@@ -30,16 +31,16 @@ default derived from the run's length) by Mult-VAE's schedule
 (`recjax.nn.likelihoods.anneal_beta`, the authors' code uses the same).  (The authors' code, one user per batch, sums the
 log-likelihood over the steps and divides by next_k while averaging the KL
 over the steps; averaging both per step, as here, makes β comparable across
-sequence lengths.)  Adam with ``weight_decay`` added to the gradient as
-PyTorch's Adam does (coupled L2 on every parameter; 0.01 by default, the value the survey reports;
-the authors' code has 5e-3).
+sequence lengths.)  Adam with ``coupled_l2`` · θ added to the gradient as
+PyTorch's Adam does with its ``weight_decay`` (coupled L2 on every parameter;
+0.01 by default, the value the survey reports; the authors' code has 5e-3).
 
-``score`` folds in a user from the dense fold-in row: the items with a nonzero
-value, ordered by value (the time ranks), the last ``max_length`` of them, run
-through the GRU; the scores are the decoder's logits of the LAST real step with
-z = μ.  It never sees the row as a set, only as a sequence, so a fold-in row
-that is binary (protocol "strong-temporal") has no order; ``prepare`` refuses
-such training rows.
+``score`` folds in a user from the dense fold-in row, which carries the same
+time ranks (`fold_in_sequences`): the items with a nonzero value, ordered by
+value, the last ``max_length`` of them, run through the GRU; the scores are the
+decoder's logits of the LAST real step with z = μ.  It never sees the row as a
+set, only as a sequence, so a fold-in row that is binary (protocol
+"strong-temporal") has no order; ``prepare`` refuses such training rows.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class Config:
   next_k: int = 1  # Step t is trained to predict the next next_k items (multi-hot); 1 = next item.
   max_length: int = 200  # Sequences keep their last max_length events (training and fold-in).
   learning_rate: float = 1e-3  # Adam's step size (PyTorch's default, which the authors use).
-  weight_decay: float = 0.01  # Coupled L2 (PyTorch Adam's weight_decay) on all parameters (survey: 0.01; authors' code: 5e-3); 0 disables.
+  coupled_l2: float = 0.01  # λ·θ added to the gradient before Adam (PyTorch Adam's weight_decay), all parameters (survey: 0.01; authors' code: 5e-3); 0 disables.
   # β = min(anneal_cap, step / total_anneal_steps) (0: β = cap).  None (default): derived from the
   # run's length (`base.derived_anneal_steps`: β reaches the cap at 85.5% of the updates, the
   # proportion of Mult-VAE's ML-20M run); the fixed 200,000 left β ≈ 0 on any small dataset.
@@ -79,49 +80,9 @@ class Config:
   def __post_init__(self):
     check_config(self, "svae", at_least={"embed_dim": 1, "rnn_dim": 1, "hidden_dim": 1,
                                         "latent_dim": 1, "next_k": 1, "max_length": 2,
-                                        "weight_decay": 0.0, "total_anneal_steps": 0,
+                                        "coupled_l2": 0.0, "total_anneal_steps": 0,
                                         "anneal_cap": 0.0},
                  above={"learning_rate": 0.0})
-
-
-def training_sequences(train: sp.csr_matrix, max_length: int
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Left-aligned time-ordered sequences of the training rows.
-
-  Args:
-    train: csr whose row values are 1-based time ranks (protocol
-      "strong-temporal-ordered").
-    max_length: keep each row's last max_length items.
-
-  Returns:
-    (items int32 [U', L], lengths int32 [U'], rows int64 [U']): the rows with
-    at least 2 items, L = min(max_length, their longest length).
-
-  Raises:
-    ValueError: when a row's values are not the ranks 1..n (e.g. binary rows).
-  """
-  m = sp.csr_matrix(train)
-  m.sort_indices()
-  n_u = np.diff(m.indptr)
-  rows = np.repeat(np.arange(m.shape[0]), n_u)
-  order = np.lexsort((m.data, rows))
-  pos = np.arange(m.nnz) - m.indptr[rows[order]]
-  if m.nnz and not np.array_equal(m.data[order], pos + 1):
-    bad = int(rows[order][np.flatnonzero(m.data[order] != pos + 1)[0]])
-    raise ValueError(
-        "svae needs each training row's values to be its items' time ranks 1..n "
-        f"(protocol 'strong-temporal-ordered'); row {bad} holds "
-        f"{np.sort(m[bad].data)[:8].tolist()}...  Binary rows (protocol 'strong' or "
-        "'strong-temporal') carry no order")
-  keep = np.flatnonzero(n_u >= 2)
-  lengths = np.minimum(n_u[keep], max_length).astype(np.int32)
-  width = int(lengths.max()) if len(keep) else 1
-  items = np.zeros((len(keep), width), np.int32)
-  sorted_items = m.indices[order]  # Row by row, in time order.
-  for j, u in enumerate(keep):  # Host-side, once per run.
-    seq = sorted_items[m.indptr[u]:m.indptr[u + 1]][-max_length:]
-    items[j, :len(seq)] = seq
-  return items, lengths, keep.astype(np.int64)
 
 
 def _next_targets(items: jax.Array, lengths: jax.Array, next_k: int
@@ -170,7 +131,8 @@ def fold_in_sequences(rows: jax.Array, max_length: int) -> tuple[jax.Array, jax.
   """Right-aligned sequences of the last max_length nonzero entries of rows, by value.
 
   Args:
-    rows: [B, I] values > 0 on fold-in items (time ranks), 0 elsewhere.
+    rows: [B, I] values > 0 on fold-in items, their time ranks (the encoding
+      of `batching.TimeRankedSequences`), 0 elsewhere.
     max_length: L (capped at I).
 
   Returns:
@@ -184,6 +146,8 @@ def fold_in_sequences(rows: jax.Array, max_length: int) -> tuple[jax.Array, jax.
 
 def make(config: Config) -> Model:
   """SVAE (see the module docstring)."""
+  source = batching.TimeRankedSequences(max_length=config.max_length,
+                                        group_by_length=config.group_by_length)
 
   def network(n_items: int) -> SVAENet:
     return SVAENet(n_items=n_items, embed_dim=config.embed_dim, rnn_dim=config.rnn_dim,
@@ -200,42 +164,12 @@ def make(config: Config) -> Model:
     return init_fn(key), {}
 
   def prepare(train: sp.csr_matrix):
-    items, lengths, rows = training_sequences(train, config.max_length)
-    if not len(rows):
-      raise ValueError("svae: no training user has 2 or more items")
-    lengths_csr = sp.csr_matrix((np.ones(int(lengths.sum()), np.float32),
-                                 np.concatenate([np.arange(n) for n in lengths]),
-                                 np.concatenate([[0], np.cumsum(lengths)])),
-                                shape=(len(rows), items.shape[1]))
-    return {"items": items, "lengths": lengths, "rows": rows, "by_length": lengths_csr}
+    try:
+      return source.sequences(train)
+    except ValueError as e:  # Binary rows, or no row with 2 items.
+      raise ValueError(f"svae: {e}") from None
 
-  def batches(aux, batch_size: int, epoch: int, seed: int):
-    n = len(aux["rows"])
-    if config.group_by_length:
-      order = batching.length_grouped_order(aux["by_length"], batch_size, seed, epoch)
-    else:
-      order = batching.shuffled_order(n, seed, epoch)
-    n_batches = batching.n_batches(n, batch_size)
-    cap = aux["items"].shape[1]
-
-    def gen():
-      for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size]
-        lengths = aux["lengths"][idx]
-        width = min(cap, max(8, 1 << max(int(lengths.max()) - 1, 0).bit_length()))
-        items = np.zeros((batch_size, width), np.int32)
-        items[:len(idx)] = aux["items"][idx, :width]
-        lens = np.zeros(batch_size, np.int32)
-        lens[:len(idx)] = lengths
-        mask = np.zeros(batch_size, bool)
-        mask[:len(idx)] = True
-        index = np.full(batch_size, -1, np.int32)
-        index[:len(idx)] = aux["rows"][idx]
-        yield {"items": items, "lengths": lens, "mask": mask, "index": index}
-
-    return n_batches, gen()
-
-  def loss(params, factors, batch, key):
+  def loss(params, factors, batch, key, phase):
     del factors
     net = network(catalog_size(params))
     nll, kl, steps = per_user_terms(net, params, batch["items"], batch["lengths"],
@@ -247,7 +181,7 @@ def make(config: Config) -> Model:
     if config.total_anneal_steps is None:
       raise ValueError("svae: total_anneal_steps=None is derived from the run's length by the "
                        "runner (Model.with_run_length); set it to train outside the runner")
-    beta = likelihoods.anneal_beta(batch["step"], config.total_anneal_steps, config.anneal_cap)
+    beta = likelihoods.anneal_beta(phase["step"], config.total_anneal_steps, config.anneal_cap)
     return neg_ll + beta * kl, {"neg_ll": neg_ll, "kl": kl, "beta": beta}
 
   def score(params, factors, inputs):
@@ -264,13 +198,14 @@ def make(config: Config) -> Model:
     return params["params"]["dec_out"]["kernel"].T
 
   optimizer = optax.adam(config.learning_rate)
-  if config.weight_decay > 0:  # PyTorch Adam's weight_decay: λ·θ added to the gradient.
-    optimizer = optax.chain(optax.add_decayed_weights(config.weight_decay), optimizer)
+  if config.coupled_l2 > 0:  # PyTorch Adam's weight_decay: λ·θ added to the gradient.
+    optimizer = optax.chain(optax.add_decayed_weights(config.coupled_l2), optimizer)
+
   def with_run_length(train, batch_size: int, epochs: int) -> Model:
     """total_anneal_steps=None -> derived from the run's updates (a batch of users with >= 2 items)."""
     if config.total_anneal_steps is not None:
       return model
-    users = int(np.count_nonzero(np.diff(sp.csr_matrix(train).indptr) >= 2))
+    users = int(np.count_nonzero(np.diff(sp.csr_matrix(train).indptr) >= source.min_length))
     n_updates = epochs * batching.n_batches(users, batch_size)
     return make(dataclasses.replace(
         config, total_anneal_steps=base.derived_anneal_steps(n_updates, config.anneal_cap)))
@@ -281,7 +216,7 @@ def make(config: Config) -> Model:
     return base.beta_report("svae", n_updates, config.total_anneal_steps, config.anneal_cap, final)
 
   model = Model(name="svae", config=config, init=init, score=score, prepare=prepare,
-                loss=loss, optimizer=optimizer, batches=batches,
+                loss=loss, optimizer=optimizer, batch_source=source,
                 train_defaults={"epochs": 20}, item_vectors=item_vectors,
                 item_vectors_doc="SVAE decoder output weights W[:, j] (bias excluded)",
                 with_run_length=with_run_length, schedule_report=schedule_report)

@@ -2,7 +2,7 @@
 
 One Linen module covers the three models.  For a user u and item i:
 
-* GMF:   φ_G = p_u ⊙ q_i  (``factors`` dims);
+* GMF:   φ_G = p_u ⊙ q_i  (``dim`` dims);
 * MLP:   φ_M = relu(W_L ... relu(W_1 [p'_u; q'_i] + b_1) ... + b_L), the layer
   widths of ``mlp_layers``: entry 0 is the width of the concatenated
   embedding (each side half of it), the rest the widths of the hidden layers,
@@ -16,7 +16,7 @@ Scoring every item of a user evaluates the first MLP layer as
 is one matmul ``(p_u ⊙ h_G) Qᵀ``.
 
 Parameter names (shared by the three kinds, so NeuMF can be initialized from
-trained GMF and MLP parameters): ``gmf_user``/``gmf_item`` [n, factors],
+trained GMF and MLP parameters): ``gmf_user``/``gmf_item`` [n, dim],
 ``mlp_user``/``mlp_item`` [n, mlp_layers[0] // 2], ``mlp_w1`` [mlp_layers[0],
 mlp_layers[1]], ``mlp_b1``, ``mlp_hidden_<k>`` (Dense), ``predict_kernel``
 [dims of φ], ``predict_bias`` [].
@@ -40,25 +40,25 @@ class NCF(nn.Module):
     n_users: rows of the user tables.
     n_items: rows of the item tables.
     kind: "gmf", "mlp" or "neumf".
-    factors: GMF embedding size.
+    dim: GMF embedding size K.
     mlp_layers: concatenated-embedding width, then hidden widths (>= 2 entries).
   """
 
   n_users: int
   n_items: int
   kind: str = "neumf"
-  factors: int = 8
+  dim: int = 8
   mlp_layers: Sequence[int] = (64, 32, 16, 8)
 
   def setup(self):
     if self.kind not in KINDS:
       raise ValueError(f"NCF kind must be one of {KINDS}, got {self.kind!r}")
     emb = nn.initializers.normal(0.01)  # The authors' init_normal.
-    dim = 0
+    width = 0
     if self.kind in ("gmf", "neumf"):
-      self.gmf_user = self.param("gmf_user", emb, (self.n_users, self.factors))
-      self.gmf_item = self.param("gmf_item", emb, (self.n_items, self.factors))
-      dim += self.factors
+      self.gmf_user = self.param("gmf_user", emb, (self.n_users, self.dim))
+      self.gmf_item = self.param("gmf_item", emb, (self.n_items, self.dim))
+      width += self.dim
     if self.kind in ("mlp", "neumf"):
       layers = tuple(self.mlp_layers)
       if len(layers) < 2 or layers[0] % 2:
@@ -70,9 +70,9 @@ class NCF(nn.Module):
       self.mlp_b1 = self.param("mlp_b1", nn.initializers.zeros, (layers[1],))
       self.mlp_hidden = [nn.Dense(w, kernel_init=nn.initializers.glorot_uniform())
                          for w in layers[2:]]
-      dim += layers[-1]
+      width += layers[-1]
     self.predict_kernel = self.param("predict_kernel", nn.initializers.lecun_uniform(),
-                                     (dim, 1))
+                                     (width, 1))
     self.predict_bias = self.param("predict_bias", nn.initializers.zeros, (1,))
 
   def user_vectors(self, users: jax.Array) -> dict[str, jax.Array]:
@@ -105,13 +105,13 @@ class NCF(nn.Module):
     logit = jnp.zeros((), jnp.float32)
     offset = 0
     if self.kind in ("gmf", "neumf"):
-      h = kernel[:self.factors]
+      h = kernel[:self.dim]
       pu = vectors["gmf"] * h[None, :]
       if items is None:
         logit = logit + pu @ self.gmf_item.T
       else:
         logit = logit + jnp.einsum("bf,bcf->bc", pu, self.gmf_item[items])
-      offset = self.factors
+      offset = self.dim
     if self.kind in ("mlp", "neumf"):
       half = self.mlp_layers[0] // 2
       user_part = vectors["mlp"] @ self.mlp_w1[:half] + self.mlp_b1[None, :]
