@@ -11,7 +11,7 @@ generated for items whose content training never saw.
    the same command again resumes, like experiments/main.py).
 2. Restores the *best* state (params and factors) from the checkpoint.
 3. For the hidden items with a non-empty title, produces a title two ways
-   (`recjax.models.crae.hidden_item_titles`):
+   (`experiments.crae_titles.hidden_item_titles`):
    * ``decoder``: CRAE's decoder run greedily from the learned v_j;
    * ``decoder_rescaled``: the same from v_j rescaled to the visible items'
      mean γ_j norm (a hidden item's v_j is learned with prior mean 0, and λ_v
@@ -75,7 +75,6 @@ flags.DEFINE_list("baselines", [], "Config files of models that cannot generate 
 flags.DEFINE_integer("examples", 3, "Example titles printed (and stored in bleu.json).")
 
 MAX_ORDER = 4
-METHODS = ("decoder", "decoder_rescaled", "decoder_regressed", "nearest", "nearest_cosine")
 
 
 def restore_best(experiment: dict, workdir: str | Path, data_dir: str | None = None,
@@ -139,7 +138,7 @@ def run(experiment: dict, workdir: str | Path, data_dir: str | None = None,
         cache_dir: str | None = None, download: bool = True, max_length: int = 20,
         n_examples: int = 3, log=print, baselines=()) -> dict:
   """Trains (or resumes) the crae run, then scores generated titles; returns bleu.json's dict."""
-  from experiments import train  # pylint: disable=import-outside-toplevel
+  from experiments import crae_titles, train  # pylint: disable=import-outside-toplevel
   from recjax.data import titles as titles_lib  # pylint: disable=import-outside-toplevel
   from recjax.models import crae  # pylint: disable=import-outside-toplevel
   from recjax.train.writer import write_json  # pylint: disable=import-outside-toplevel
@@ -175,13 +174,13 @@ def run(experiment: dict, workdir: str | Path, data_dir: str | None = None,
   # the same prior as a hidden item, and is often the nearest (an empty candidate).
   aux_keys = {**aux, "hidden": aux["hidden"] | (aux["lengths"] == 0)}
   produced = {}
-  for method in METHODS:
-    res = crae.hidden_item_titles(config, best["params"], best["factors"],
+  for method in crae_titles.TITLE_METHODS:
+    res = crae_titles.hidden_item_titles(config, best["params"], best["factors"],
                                   aux if method.startswith("decoder") else aux_keys, method=method,
                                   max_length=max_length)
     produced[method] = res
     out["methods"][method] = bleu_scores(res["candidates"], res["references"])
-  unfiltered = crae.hidden_item_titles(config, best["params"], best["factors"], aux,
+  unfiltered = crae_titles.hidden_item_titles(config, best["params"], best["factors"], aux,
                                        method="nearest")
   out["nearest_including_empty_titles"] = bleu_scores(unfiltered["candidates"],
                                                       unfiltered["references"])
@@ -200,10 +199,10 @@ def run(experiment: dict, workdir: str | Path, data_dir: str | None = None,
                        f"neighbours of (it has {sorted(base_factors)})")
     out["baselines"][name] = {"config": str(path), "recommendation_test": base_results["test"]}
     for method in ("nearest", "nearest_cosine"):
-      res = crae.hidden_item_titles(config, None, {"V": base_factors["V"]}, aux_keys,
+      res = crae_titles.hidden_item_titles(config, None, {"V": base_factors["V"]}, aux_keys,
                                     method=method, max_length=max_length)
       out["baselines"][name][method] = bleu_scores(res["candidates"], res["references"])
-  recon = crae.visible_title_reconstruction(config, best["params"], aux, max_length=max_length)
+  recon = crae_titles.visible_title_reconstruction(config, best["params"], aux, max_length=max_length)
   out["visible_autoencoding"] = bleu_scores(recon["candidates"], recon["references"])
   v = np.asarray(best["factors"]["V"])
   hidden_titled = aux["hidden"] & (aux["lengths"] > 0)
@@ -219,13 +218,14 @@ def run(experiment: dict, workdir: str | Path, data_dir: str | None = None,
         "item": int(split.items[j]),
         "title": dataset.item_text[int(split.items[j])],
         "true_words": titles_lib.decode(produced["decoder"]["references"][k][0], vocab),
-        **{m: titles_lib.decode(produced[m]["candidates"][k], vocab) for m in METHODS}})
+        **{m: titles_lib.decode(produced[m]["candidates"][k], vocab)
+           for m in crae_titles.TITLE_METHODS}})
   write_json(workdir / "bleu.json", out)
 
   log(f"BLEU (x100) of titles for {out['hidden_items_with_title']} hidden-content items "
       f"({out['hidden_items_with_training_clicks']} with a training click; best epoch "
       f"{out['best_epoch']}; references: true titles):")
-  for method in METHODS:
+  for method in crae_titles.TITLE_METHODS:
     s = out["methods"][method]
     log(f"  {method:8s} " + " ".join(f"BLEU-{n}={100 * s[f'bleu_{n}']:.2f}"
                                      for n in range(1, MAX_ORDER + 1))

@@ -12,13 +12,15 @@ import scipy.sparse as sp
 import scipy.special as ss
 from jax.test_util import check_grads
 
+from experiments import crae_titles
+from recjax.data import batching
 from recjax.data import titles as titles_lib
 from recjax.eval.bleu import corpus_bleu
 from recjax.models import crae
 from recjax.models.registry import get_model
 from recjax.nn import crae as crae_nn
 from recjax.train.runner import TrainConfig, train_and_evaluate
-from hybrid_helpers import keep_p_split, weighted_ridge
+from hybrid_helpers import epoch_batches, keep_p_split, phase, weighted_ridge
 
 S = 24  # Words in the toy vocabulary.
 K = 4
@@ -42,7 +44,7 @@ def _data(seed=0, n_users=40, n_items=30, cold=(0, 1)):
 
 
 def _config(**kw):
-  base = dict(factors=K, hidden=KW, vocab_size=S, learning_rate=1e-2, encode_batch=16)
+  base = dict(dim=K, word_dim=KW, vocab_size=S, learning_rate=1e-2, encode_batch=16)
   base.update(kw)
   return crae.Config(**base)
 
@@ -173,11 +175,12 @@ def test_beta_pooling_concentrates_on_the_bottleneck_for_large_a_below_b():
 def test_network_with_a_peaked_beta_is_the_degenerate_gamma_tanh_theta(toy):
   _, _, _, params, _, aux = toy
   tokens, lengths = jnp.asarray(aux["tokens"][:16]), jnp.asarray(aux["lengths"][:16])
-  peaked = crae_nn.CRAENet(n_words=S, hidden=KW, latent=K, pooling="beta", pool_a=9.8e7,
+  peaked = crae_nn.CRAENet(n_words=S, word_dim=KW, latent=K, pooling="beta", pool_a=9.8e7,
                            pool_b=1e8)
-  last = crae_nn.CRAENet(n_words=S, hidden=KW, latent=K, pooling="last")  # γ = tanh(θ).
-  np.testing.assert_allclose(crae._gamma_fn(peaked)(params, tokens, lengths),
-                             crae._gamma_fn(last)(params, tokens, lengths), atol=1e-5)
+  last = crae_nn.CRAENet(n_words=S, word_dim=KW, latent=K, pooling="last")  # γ = tanh(θ).
+  batch = {"tokens": tokens, "lengths": lengths}
+  np.testing.assert_allclose(crae._gamma_fn(peaked)(params, batch),
+                             crae._gamma_fn(last)(params, batch), atol=1e-5)
 
 
 _cdf_da = jax.jit(lambda x, a, b: jax.jvp(lambda a_: crae_nn.beta_cdf(x, a_, b), (a,),
@@ -265,7 +268,8 @@ def test_block_step_is_exact_als_with_the_clean_gamma_as_prior(toy):
   lengths = titles_lib.sequence_lengths(titles)
   tokens = crae.model_tokens(config, titles)
   gamma = np.concatenate([np.asarray(crae._gamma_fn(crae.network(config))(
-      params, jnp.asarray(tokens[s:s + 16]), jnp.asarray(lengths[s:s + 16])), np.float64)
+      params, {"tokens": jnp.asarray(tokens[s:s + 16]), "lengths": jnp.asarray(lengths[s:s + 16])}),
+      np.float64)
       for s in (0, 14)])  # Items 0..15, 14..29: the γ of clean titles, 16 at a time.
   gamma = np.concatenate([gamma[:16], gamma[18:]])
   np.testing.assert_allclose(new["gamma"], gamma, rtol=1e-4, atol=1e-5)
@@ -283,7 +287,7 @@ def test_cold_item_is_scored_from_its_title_alone(toy):
   cold = 0
   assert train[:, cold].nnz == 0 and train[:, 2].nnz > 0
   f1 = model.block_step(params, factors, aux, None)
-  vecs = np.asarray(crae.item_vectors(f1))
+  vecs = np.asarray(model.item_vectors(params, f1))
   np.testing.assert_array_equal(vecs[cold], np.asarray(f1["gamma"][cold]))
   np.testing.assert_array_equal(vecs[2], np.asarray(f1["V"][2]))
   inputs = jnp.asarray(train[:6].toarray())
@@ -299,7 +303,7 @@ def test_cold_item_is_scored_from_its_title_alone(toy):
                              atol=1e-6)
 
 
-def _reference_loss(config, params, factors, batch, key):
+def _reference_loss(config, params, factors, batch, key, prior_weight=1.0):
   """`model.loss`'s value written out step by step, as the DRAE was first implemented.
 
   One cell step at a time with the input product inside it, the output softmax
@@ -330,7 +334,7 @@ def _reference_loss(config, params, factors, batch, key):
     return h, s, states
 
   n_rows, width = tokens.shape
-  zero = jnp.zeros((n_rows, config.hidden))
+  zero = jnp.zeros((n_rows, config.word_dim))
   h, s, enc_states = run(p["encoder"], zero, zero, enc_tokens, enc_lengths)
   theta = dense(p["compress"], jnp.concatenate([h, s], axis=-1))
   hs0 = dense(p["decompress"], jnp.tanh(k_t * theta))
@@ -340,7 +344,7 @@ def _reference_loss(config, params, factors, batch, key):
   for r in range(n_rows):
     dec_in[r, 1:lens[r] + 1] = np.asarray(tokens)[r, :lens[r]]
     targets[r, :lens[r]] = np.asarray(tokens)[r, :lens[r]]
-  _, _, dec_states = run(p["decoder"], hs0[:, :config.hidden], hs0[:, config.hidden:],
+  _, _, dec_states = run(p["decoder"], hs0[:, :config.word_dim], hs0[:, config.word_dim:],
                          jnp.asarray(dec_in), lengths + 1)
   if config.pooling == "beta":
     t_enc = np.asarray(enc_lengths)
@@ -357,7 +361,7 @@ def _reference_loss(config, params, factors, batch, key):
     gamma = jnp.tanh(theta)
   nll = 0.0
   for t, st in enumerate(dec_states):
-    logp = jax.nn.log_softmax(dense(p["output"], st[:, :config.hidden]), axis=-1)
+    logp = jax.nn.log_softmax(dense(p["output"], st[:, :config.word_dim]), axis=-1)
     picked = logp[np.arange(n_rows), targets[:, t]]
     nll = nll - jnp.where(t <= lengths, picked, 0.0)
   v = factors["V"][np.maximum(np.asarray(batch["index"]), 0)]
@@ -365,7 +369,7 @@ def _reference_loss(config, params, factors, batch, key):
   m = jnp.asarray(batch["mask"], jnp.float32)
   decay = 0.5 * config.reg_w / factors["V"].shape[0] * sum(
       jnp.sum(jnp.square(x)) for x in jax.tree.leaves(params))
-  return jnp.sum(m * (nll + batch["prior_weight"] * prior)) / jnp.maximum(jnp.sum(m), 1.0) + decay
+  return jnp.sum(m * (nll + prior_weight * prior)) / jnp.maximum(jnp.sum(m), 1.0) + decay
 
 
 @pytest.mark.parametrize("kw", [{}, dict(noise="drop", candidate="tanh", pool_a=2.0, pool_b=3.0),
@@ -375,8 +379,9 @@ def test_loss_and_gradients_match_a_step_by_step_reference(kw):
   config = model.config
   factors = {**factors, "V": jnp.asarray(np.random.default_rng(0).normal(
       size=factors["V"].shape), jnp.float32)}
-  loss_grad = jax.jit(jax.value_and_grad(lambda p, b, k: model.loss(p, factors, b, k)[0]))
-  batches = list(model.batches(aux, 16, 1, 0)[1])  # 16 items, then 14 and 2 padding rows.
+  loss_grad = jax.jit(jax.value_and_grad(
+      lambda p, b, k: model.loss(p, factors, b, k, phase(model, 1))[0]))
+  batches = list(epoch_batches(model, train, aux, 16, 1))  # 16 items, then 14 and 2 padding rows.
   assert not batches[-1]["mask"].all()
   last = batches[-1]
   # The partial batch padded to 16 columns (the noise draws follow the width, the
@@ -418,9 +423,9 @@ def test_loss_gradients_match_finite_differences():
     params = jax.tree.map(lambda t: jnp.asarray(t, jnp.float64), params)
     factors = {**factors, "V": jnp.asarray(np.random.default_rng(0).normal(
         size=factors["V"].shape), jnp.float64)}
-    batch = next(model.batches(aux, 6, 1, 0)[1])
+    batch = next(epoch_batches(model, train, aux, 6, 1))
     key = jax.random.PRNGKey(4)
-    f = jax.jit(lambda p: model.loss(p, factors, batch, key)[0])
+    f = jax.jit(lambda p: model.loss(p, factors, batch, key, phase(model, 1))[0])
     check_grads(f, (params,), order=1, modes=("rev",), atol=1e-4, rtol=1e-4)
 
 
@@ -432,8 +437,8 @@ def test_alternation_lowers_the_joint_objective(toy):
   opt_state = model.optimizer.init(params)
 
   @jax.jit
-  def step(p, o, f, batch, k):
-    grads = jax.grad(lambda q: model.loss(q, f, batch, k)[0])(p)
+  def step(p, o, f, batch, k, ph):
+    grads = jax.grad(lambda q: model.loss(q, f, batch, k, ph)[0])(p)
     updates, o = model.optimizer.update(grads, o, p)
     return jax.tree.map(jnp.add, p, updates), o
 
@@ -443,11 +448,10 @@ def test_alternation_lowers_the_joint_objective(toy):
     before_als = objective(params, factors)
     factors = model.block_step(params, factors, aux, None)
     assert objective(params, factors) <= before_als + 1e-6 * abs(before_als)  # Exact block step.
-    _, it = model.batches(aux, 8, epoch, 0)
-    for i, batch in enumerate(it):
+    for i, batch in enumerate(epoch_batches(model, train, aux, 8, epoch)):
       batch = {**batch, "tokens": batch["tokens"][:, :8]}  # One compiled width.
       params, opt_state = step(params, opt_state, factors, batch,
-                               jax.random.PRNGKey(100 * epoch + i))
+                               jax.random.PRNGKey(100 * epoch + i), phase(model, epoch, i))
     history.append(objective(params, factors))
   assert all(b < a for a, b in zip(history, history[1:])), history
   assert history[-1] < 0.92 * history[0], history
@@ -458,7 +462,7 @@ def test_generation_and_nearest_neighbour_titles(toy):
   model = crae.make(_config(hidden_content_fraction=0.2))  # The same network as `toy`'s.
   aux = model.prepare(train, titles)
   assert aux["hidden"].sum() == 6
-  batches = list(model.batches(aux, 8, 1, 0)[1])
+  batches = list(epoch_batches(model, train, aux, 8, 1))
   seen = np.concatenate([b["index"][b["mask"]] for b in batches])
   assert sorted(seen) == sorted(np.flatnonzero(~aux["hidden"]))  # Hidden titles never train.
   f = model.block_step(params, factors, aux, None)
@@ -471,37 +475,37 @@ def test_generation_and_nearest_neighbour_titles(toy):
     assert np.all(row[row >= 0] <= S)  # Words or ⟨unk⟩, never ⟨$⟩ or ⟨wildcard⟩.
   keys = np.eye(3)
   np.testing.assert_array_equal(
-      crae.nearest_neighbour_titles(np.asarray([[0.1, 0.9, 0.0], [2.0, 0.0, 0.1]]), keys,
+      crae_titles.nearest_neighbour_titles(np.asarray([[0.1, 0.9, 0.0], [2.0, 0.0, 0.1]]), keys,
                                     np.asarray([[1, -1], [2, 3], [4, -1]])), [[2, 3], [1, -1]])
   # A query shrunk towards 0: Euclidean picks the smallest key, cosine the same direction.
   small = np.asarray([[0.01, 0.0, 0.0]])
   keys2, titles2 = np.asarray([[5.0, 0.0, 0.0], [0.0, 0.02, 0.0]]), np.asarray([[1], [2]])
-  assert crae.nearest_neighbour_titles(small, keys2, titles2).tolist() == [[2]]
-  assert crae.nearest_neighbour_titles(small, keys2, titles2, "cosine").tolist() == [[1]]
+  assert crae_titles.nearest_neighbour_titles(small, keys2, titles2).tolist() == [[2]]
+  assert crae_titles.nearest_neighbour_titles(small, keys2, titles2, "cosine").tolist() == [[1]]
   with pytest.raises(ValueError, match="metric"):
-    crae.nearest_neighbour_titles(small, keys2, titles2, "manhattan")
+    crae_titles.nearest_neighbour_titles(small, keys2, titles2, "manhattan")
   for method in ("decoder", "nearest", "nearest_cosine"):
-    res = crae.hidden_item_titles(model.config, params, f, aux, method=method)
+    res = crae_titles.hidden_item_titles(model.config, params, f, aux, method=method)
     want = np.flatnonzero(aux["hidden"] & (aux["lengths"] > 0))
     np.testing.assert_array_equal(res["items"], want)
     assert [r[0] for r in res["references"]] == titles_lib.as_lists(titles[res["items"]])
     score = corpus_bleu(res["candidates"], res["references"], smoothing="floor")
     assert 0.0 <= score["bleu"] <= 1.0
-  nearest = crae.hidden_item_titles(model.config, params, f, aux, method="nearest")
+  nearest = crae_titles.hidden_item_titles(model.config, params, f, aux, method="nearest")
   visible = titles_lib.as_lists(titles[~aux["hidden"]])
   assert all(c in visible for c in nearest["candidates"])  # Borrowed from titles training saw.
   # decoder_rescaled reads only the direction of a hidden v_j: shrinking them changes nothing.
   shrunk = {**f, "V": jnp.where(jnp.asarray(aux["hidden"])[:, None], 1e-3 * f["V"], f["V"])}
-  rescaled = [crae.hidden_item_titles(model.config, params, g, aux, method="decoder_rescaled")
+  rescaled = [crae_titles.hidden_item_titles(model.config, params, g, aux, method="decoder_rescaled")
               for g in (f, shrunk)]
   assert rescaled[0]["candidates"] == rescaled[1]["candidates"]
   with pytest.raises(ValueError, match="decoder_rescaled"):
-    crae.hidden_item_titles(model.config, params, f, aux, method="beam")
+    crae_titles.hidden_item_titles(model.config, params, f, aux, method="beam")
   # The decoder's ceiling and how well γ_j matches its input: beta-pooled γ_j is another
   # vector than E[tanh θ_j]; the degenerate pooling="last" (γ_j = tanh θ_j) matches it.
-  recon = crae.visible_title_reconstruction(model.config, params, aux, n_items=10)
+  recon = crae_titles.visible_title_reconstruction(model.config, params, aux, n_items=10)
   assert len(recon["candidates"]) == 10 and not aux["hidden"][recon["items"]].any()
-  last = crae.visible_title_reconstruction(_config(hidden_content_fraction=0.2, pooling="last"),
+  last = crae_titles.visible_title_reconstruction(_config(hidden_content_fraction=0.2, pooling="last"),
                                            params, aux, n_items=10)
   assert last["cosine_gamma_decoder_input"] > 0.99 > recon["cosine_gamma_decoder_input"]
 
@@ -511,7 +515,7 @@ def test_decoder_regressed_maps_ratings_only_factors_into_the_decoder_space(toy)
   model = crae.make(_config(hidden_content_fraction=0.2))
   aux = model.prepare(train, titles)
   f = model.block_step(params, factors, aux, None)
-  x = crae.ratings_only_factors(model.config, f, aux)
+  x = crae_titles.ratings_only_factors(model.config, f, aux)
   hidden = aux["hidden"]
   # A hidden item's v_j already has prior mean 0: re-solving it from the ratings gives it back.
   np.testing.assert_allclose(x[hidden], np.asarray(f["V"])[hidden], rtol=1e-4, atol=1e-5)
@@ -525,17 +529,17 @@ def test_decoder_regressed_maps_ratings_only_factors_into_the_decoder_space(toy)
   # Ridge with an unpenalised bias against numpy on the augmented least-squares system.
   rng = np.random.default_rng(0)
   xs, ys = rng.normal(size=(50, 3)), rng.normal(size=(50, 2))
-  w = crae.fit_ridge(xs, ys, 2.0)
+  w = crae_titles.fit_ridge(xs, ys, 2.0)
   aug = np.concatenate([np.concatenate([xs, np.ones((50, 1))], 1),
                         np.sqrt(2.0) * np.eye(4)[:3]])
   np.testing.assert_allclose(w, np.linalg.lstsq(aug, np.concatenate([ys, np.zeros((3, 2))]),
                                                 rcond=None)[0], atol=1e-10)
   # A noiseless linear relation is recovered with the smallest λ of the grid.
   true = rng.normal(size=(4, 2))
-  w, lam, err = crae.ratings_to_codes(xs, np.concatenate([xs, np.ones((50, 1))], 1) @ true)
-  assert lam == min(crae.RIDGE_GRID) and err < 1e-4
+  w, lam, err = crae_titles.ratings_to_codes(xs, np.concatenate([xs, np.ones((50, 1))], 1) @ true)
+  assert lam == min(crae_titles.RIDGE_GRID) and err < 1e-4
   np.testing.assert_allclose(w, true, atol=1e-2)
-  res = crae.hidden_item_titles(model.config, params, f, aux, method="decoder_regressed")
+  res = crae_titles.hidden_item_titles(model.config, params, f, aux, method="decoder_regressed")
   np.testing.assert_array_equal(res["items"], np.flatnonzero(hidden & (aux["lengths"] > 0)))
 
 
@@ -571,7 +575,7 @@ def test_end_to_end_tiny_run_through_the_runner(tmp_path):
   clicks, titles = _data(seed=2, n_users=60, n_items=30, cold=())
   split = keep_p_split(clicks, 2, seed=0)
   # The degenerate model (a smaller graph to compile; the default one runs in the tests above).
-  model = get_model("crae", {"factors": K, "hidden": KW, "vocab_size": S, "learning_rate": 1e-2,
+  model = get_model("crae", {"dim": K, "word_dim": KW, "vocab_size": S, "learning_rate": 1e-2,
                              "pooling": "last", "noise": "drop"})
   config = TrainConfig(epochs=2, batch_size=8, seed=1, progress=False, n_devices=1,
                        checkpoint=False, metrics=("recall@10", "recall_cdl@10"))
@@ -587,12 +591,12 @@ def test_length_bucketed_batches_cover_every_item_once_with_similar_lengths():
   rng = np.random.default_rng(0)
   lengths = rng.integers(0, 21, 1000)
   order = rng.permutation(1000)
-  out = crae.length_bucketed_order(order, lengths, 32, 10, seed=0, epoch=1)
+  out = batching.window_sorted_order(order, lengths, 32, 10, seed=0, epoch=1)
   assert sorted(out.tolist()) == list(range(1000))
   spread = [np.ptp(lengths[out[s:s + 32]]) for s in range(0, 992, 32)]
   # Windows of 320 titles sorted by length: tight batches (but the last, 40-title window's).
   assert np.median(spread) <= 2 and np.mean(np.asarray(spread) <= 3) > 0.9, spread
-  assert not np.array_equal(out, crae.length_bucketed_order(order, lengths, 32, 10, 0, 2))
+  assert not np.array_equal(out, batching.window_sorted_order(order, lengths, 32, 10, 0, 2))
 
 
 def test_config_errors_name_the_field():

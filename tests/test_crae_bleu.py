@@ -46,7 +46,7 @@ def get_config():
   return {
       "model": "crae",
       "dataset": "tiny-cite",
-      "model_config": {"factors": 4, "hidden": 8, "vocab_size": 24, "learning_rate": 1e-2,
+      "model_config": {"dim": 4, "word_dim": 8, "vocab_size": 24, "learning_rate": 1e-2,
                        "encode_batch": 16, "hidden_content_fraction": 0.2},
       "data": {"protocol": "random-P2", "split_seed": 3},
       "train": {"epochs": 2, "eval_every": 2, "batch_size": 8, "n_devices": 1, "progress": False,
@@ -58,7 +58,7 @@ def get_config():
 WMF_CONFIG = '''
 def get_config():
   return {"model": "wmf", "dataset": "citeulike-a", "data": {"protocol": "P1"},
-          "model_config": {"factors": 4},
+          "model_config": {"dim": 4},
           "train": {"epochs": 2, "n_devices": 1, "progress": False, "metrics": ("recall_cdl@10",)}}
 '''
 

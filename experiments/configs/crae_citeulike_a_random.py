@@ -19,7 +19,7 @@ def get_config():
   return {
       "model": "crae",
       "dataset": "citeulike-a",
-      "model_config": {'factors': 50, 'hidden': 100, 'vocab_size': 8000, 'a': 1.0, 'b': 0.01, 'reg_u': 1.0, 'reg_v': 10.0, 'precision': 10.0, 'reg_w': 1e-4, 'noise': 'wildcard', 'noise_rate': 0.4, 'pooling': 'beta', 'pool_a': 400.0, 'pool_b': 311.0, 'learning_rate': 0.001, 'length_multiple': 4},
+      "model_config": {'dim': 50, 'word_dim': 100, 'vocab_size': 8000, 'a': 1.0, 'b': 0.01, 'reg_u': 1.0, 'reg_v': 10.0, 'precision': 10.0, 'reg_w': 1e-4, 'noise': 'wildcard', 'noise_rate': 0.4, 'pooling': 'beta', 'pool_a': 400.0, 'pool_b': 311.0, 'learning_rate': 0.001, 'length_multiple': 4},
       "data": {"protocol": "random-P1", "split_seed": 1},
       "train": {'epochs': 80, 'eval_every': 80, 'metrics': ('recall@50', 'recall@100', 'recall@150', 'recall@200', 'recall@250', 'recall@300', 'recall_cdl@50', 'recall_cdl@100', 'recall_cdl@150', 'recall_cdl@200', 'recall_cdl@250', 'recall_cdl@300', 'map@500'), 'select_metric': 'recall_cdl@300', 'batch_size': 128},
   }

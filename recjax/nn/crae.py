@@ -300,7 +300,7 @@ class CRAENet(nn.Module):
 
   Attributes:
     n_words: S, the vocabulary size (ids: see the module docstring).
-    hidden: K_W, the width of the embeddings and of both RRNs.
+    word_dim: K_W, the width of the embeddings and of both RRNs.
     latent: K, the width of θ_j and γ_j.
     precision: λ_s.
     candidate: the cell input nonlinearity ("sigmoid": Eq. 2; "tanh").
@@ -310,7 +310,7 @@ class CRAENet(nn.Module):
   """
 
   n_words: int
-  hidden: int = 100
+  word_dim: int = 100
   latent: int = 50
   precision: float = 10.0
   candidate: str = "sigmoid"
@@ -322,12 +322,12 @@ class CRAENet(nn.Module):
   def setup(self):
     if self.pooling not in POOLINGS:
       raise ValueError(f"CRAENet: pooling must be one of {POOLINGS}, got {self.pooling!r}")
-    self.embed = nn.Embed(self.n_words + 3, self.hidden,
+    self.embed = nn.Embed(self.n_words + 3, self.word_dim,
                           embedding_init=nn.initializers.normal(0.1))
-    self.encoder = RRNCell(self.hidden, self.precision, self.candidate)
-    self.decoder = RRNCell(self.hidden, self.precision, self.candidate)
+    self.encoder = RRNCell(self.word_dim, self.precision, self.candidate)
+    self.decoder = RRNCell(self.word_dim, self.precision, self.candidate)
     self.compress = nn.Dense(self.latent)  # W_1, b_1.
-    self.decompress = nn.Dense(2 * self.hidden)  # W_2, b_2.
+    self.decompress = nn.Dense(2 * self.word_dim)  # W_2, b_2.
     self.output = nn.Dense(self.n_words + 2)  # W_g, b_g over words, ⟨unk⟩, ⟨$⟩.
     if self.learn_pool:
       self.log_a = self.param("log_a", nn.initializers.constant(math.log(self.pool_a)), ())
@@ -368,7 +368,7 @@ class CRAENet(nn.Module):
     Returns:
       (θ [B, K], last state (h, s) each [B, K_W], states (h, s) each [B, L, K_W]).
     """
-    zeros = jnp.zeros((tokens.shape[0], self.hidden), self.embed.embedding.dtype)
+    zeros = jnp.zeros((tokens.shape[0], self.word_dim), self.embed.embedding.dtype)
     last, states = self._run("encoder", (zeros, zeros), tokens, lengths)
     theta = self.compress(jnp.concatenate(last, axis=-1))
     return theta, last, states
@@ -376,7 +376,7 @@ class CRAENet(nn.Module):
   def initial_decoder_state(self, z: jax.Array):
     """(h, s)_0 = split(W_2 z + b_2) for z [B, K] standing for E[tanh(θ_j)] (Eq. 4)."""
     hs = self.decompress(z)
-    return hs[:, :self.hidden], hs[:, self.hidden:]
+    return hs[:, :self.word_dim], hs[:, self.word_dim:]
 
   def __call__(self, enc_tokens: jax.Array, enc_lengths: jax.Array, words: jax.Array,
                lengths: jax.Array, with_logits: bool = True) -> dict:
