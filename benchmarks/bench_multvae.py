@@ -30,9 +30,10 @@ users only are trained on), and the seeded ML-20M-sized synthetic matrix
 trained on; --synthetic_users shrinks it, scaling the clicks).
 
 Timing (per dataset and variant).  The train step is the runner's own
-(`recjax.train.runner._make_train_step`: value_and_grad of the model's loss, then the optax
-update), jitted without buffer donation so that `benchmarks.harness.time_jitted` can call it
-repeatedly on one real batch (the first batch of epoch 1's shuffled order): inputs on the
+(`recjax.train.runner.make_train_step(model, donate=False)`: value_and_grad of the model's
+loss, then the optax update), jitted without buffer donation so that
+`benchmarks.harness.time_jitted` can call it repeatedly on one real batch (the first batch
+of epoch 1 from the model's batch source, as the runner builds it): inputs on the
 device first, compile timed apart, --n_warmup untimed calls, then the median of --n_runs
 calls each ended by block_until_ready.  Seconds per epoch = median step time x batches per
 epoch (the last, padded batch costs a full step).  As a check of that product, the accuracy
@@ -58,11 +59,13 @@ dropout mask alone -- the model's one-bit mask and flax's float32 one -- Adam al
 where the rest goes.
 
 Variants: `dense` (fp32 baseline), `sparse` (sparse_input=True: padded item lists, a
-gather-sum first layer; the runner pads every row to the longest training row), `sampled`
+gather-sum first layer; each batch as wide as a power of two of its longest row, at most the
+longest training row, so the timed first batch's width is stored as `batch_width`), `sampled`
 (sparse_input + sampled_softmax=--sampled_softmax, uniform proposal) and `bf16`
 (compute_dtype="bfloat16": bf16 matmul operands, f32 accumulation, f32 master weights,
-softmax, likelihood and KL).  A sparse variant whose padded gather [B, L, 600] float32
-(twice for `sampled`) would exceed --max_gather_gb is skipped, with the reason stored.
+softmax, likelihood and KL).  A sparse variant whose padded gather [B, L, 600] float32 at
+the longest row L (twice for `sampled`) would exceed --max_gather_gb is skipped, with the
+reason stored.
 
 Accuracy (on --accuracy_dataset only).  Each of --accuracy_variants trains --epochs epochs
 with the runner (seed 0, validation every --eval_every epochs), and the peers train the same
@@ -87,7 +90,6 @@ datasets in --peer_datasets the peers train --peer_epochs_large epoch(s) for tim
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import pathlib
@@ -160,11 +162,12 @@ VARIANTS = {
     "sampled": ("sampled_softmax", {"sparse_input": True}),  # S added from the flag.
     "bf16": ("bf16 (f32 accum)", {"compute_dtype": "bfloat16"}),
     # Accuracy runs only (timed by the runner's real epochs, whose batches have different
-    # widths): the sparse variants with length-grouped batches (TrainConfig.group_by_length).
-    "sparse_grouped": ("sparse_input, length-grouped", {"sparse_input": True}),
-    "sampled_grouped": ("sampled_softmax, length-grouped", {"sparse_input": True}),
+    # widths): the sparse variants with length-grouped batches (the config's group_by_length).
+    "sparse_grouped": ("sparse_input, length-grouped",
+                       {"sparse_input": True, "group_by_length": True}),
+    "sampled_grouped": ("sampled_softmax, length-grouped",
+                        {"sparse_input": True, "group_by_length": True}),
 }
-GROUPED = ("sparse_grouped", "sampled_grouped")
 METRICS = ("recall@20", "recall@50", "ndcg@100")
 
 # ----------------------------------------------------------------------------- contention
@@ -444,12 +447,17 @@ def matmul_flops(n_items: int, batch: int, hidden=HIDDEN, latent: int = LATENT) 
           "layers": layers}
 
 
+def _epoch_batches(model, train: sp.csr_matrix, batch_size: int, seed: int):
+  """Epoch 1's host batches from the model's batch source, as the runner builds them."""
+  aux = model.prepare(train) if model.prepare is not None else None
+  return model.batch_source.epoch(train, aux, batch_size, 1, seed)[1]
+
+
 def _first_batch(model, train: sp.csr_matrix, batch_size: int, seed: int) -> dict:
-  padded = model.train_defaults.get("batch_format") == "padded"
-  rows = batching.padded_row_batches if padded else batching.dense_row_batches
-  order = batching.shuffled_order(train.shape[0], seed, 1)
-  rb = next(rows(train, batch_size, order=order))
-  return {**rb._asdict(), "index": rb.index.astype(np.int32), "step": np.int32(0)}
+  return next(_epoch_batches(model, train, batch_size, seed))
+
+
+PHASE = {"step": np.int32(0), "epoch": np.int32(1)}  # The loss's phase at the first update.
 
 
 def _time_variant(variant: str, data: Data, flops: dict, peak: float) -> dict:
@@ -457,10 +465,10 @@ def _time_variant(variant: str, data: Data, flops: dict, peak: float) -> dict:
   rec = {"dataset": data.name, "variant": variant, "label": _label(variant),
          "model_config": _config(variant)}
   b, n_items = FLAGS.batch_size, data.train.shape[1]
-  if variant in GROUPED:
+  if model.config.group_by_length:
     rec["skipped"] = "length-grouped batches vary in width: timed by its accuracy run's epochs"
     return rec
-  if model.train_defaults.get("batch_format") == "padded":
+  if model.config.sparse_input:
     length = batching.longest_row(data.train)
     gb = b * length * HIDDEN[0] * 4 / 1e9 * (2 if variant == "sampled" else 1)
     rec.update(padded_length=length, gather_gb=gb,
@@ -473,14 +481,16 @@ def _time_variant(variant: str, data: Data, flops: dict, peak: float) -> dict:
   params, factors = model.init(jax.random.fold_in(key, 0), data.train)
   opt_state = model.optimizer.init(params)
   batch = _first_batch(model, data.train, b, FLAGS.seed)
-  step = runner._make_train_step(model).__wrapped__  # pylint: disable=protected-access
+  if "items" in batch:
+    rec["batch_width"] = int(batch["items"].shape[1])
+  step = runner.make_train_step(model, donate=False)
   attempts = []
   for _ in range(max(1, FLAGS.retries)):  # Keep the least contended attempt.
     waited = wait_quiet()
     load = os.getloadavg()[0]
     with Contention() as busy:
       timed = harness.time_jitted(step, params, opt_state, factors, batch, jax.random.PRNGKey(1),
-                                  n_runs=FLAGS.n_runs, n_warmup=FLAGS.n_warmup,
+                                  PHASE, n_runs=FLAGS.n_runs, n_warmup=FLAGS.n_warmup,
                                   name=f"train_step {data.name} {variant}")
     attempts.append({**timed, "others_cpu_share": busy.share, "waited_s": waited,
                      "loadavg_1m_before": load, "loadavg_1m_after": os.getloadavg()[0]})
@@ -531,7 +541,7 @@ def _breakdown(data: Data, flops: dict, peak: float) -> dict:
   wait_quiet()
   busy = Contention().__enter__()
   grad = harness.time_jitted(jax.value_and_grad(model.loss, has_aux=True), params, factors,
-                             batch, jax.random.PRNGKey(1), name="loss+grad", **kw)
+                             batch, jax.random.PRNGKey(1), PHASE, name="loss+grad", **kw)
   dropout = harness.time_jitted(
       lambda key, x: nn.Dropout(0.5).apply({}, x, deterministic=False, rngs={"dropout": key}),
       jax.random.PRNGKey(2), batch["rows"], name="flax float32 dropout mask [B, I]", **kw)
@@ -581,8 +591,7 @@ def _train_for_accuracy(variant: str, data: Data, tmp: str) -> dict:
   model = get_model("mult-vae", _config(variant))
   cfg = runner.TrainConfig(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, metrics=METRICS,
                            select_metric="ndcg@100", eval_every=FLAGS.eval_every or FLAGS.epochs,
-                           seed=FLAGS.seed, checkpoint=False, n_devices=1, progress=False,
-                           group_by_length=variant in GROUPED)
+                           seed=FLAGS.seed, checkpoint=False, n_devices=1, progress=False)
   workdir = pathlib.Path(tmp) / f"recjax-{variant}"
   wait_quiet()
   t0 = time.perf_counter()
@@ -595,15 +604,9 @@ def _train_for_accuracy(variant: str, data: Data, tmp: str) -> dict:
   inner = [e["seconds"] for e in epochs[1:] if "validation" not in e] or secs[1:] or secs
   # Host side of an epoch: building the batches and copying them to the device (on one core
   # it adds to the step time instead of overlapping it).
-  padded = model.train_defaults.get("batch_format") == "padded"
-  rows = (functools.partial(batching.padded_row_batches, bucket_lengths=True) if padded
-          else batching.dense_row_batches)  # As the runner builds them.
-  order = batching.shuffled_order(data.train.shape[0], FLAGS.seed, 1)
-  if variant in GROUPED:
-    order = batching.length_grouped_order(data.train, FLAGS.batch_size, FLAGS.seed, 1)
   t0 = time.perf_counter()
-  for rb in rows(data.train, FLAGS.batch_size, order=order):
-    jax.block_until_ready(jax.device_put(rb._asdict()))
+  for batch in _epoch_batches(model, data.train, FLAGS.batch_size, FLAGS.seed):
+    jax.block_until_ready(jax.device_put(batch))
   host = time.perf_counter() - t0
   return {"variant": variant, "validation": epochs[-1]["validation"],  # The last epoch, as peers.
           "curve": {e["epoch"]: e["validation"]["ndcg@100"] for e in epochs if "validation" in e},
