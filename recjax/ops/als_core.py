@@ -43,6 +43,7 @@ integer ``dim``, the latent dimension K):
 * `sweep(u, v, sides, config, prior=None, extra_gram=None)`: one block step,
   U then V, returning (U, V); `prior_step` wraps it for a factors dict that
   stores the prior mean it used.
+* `objective(factors, train, config, prior)`: that objective, exactly (float64).
 * `item_vectors(v, prior, rated)`: v_j for items with a training click, m_j
   for the others: the hybrids' v†_j + m_j (v†_j = v_j − m_j, or 0 for an item
   training never clicked: "out-of-matrix" items are scored by their content).
@@ -196,6 +197,18 @@ def prior_step(factors: dict, sides: dict, config, prior: jax.Array, key: str = 
   """
   u, v = sweep(factors["U"], factors["V"], sides, config, prior=prior)
   return {**factors, "U": u, "V": v, key: prior}
+
+
+def objective(factors: dict, train: sp.spmatrix, config, prior=None) -> float:
+  """The objective a block step minimizes, at ``factors["U"]``, ``factors["V"]``, exactly.
+
+  Σ_ij C_ij (p_ij − u_iᵀv_j)² + λ_u Σ_i ||u_i||² + λ_v Σ_j ||v_j − m_j||² with
+  m = `prior` (None: 0), in float64 on the host (`als.implicit_objective`).
+  The papers write it with C/2 and λ/2: halve it to compare.
+  """
+  return als.implicit_objective(factors["U"], factors["V"], train, a=config.a, b=config.b,
+                                reg_x=config.reg_u, reg_y=config.reg_v, prior_y=prior,
+                                **confidence_kwargs(config))
 
 
 def item_vectors(v: jax.Array, prior: jax.Array, rated: jax.Array) -> jax.Array:
