@@ -14,7 +14,7 @@ What is measured (one run, one machine, the same threads for everybody):
   iterations, K = `--factors`) trained in the peer's venv on that matrix, or
   random N(0, 0.1²) factors without `--peer_python`.  The same U, V are
   exported as a recjax artifact (`recjax.train.artifact.export` of
-  `get_model("wmf", {factors, a, b, reg})`) and `load`ed back.
+  `get_model("wmf", {dim, a, b, reg})`) and `load`ed back.
   Semantics: implicit 0.7.3 uses the stored value x alpha as the confidence of
   a click and 1 elsewhere (C = alpha·r, not 1 + alpha·r: see
   `implicit/cpu/als.py`, `recalculate_user` scales the rows by alpha before
@@ -556,7 +556,7 @@ def main(argv):
   # --------------------------------------------------------------------------- WMF
   if "wmf" in FLAGS.models:
     print(f"\n[recjax WMF] K={FLAGS.factors}, a={FLAGS.alpha}, b=1, reg={FLAGS.reg}", flush=True)
-    model = get_model("wmf", {"factors": FLAGS.factors, "a": FLAGS.alpha, "b": 1.0,
+    model = get_model("wmf", {"dim": FLAGS.factors, "a": FLAGS.alpha, "b": 1.0,
                               "reg": FLAGS.reg})
     wd = os.path.join(workdir, "wmf")
     t_export = _timed(lambda: artifact.export(wd, model=model, params={},
