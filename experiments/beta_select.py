@@ -10,25 +10,21 @@ read from that run's metrics.jsonl, is β* = min(1, updates / anneal_steps) at
 the end of that epoch.  Run 2 (``workdir/final``) retrains with the same
 schedule capped at β* (the paper's Mult-VAE^PR).  ``workdir/beta_select.json``
 gets β*, the validation curve with its β values and both runs' results.  Both
-runs resume like any other (same command again).
+runs resume like any other (same command again).  A failure is one ``error:``
+line, as in experiments.main (`experiments.errors`).
 """
 
 import json
-import sys
 from pathlib import Path
 
 from absl import app, flags, logging
 
+from experiments import errors, experiment_flags
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("config", None, "experiments/configs/*.py file of a mult-vae run.")
-flags.DEFINE_string("model", None, "Model name (default the config's; must be mult-vae).")
-flags.DEFINE_string("dataset", None, "Dataset name or path (overrides the config's).")
-flags.DEFINE_string("workdir", None, "Output directory: anneal/, final/, beta_select.json.")
-flags.DEFINE_string("data_dir", None, "Where datasets are looked up first "
-                    "(then $RECJAX_DATA_DIR, then the cache dir).")
-flags.DEFINE_string("cache_dir", None, "Download cache (default $RECJAX_CACHE_DIR or ~/.cache/recjax).")
-flags.DEFINE_bool("download", True, "Download a missing dataset when its licence allows.")
-flags.DEFINE_multi_string("set", [], "Config override key=value, as in experiments.main. Repeatable.")
+experiment_flags.define(config_help="experiments/configs/*.py file of a mult-vae run.",
+                        workdir_help="Output directory: anneal/, final/, beta_select.json.",
+                        model_help="Model name (default the config's; must be mult-vae).")
 flags.DEFINE_integer("anneal_steps", 0, "Updates over which β goes from 0 to 1; 0: the whole run.")
 
 
@@ -58,32 +54,32 @@ def main(argv):
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   from experiments import train
-  from recjax.data import batching, pipeline
+  from recjax.data import pipeline
   from recjax.data.registry import load_dataset
-  from recjax.train import sharding
-  from recjax.train.runner import TrainConfig
   from recjax.models import registry
+  from recjax.train import sharding
+  from recjax.train.config import TrainConfig
   from recjax.train.writer import write_json
 
-  try:
-    experiment = train.build_experiment(FLAGS.config, FLAGS.model, FLAGS.dataset, FLAGS.set,
-                                        default_model="mult-vae", only_model="mult-vae")
-  except (FileNotFoundError, ValueError) as e:
-    raise app.UsageError(str(e)) from None
+  experiment = train.build_experiment(FLAGS.config, FLAGS.model, FLAGS.dataset, FLAGS.set,
+                                      default_model="mult-vae", only_model="mult-vae")
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required")
+  errors.check_workdir(FLAGS.workdir)
   workdir = Path(FLAGS.workdir)
 
-  # Updates per epoch, as the runner counts them: training users / rounded batch size.
+  # Updates per epoch, as the runner counts them: the batches of the model's batch source at
+  # the batch size rounded up to the devices.
   dataset = load_dataset(experiment["dataset"], data_dir=FLAGS.data_dir,
                          cache_dir=FLAGS.cache_dir, download=FLAGS.download)
   split, _ = pipeline.ranking_split(dataset, pipeline.DataConfig(**experiment.get("data", {})))
   train_config = TrainConfig(**experiment.get("train", {}))
   model = registry.get_model("mult-vae", experiment.get("model_config", {}))
   epochs = train_config.epochs or model.train_defaults["epochs"]
-  mesh = sharding.make_mesh(train_config.n_devices)
-  batches_per_epoch = batching.n_batches(
-      split.train.shape[0], sharding.round_up_to_devices(train_config.batch_size, mesh))
+  batch_size = sharding.round_up_to_devices(train_config.batch_size,
+                                            sharding.make_mesh(train_config.n_devices))
+  batches_per_epoch = model.batch_source.epoch(split.train, None, batch_size, 1,
+                                               train_config.seed)[0]
   anneal_steps = FLAGS.anneal_steps or epochs * batches_per_epoch
   select_metric = train_config.select_metric or train_config.metrics[-1]
   print(f"{batches_per_epoch} updates per epoch; β anneals 0 → 1 over {anneal_steps} updates")
@@ -93,20 +89,14 @@ def main(argv):
                                       "total_anneal_steps": anneal_steps, "anneal_cap": cap}},
       str(workdir / name), data_dir=FLAGS.data_dir, cache_dir=FLAGS.cache_dir,
       download=FLAGS.download)
-  try:
-    anneal = run(1.0, "anneal")
-    curve = beta_at_epochs(workdir / "anneal" / "metrics.jsonl", select_metric,
-                           batches_per_epoch, anneal_steps)
-    best = max(curve, key=lambda r: r[select_metric])
-    beta = best["beta"]
-    print(f"validation {select_metric} peaks at epoch {best['epoch']}: "
-          f"{best[select_metric]:.4f} with β = {beta:.4f}; retraining with anneal_cap = {beta:.4f}")
-    final = run(beta, "final")
-  except (FileNotFoundError, ValueError) as e:
-    if FLAGS["verbosity"].present:
-      raise
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  anneal = run(1.0, "anneal")
+  curve = beta_at_epochs(workdir / "anneal" / "metrics.jsonl", select_metric,
+                         batches_per_epoch, anneal_steps)
+  best = max(curve, key=lambda r: r[select_metric])
+  beta = best["beta"]
+  print(f"validation {select_metric} peaks at epoch {best['epoch']}: "
+        f"{best[select_metric]:.4f} with β = {beta:.4f}; retraining with anneal_cap = {beta:.4f}")
+  final = run(beta, "final")
   summary = {"beta": beta, "peak_epoch": best["epoch"], "select_metric": select_metric,
              "total_anneal_steps": anneal_steps, "batches_per_epoch": batches_per_epoch,
              "anneal_run": {k: anneal[k] for k in ("validation", "test", "best_epoch")},
@@ -119,5 +109,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from experiments import errors
   errors.run(main)  # Failures: one "error:" line (experiments/errors.py).
