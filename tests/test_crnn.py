@@ -1,4 +1,4 @@
-"""Collaborative RNN: the GRU cell against numpy, window carrying, per-user gradients, training."""
+"""Collaborative RNN: the GRU cell against numpy, window carrying, per-user gradients, the runner step."""
 
 import dataclasses
 
@@ -7,9 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from recjax.data import sequences
-from recjax.eval import sequence as seq_eval
 from recjax.models import crnn
 from recjax.nn import recurrent
+
+
+_update = jax.jit(crnn.update, static_argnums=4)  # As the runner jits it.
 
 
 def _sigmoid(a):
@@ -41,13 +43,18 @@ def _toy_pairs(n_users=5, n_items=9, seed=0, window=4):
   return sequences.next_item_pairs(seqs, [np.zeros(0, np.int64)] * n_users, multiple=window)
 
 
+def _batch(pairs, users):
+  return {"users": np.asarray(users, np.int32), "inputs": pairs["inputs"][users],
+          "targets": pairs["targets"][users], "events": pairs["mask"][users]}
+
+
 def test_carried_state_equals_untruncated_forward():
-  config = crnn.Config(dim=6, window=4, batch_users=3)
+  config = crnn.Config(dim=6, window=4)
   pairs = _toy_pairs(window=4)
   params = crnn.init(jax.random.key(0), 5, 9, config)
-  windowed = crnn.score_pairs(params, pairs, config)
-  long = dataclasses.replace(config, window=pairs["inputs"].shape[1])
-  whole = crnn.score_pairs(params, pairs, long)
+  batch = _batch(pairs, [0, 1, 2, 3, 4])
+  windowed = crnn.log_probs(params, batch, config)
+  whole = crnn.log_probs(params, batch, dataclasses.replace(config, window=64))
   assert pairs["inputs"].shape[1] > 4  # really several windows.
   np.testing.assert_allclose(windowed, whole, rtol=1e-5, atol=1e-5)
   assert np.all(windowed[pairs["mask"] == 0] == 0)
@@ -73,92 +80,99 @@ def test_user_weights_get_gradient_only_from_their_events():
   np.testing.assert_allclose(grad2["user"]["w_h"][4], g[4], rtol=1e-5, atol=1e-7)
 
 
-def test_train_step_moves_only_batch_users():
-  config = crnn.Config(dim=4, window=4, batch_users=2, dropout=0.0)
+def _window(users, x, reset, events=None):
+  users = jnp.asarray(users, jnp.int32)
+  events = jnp.ones(x.shape, jnp.float32) if events is None else events
+  return {"users": users, "inputs": x, "targets": (x + 1) % 7, "events": events,
+          "reset": jnp.full(users.shape, reset), "mask": users < 4}
+
+
+def test_update_moves_only_batch_users_and_carries_their_state():
+  config = crnn.Config(dim=4, window=4, dropout=0.0)
   params = crnn.init(jax.random.key(3), 4, 7, config)
   before = np.asarray(params["user"]["w_h"]).copy()
-  state = crnn.init_state(params, config)
-  ids = jnp.array([2, 4], jnp.int32)  # 4 = padding slot (out of range).
-  x = jnp.ones((2, 4), jnp.int32)
-  params, state, h, s, c = crnn.train_step(params, state, ids, jnp.zeros((2, 4)), x, x,
-                                           jnp.ones((2, 4)), jax.random.key(0), config)
+  opt = crnn.make_optimizer(config).init(params)
+  x = jnp.asarray(np.random.default_rng(0).integers(0, 7, (2, 4)), jnp.int32)
+  first = _window([2, 4], x, True)  # 4 = padding slot (out of range).
+  h_first = crnn.forward_nll(params["shared"], params["user"]["w_h"][jnp.array([2, 2])],
+                             jnp.zeros((2, 4)), x, (x + 1) % 7, jnp.ones((2, 4)), config)[1]
+  params, opt, sums, n = _update(params, opt, first, jax.random.key(0), config)
   after = np.asarray(params["user"]["w_h"])
   assert not np.allclose(after[2], before[2])
   np.testing.assert_array_equal(after[[0, 1, 3]], before[[0, 1, 3]])
-  assert float(c) == 8.0
-
-
-def test_training_beats_uniform_on_repetitive_sequences():
-  # Each user cycles through a private 3-item loop: a collaborative GRU learns it.
-  n_users, n_items = 8, 24
-  seqs = [np.tile(np.arange(3) + 3 * u, 20) for u in range(n_users)]
-  hist = [s[:-3] for s in seqs]
-  tail = [s[-3:] for s in seqs]
-  config = crnn.Config(dim=16, window=16, batch_users=4, learning_rate=3e-2, dropout=0.0)
-  params = crnn.init(jax.random.key(0), n_users, n_items, config)
-  state = crnn.init_state(params, config)
-  train_pairs = sequences.next_item_pairs(hist, [np.zeros(0, np.int64)] * n_users, 16)
-  rng = np.random.default_rng(0)
-  step = 0
-  for _ in range(10):
-    params, state, loss, step, _ = crnn.train_epoch(params, state, train_pairs, config,
-                                                    jax.random.key(1), rng, step)
-  test_pairs = sequences.next_item_pairs(hist, tail, 16)
-  lp = crnn.score_pairs(params, test_pairs, config)
-  err, _ = seq_eval.sequence_error(seq_eval.tails_from_pairs(lp, test_pairs["tail_mask"]))
-  assert err < 0.5 * np.log(n_items), err
-  # Sampled softmax and the pooled/tanh variants run too.
-  for variant in (dict(sampled=8, pooled=True), dict(cell="tanh")):
-    c = dataclasses.replace(config, **variant)
-    p = crnn.init(jax.random.key(0), n_users, n_items, c)
-    p, _, loss, _, _ = crnn.train_epoch(p, crnn.init_state(p, c), train_pairs, c,
-                                        jax.random.key(1), rng)
-    assert np.isfinite(loss)
+  assert float(n) == 8.0
+  hidden = np.asarray(params["carry"]["hidden"])
+  np.testing.assert_allclose(hidden[2], h_first[0], rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(hidden[[0, 1, 3]], 0.0)
+  # The next window of the batch starts from user 2's carried state, not from h0.
+  nll, _ = crnn.forward_nll(params["shared"], params["user"]["w_h"][jnp.array([2, 2])],
+                            jnp.asarray(hidden[[2, 2]]), x, (x + 1) % 7, jnp.ones((2, 4)), config)
+  only_user_2 = jnp.array([[1.0] * 4, [0.0] * 4])
+  _, _, sums2, n2 = _update(params, opt, _window([2, 4], x, False, only_user_2),
+                                jax.random.key(1), config)
+  assert float(n2) == 4.0
+  np.testing.assert_allclose(float(sums2["loss"]), float(nll[0].sum()), rtol=1e-5)
 
 
 def test_window_slices_trim_only_the_last_window():
-  assert crnn.window_slices(0, 128) == [slice(0, 8)]
-  assert crnn.window_slices(5, 128) == [slice(0, 8)]
-  assert crnn.window_slices(9, 128) == [slice(0, 16)]
-  assert crnn.window_slices(128, 128) == [slice(0, 128)]
-  assert crnn.window_slices(129, 128) == [slice(0, 128), slice(128, 136)]
-  assert crnn.window_slices(300, 128) == [slice(0, 128), slice(128, 256), slice(256, 320)]
-  assert crnn.window_slices(20, 12) == [slice(0, 12), slice(12, 20)]
+  assert sequences.window_slices(0, 128) == [slice(0, 8)]
+  assert sequences.window_slices(5, 128) == [slice(0, 8)]
+  assert sequences.window_slices(9, 128) == [slice(0, 16)]
+  assert sequences.window_slices(128, 128) == [slice(0, 128)]
+  assert sequences.window_slices(129, 128) == [slice(0, 128), slice(128, 136)]
+  assert sequences.window_slices(300, 128) == [slice(0, 128), slice(128, 256), slice(256, 320)]
+  assert sequences.window_slices(20, 12) == [slice(0, 12), slice(12, 20)]
 
 
-def _fixed_width_epoch(params, state, pairs, config, key, rng):
-  """train_epoch with every window `config.window` wide (no trimming), for comparison."""
-  n_users, t_max = pairs["inputs"].shape
-  lengths = pairs["mask"].sum(axis=1).astype(np.int64)
-  order = crnn.batch_order(rng, lengths, config.batch_users)
-  step = 0
-  for start in range(0, n_users, config.batch_users):
-    ids = order[start:start + config.batch_users]
-    pad = config.batch_users - len(ids)
-    rows = lambda a, fill: np.concatenate([a[ids], np.full((pad, t_max), fill, a.dtype)])
-    inputs, targets, mask = rows(pairs["inputs"], 0), rows(pairs["targets"], 0), rows(pairs["mask"], 0.0)
-    user_ids = jnp.asarray(np.concatenate([ids, np.full(pad, n_users)]), jnp.int32)
-    h = jnp.zeros((config.batch_users, config.dim))
-    for w in range(max(1, -(-int(lengths[ids].max()) // config.window))):
-      cols = slice(w * config.window, (w + 1) * config.window)
-      params, state, h, _, _ = crnn.train_step(
-          params, state, user_ids, h, jnp.asarray(inputs[:, cols]), jnp.asarray(targets[:, cols]),
-          jnp.asarray(mask[:, cols]), jax.random.fold_in(key, step), config)
-      step += 1
+def _epoch(params, opt, pairs, config, batch_size, full_width):
+  """One epoch of `crnn.update` over `SequenceWindows`; `full_width`: untrimmed windows."""
+  source = sequences.SequenceWindows(window=config.window)
+  _, batches = source.epoch(None, {"pairs": pairs}, batch_size, 1, 0)
+  key = jax.random.key(5)
+  for step, b in enumerate(batches):
+    if full_width and b["inputs"].shape[1] < config.window:
+      b = {k: (sequences.columns(v, slice(0, config.window)) if np.ndim(v) == 2 else v)
+           for k, v in b.items()}
+    b = {k: jnp.asarray(v) for k, v in b.items()}
+    params, opt, _, _ = _update(params, opt, b, jax.random.fold_in(key, step), config)
   return params
 
 
 def test_trimmed_windows_train_like_full_windows():
   # Without dropout, cutting padding columns off the last window changes nothing.
-  config = crnn.Config(dim=6, window=32, batch_users=3, dropout=0.0, learning_rate=1e-2)
+  config = crnn.Config(dim=6, window=32, dropout=0.0, learning_rate=1e-2)
   rng = np.random.default_rng(4)
   seqs = [rng.integers(0, 11, size=n) for n in (3, 40, 7, 12, 70, 5, 9)]
   pairs = sequences.next_item_pairs(seqs, [np.zeros(0, np.int64)] * 7, multiple=32)
   init = crnn.init(jax.random.key(0), 7, 11, config)
   copy = lambda t: jax.tree.map(jnp.array, t)
-  trimmed, _, _, _, _ = crnn.train_epoch(copy(init), crnn.init_state(init, config), pairs, config,
-                                         jax.random.key(5), np.random.default_rng(6))
-  full = _fixed_width_epoch(copy(init), crnn.init_state(init, config), pairs, config,
-                            jax.random.key(5), np.random.default_rng(6))
+  opt = crnn.make_optimizer(config).init(init)
+  trimmed = _epoch(copy(init), copy(opt), pairs, config, 3, full_width=False)
+  full = _epoch(copy(init), copy(opt), pairs, config, 3, full_width=True)
   for a, b in zip(jax.tree.leaves(trimmed), jax.tree.leaves(full)):
     np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+
+
+def test_sequence_windows_cover_every_event_once():
+  rng = np.random.default_rng(1)
+  seqs = [rng.integers(0, 9, size=n) for n in (2, 30, 5, 17, 9)]
+  pairs = sequences.next_item_pairs(seqs, [np.zeros(0, np.int64)] * 5, multiple=8)
+  source = sequences.SequenceWindows(window=8)
+  n, batches = source.epoch(None, {"pairs": pairs}, 2, 3, 0)
+  batches = list(batches)
+  assert n == len(batches)
+  seen = {u: [] for u in range(5)}
+  for b in batches:
+    assert b["inputs"].shape[1] in (8,) and b["users"].shape == (2,)
+    for row, u in enumerate(b["users"]):
+      if u < 5:
+        if b["reset"][row]:
+          assert not seen[u]  # the state resets only at a user's first window.
+        seen[u] += list(b["targets"][row][b["events"][row] > 0])
+      else:
+        assert not b["mask"][row] and b["events"][row].sum() == 0
+  for u, s in enumerate(seqs):
+    assert seen[u] == list(s[1:])
+  # The order is a function of (seed, epoch): the same epoch gives the same batches.
+  again = list(source.epoch(None, {"pairs": pairs}, 2, 3, 0)[1])
+  assert all(np.array_equal(a["users"], b["users"]) for a, b in zip(batches, again))

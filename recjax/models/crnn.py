@@ -10,8 +10,9 @@ the batch source (`data.sequences.SequenceWindows`) puts users in random order,
 ``TrainConfig.batch_size`` sequences per batch, each batch cut into windows of
 `window` events (128 in the paper), and the model's own ``update`` makes one
 step per window: truncated back-propagation inside the window, the hidden state
-carried to the batch's next window in the optimizer state (``opt_state["hidden"]``,
-one row per user, reset on a batch's first window).  One step per window keeps
+carried to the batch's next window in ``params["carry"]["hidden"]`` (one row per
+user, written by the update and never trained, reset on a batch's first
+window; scoring starts from h0 instead).  One step per window keeps
 Algorithm 2's updates (the parameters move after every window) with a few
 compiled window widths; carrying the state inside one call per user batch
 would compile once per number of windows.  Time runs under `lax.scan`.
@@ -83,10 +84,12 @@ def name_of(config: Config) -> str:
 
 
 def init(key: jax.Array, n_users: int, n_items: int, config: Config) -> dict:
-  """Parameters {"shared": {w_x, w_out[, w_h]}, "user": {w_h}} drawn from N(0, 1/D).
+  """Parameters {"shared": {w_x, w_out[, w_h]}, "user": {w_h}, "carry": {hidden}}.
 
-  The pooled model keeps its recurrent matrix in "shared" and an empty
-  [U, 0, kD] user table (no weights; its leading size still counts the users).
+  Weights are drawn from N(0, 1/D); the pooled model keeps its recurrent
+  matrix in "shared" and no user table ("user" is empty).  "carry" holds the
+  [U, D] recurrent state each user's last training window ended in (h0 at
+  first): `update` carries it from a batch's window to the next.
   """
   if config.cell not in recurrent.CELL_WIDTH:
     raise ValueError(f"cell must be one of {sorted(recurrent.CELL_WIDTH)}, got {config.cell!r}")
@@ -97,10 +100,11 @@ def init(key: jax.Array, n_users: int, n_items: int, config: Config) -> dict:
             "w_out": std * jax.random.normal(ko, (n_items, d), jnp.float32)}
   if config.pooled:
     shared["w_h"] = std * jax.random.normal(kh, (d, k * d), jnp.float32)
-    user = {"w_h": jnp.zeros((n_users, 0, k * d), jnp.float32)}
+    user = {}
   else:
     user = {"w_h": std * jax.random.normal(kh, (n_users, d, k * d), jnp.float32)}
-  return {"shared": shared, "user": user}
+  carry = {"hidden": jnp.full((n_users, d), config.h0, jnp.float32)}
+  return {"shared": shared, "user": user, "carry": carry}
 
 
 def _recurrent_weights(shared, user_rows, config):
@@ -177,19 +181,17 @@ def _rmsprop(config: Config) -> optax.GradientTransformation:
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
-  """The optimizer state `update` carries: optax RMSprop of the shared part, the user rows' ν, the state.
+  """The optimizer state `update` carries: optax RMSprop of the shared part and the user rows' ν.
 
   ``init(params)`` -> {"shared": optax state, "user_nu": RMSprop ν of the user
-  table, "hidden": [U, D] each user's recurrent state after their last window}.
-  Its ``update`` is not used: `update` applies the rule to the gathered rows.
+  table ({} when pooled)}.  Its ``update`` is not used: `update` applies the
+  rule to the gathered rows.
   """
   rms = _rmsprop(config)
 
   def init_fn(params):
-    n_users = params["user"]["w_h"].shape[0]
     return {"shared": rms.init(params["shared"]),
-            "user_nu": jnp.zeros_like(params["user"]["w_h"]),
-            "hidden": jnp.full((n_users, config.dim), config.h0, jnp.float32)}
+            "user_nu": jax.tree.map(jnp.zeros_like, params["user"])}
 
   def update_fn(updates, state, params=None):
     raise NotImplementedError("the collaborative RNN steps by its own update (crnn.update)")
@@ -201,15 +203,16 @@ def update(params, opt_state, batch, key, config: Config):
   """One truncated-BPTT step on a window of a batch of users (`SequenceWindows` batches).
 
   The state starts at h0 where ``batch["reset"]`` (a batch's first window) and
-  from the user's carried row of ``opt_state["hidden"]`` otherwise; the rows of
-  the batch's users are written back.  Padding rows (user id U) change nothing.
+  from the user's carried row of ``params["carry"]["hidden"]`` otherwise; the
+  rows of the batch's users are written back.  Padding rows (user id U) change
+  nothing.
 
   Returns:
     (params, opt_state, {"loss": summed NLL of the window's events}, n_events).
   """
   users, inputs, targets, mask = batch["users"], batch["inputs"], batch["targets"], batch["events"]
-  n_users = opt_state["hidden"].shape[0]
-  carried = opt_state["hidden"].at[users].get(mode="clip")
+  n_users = params["carry"]["hidden"].shape[0]
+  carried = params["carry"]["hidden"].at[users].get(mode="clip")
   h0 = jnp.where(batch["reset"][:, None], jnp.float32(config.h0), carried)
   k_drop, k_samp = jax.random.split(key)
   samples = None
@@ -227,18 +230,19 @@ def update(params, opt_state, batch, key, config: Config):
       loss, argnums=(0, 1), has_aux=True)(params["shared"], rows)
   updates, s_state = _rmsprop(config).update(g_shared, opt_state["shared"], params["shared"])
   shared = optax.apply_updates(params["shared"], updates)
-  user_w, user_nu = params["user"]["w_h"], opt_state["user_nu"]
+  user, user_nu = params["user"], opt_state["user_nu"]
   if not config.pooled:
+    user_w, user_nu = user["w_h"], user_nu["w_h"]
     active = (mask.sum(axis=1) > 0) & (users < n_users)
     ids = jnp.where(active, users, n_users)  # inactive slots are dropped by the scatter.
     nu = config.decay * user_nu.at[ids].get(mode="clip") + (1 - config.decay) * g_rows ** 2
     new_rows = rows - config.learning_rate * g_rows / (jnp.sqrt(nu) + config.eps)
-    user_w = user_w.at[ids].set(new_rows, mode="drop")
-    user_nu = user_nu.at[ids].set(nu, mode="drop")
-  hidden = opt_state["hidden"].at[jnp.where(users < n_users, users, n_users)].set(
+    user = {"w_h": user_w.at[ids].set(new_rows, mode="drop")}
+    user_nu = {"w_h": user_nu.at[ids].set(nu, mode="drop")}
+  hidden = params["carry"]["hidden"].at[jnp.where(users < n_users, users, n_users)].set(
       jax.lax.stop_gradient(h_last), mode="drop")
-  return ({"shared": shared, "user": {"w_h": user_w}},
-          {"shared": s_state, "user_nu": user_nu, "hidden": hidden}, {"loss": nll_sum}, count)
+  return ({"shared": shared, "user": user, "carry": {"hidden": hidden}},
+          {"shared": s_state, "user_nu": user_nu}, {"loss": nll_sum}, count)
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
