@@ -33,7 +33,10 @@ Ops never import models, so the validation rules are plain dicts of
         als_core.PRIOR_ALS_RULES, {"at_least": {"dim": 1, "theta_steps": 0}}))
 
 Functions (a ``config`` is an instance of one of the classes above, with an
-integer ``dim``, the latent dimension K):
+integer ``dim``, the latent dimension K, and the confidences ``a`` and ``b``;
+a model on plain `ALSConfig` declares a and b itself, and, without reg_u /
+reg_v, passes its λ to `sweep` and `scorers`, as WMF does with its one
+``reg``):
 
 * `init_factors(key, train, config, prior=None)`: U, V ~ N(0, init_scale²);
   with ``prior="mu"`` (the factor's name) also the prior mean (zeros) and
@@ -51,7 +54,9 @@ integer ``dim``, the latent dimension K):
   serving_factors)``: fold each user in against V by one exact solve, score
   against ``item_vectors(params, factors)`` (dense rows, or padded item lists
   for serving, with ``als.fold_in_constants`` computed once at load).
-  `factor_v` and `prior_item_vectors` are the usual ``item_vectors``.
+  `factor_v` (V itself: WMF, CMF, CTR, SVDFeature, whose unclicked items
+  already solve to their content) and `prior_item_vectors` (`item_vectors`
+  of the hybrids that keep their prior mean in the factors) are the usual ones.
 
 Everything that runs per user is pure and jittable (``score``,
 ``score_padded``, `item_vectors`); `sweep` and `prepare` are host drivers that
