@@ -98,3 +98,18 @@ def test_a_sequence_model_on_a_ranking_split_says_which_protocol(tmp_path, data)
       "binarize_threshold=none", "min_user_count=none", "progress=false"])
   with pytest.raises(ValueError, match="protocol=sequence-tail"):
     exp_train.run_experiment(exp, str(tmp_path / "w"), log=lambda s: None)
+
+
+def test_figure_reads_the_runs_results(tmp_path, data):
+  from experiments import plot_sequence_figure as fig
+  for model in ("unigram", "bigram"):
+    toy.run(tmp_path / model, model, data, epochs=1, log=lambda s: None)
+  runs = [fig.load_run(tmp_path / m) for m in ("unigram", "bigram")]
+  assert [r["model"] for r in runs] == ["unigram", "bigram"]
+  assert runs[0]["uniform_error"] == pytest.approx(math.log(25))
+  assert len(runs[1]["per_user_error"]) == len(runs[1]["history_entropy"]) == 30
+  with pytest.raises(FileNotFoundError, match="no results.json"):
+    fig.load_run(tmp_path / "missing")
+  pytest.importorskip("matplotlib")
+  fig.plot(runs, tmp_path / "figure2.png")
+  assert (tmp_path / "figure2.png").stat().st_size > 0
