@@ -2,9 +2,9 @@ r"""Training throughput of the collaborative GRU: events per second, compile tim
 
   python -m benchmarks.bench_crnn --dataset=yelp --data_dir=../shared/data
 
-One jitted truncated-BPTT step (a window of `window` events for `batch_users`
-users, per-user recurrent rows gathered and updated) is compiled with
-`lower().compile()`, warmed up, then run `n_runs` times chaining the state (the
+One truncated-BPTT step as the runner jits it (`runner.make_train_step` of the
+c-gru model: a window of `window` events for `batch_users` users, per-user
+recurrent rows gathered and updated) is compiled with `lower().compile()`, warmed up, then run `n_runs` times chaining the state (the
 step donates it); the median step time gives events/s = real (non-padding)
 events in the window batch / time.  Done with the full softmax and with a
 sampled softmax (`--sampled` uniform negatives).  The batches are real windows
@@ -27,6 +27,7 @@ from benchmarks import harness
 from recjax.data import registry
 from recjax.data.sequences import next_item_pairs, sequence_split
 from recjax.models import crnn
+from recjax.train import runner
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "yelp", "Dataset (the largest time-ordered set by events: yelp).")
@@ -39,23 +40,23 @@ flags.DEFINE_integer("n_runs", 5, "Timed steps.")
 flags.DEFINE_string("out", "benchmarks/results/bench_crnn.json", "JSON output.")
 
 
-def _time_steps(config, params, state, batch, n_runs):
-  ids, h, x, y, m = (jnp.asarray(a) for a in batch)
+def _time_steps(model, params, state, batch, n_runs):
+  batch = {k: jnp.asarray(v) for k, v in batch.items()}
   key = jax.random.key(0)
+  phase = {"epoch": jnp.int32(1), "step": jnp.int32(0)}
   t0 = time.perf_counter()
-  lowered = crnn.train_step.lower(params, state, ids, h, x, y, m, key, config=config)
-  compiled = lowered.compile()
+  compiled = runner.make_train_step(model).lower(params, state, {}, batch, key, phase).compile()
   compile_s = time.perf_counter() - t0
   for k in range(2):
-    params, state, *_ = compiled(params, state, ids, h, x, y, m, jax.random.fold_in(key, k))
+    params, state, *_ = compiled(params, state, {}, batch, jax.random.fold_in(key, k), phase)
   jax.block_until_ready(params)
   times = []
   for k in range(n_runs):
     start = time.perf_counter()
-    params, state, *_ = compiled(params, state, ids, h, x, y, m, jax.random.fold_in(key, 10 + k))
+    params, state, *_ = compiled(params, state, {}, batch, jax.random.fold_in(key, 10 + k), phase)
     jax.block_until_ready(params)
     times.append(time.perf_counter() - start)
-  events = float(np.asarray(m).sum())
+  events = float(np.asarray(batch["events"]).sum())
   med = statistics.median(times)
   return {"compile_s": compile_s, "median_step_s": med, "min_step_s": min(times),
           "events_per_step": events, "events_per_second": events / med}
@@ -69,20 +70,21 @@ def main(argv):
   pairs = next_item_pairs(split.fit, empty, FLAGS.window)
   top = np.argsort(-pairs["mask"].sum(1), kind="stable")[:FLAGS.batch_users]
   cols = slice(0, FLAGS.window)
-  batch = (top.astype(np.int32), np.zeros((len(top), FLAGS.dim), np.float32),
-           pairs["inputs"][top, cols], pairs["targets"][top, cols], pairs["mask"][top, cols])
+  batch = {"users": top.astype(np.int32), "inputs": pairs["inputs"][top, cols],
+           "targets": pairs["targets"][top, cols], "events": pairs["mask"][top, cols],
+           "reset": np.ones(len(top), bool), "mask": np.ones(len(top), bool)}
   env = harness.environment()
   print({k: env[k] for k in list(env)[:6]})
   print(f"{FLAGS.dataset}: {split.n_users} users, {split.n_items} items; batch "
         f"{FLAGS.batch_users} x {FLAGS.window}, D = {FLAGS.dim}")
   records = []
   for sampled in (0, FLAGS.sampled):
-    config = crnn.Config(dim=FLAGS.dim, batch_users=FLAGS.batch_users, window=FLAGS.window,
-                         sampled=sampled)
+    config = crnn.Config(dim=FLAGS.dim, window=FLAGS.window, sampled=sampled)
+    model = crnn.make(config)
     params = crnn.init(jax.random.key(0), split.n_users, split.n_items, config)
-    state = crnn.init_state(params, config)
-    rec = _time_steps(config, params, state, batch, FLAGS.n_runs)
-    rec.update(name="c-gru train_step", softmax="full" if not sampled else f"sampled-{sampled}",
+    state = model.optimizer.init(params)
+    rec = _time_steps(model, params, state, batch, FLAGS.n_runs)
+    rec.update(name="c-gru train_step", batch_users=FLAGS.batch_users, softmax="full" if not sampled else f"sampled-{sampled}",
                dataset=FLAGS.dataset, n_users=split.n_users, n_items=split.n_items,
                config=dataclasses.asdict(config))
     records.append(rec)

@@ -73,3 +73,55 @@ def test_entropy_terciles_are_equal_groups_even_with_ties():
   assert bins[8] == 0 and bins[7] == 2  # The lowest and highest entropies.
   order = np.argsort(ent, kind="stable")
   assert np.all(np.diff(bins[order]) >= 0)  # Monotone in entropy.
+
+
+def _dataset(seqs, n_items):
+  from recjax.data.types import Dataset
+  return Dataset(name="toy", interactions=_inter(seqs, n_items))
+
+
+@pytest.mark.parametrize("protocol", ["sequence-tail", "sequence-tail-novalid"])
+def test_tail_split_for_the_runner(protocol):
+  import types
+  rng = np.random.default_rng(3)
+  seqs = [rng.integers(0, 6, size=n) for n in (40, 12, 2, 25)]
+  config = types.SimpleNamespace(protocol=protocol, binarize_threshold=None, min_user_count=5,
+                                 min_item_count=None)
+  info = {}
+  split = sequences.tail_split(_dataset(seqs, 6), config, info)
+  ref = sequences.sequence_split(_inter(seqs, 6))
+  with_valid = protocol == "sequence-tail"
+  trained = ref.fit if with_valid else ref.train()
+  assert [list(s) for s in split.sequences] == [list(s) for s in trained]
+  np.testing.assert_array_equal(split.train.toarray(),
+                                sequences.count_matrix(trained, ref.n_items).toarray())
+  np.testing.assert_array_equal(split.train_users, [0, 1, 3])  # The 2-event user is dropped.
+  assert split.validation.n_users == (3 if with_valid else 0)
+  if with_valid:  # The validation tail conditions on the fit prefix only.
+    assert [list(h) for h in split.validation.histories] == [list(f) for f in ref.fit]
+  # The test tail conditions on the whole training prefix, validation tail included.
+  assert [list(h) for h in split.test.histories] == [list(t) for t in ref.train()]
+  assert split.test.held_out.sum() == sum(map(len, ref.test)) and split.test.per_user
+  assert any("min_user_count=5 not applied" in n for n in info["sequence"]["notes"])
+  with pytest.raises(ValueError, match="sequence protocol"):
+    sequences.train_sequences(None, object(), print)
+
+
+def test_evaluate_sequence_scores_only_tail_positions():
+  from recjax.eval import sequence as seq_eval
+  hist = [np.array([1, 2, 3]), np.array([4]), np.array([5, 6])]
+  tail = [np.array([7, 8]), np.array([9]), np.zeros(0, np.int64)]
+  eval_set = sequences.SequenceEvalSet(histories=hist, tails=tail, users=np.array([0, 1, 2]),
+                                       held_out=sequences.count_matrix(tail, 10), per_user=True)
+  seen = []
+
+  def score(state, batch):  # log P = -target / 10 on every position.
+    seen.append(batch["inputs"].shape)
+    return -batch["targets"] / 10.0
+
+  out = seq_eval.evaluate_sequence(score, None, eval_set, batch_size=2)
+  assert out["users"] == 2 and all(s == (2, 8) for s in seen)  # One full batch, power-of-2 T.
+  np.testing.assert_allclose(out["per_user_error"][:2], [0.75, 0.9])
+  assert out["per_user_error"][2] is None
+  assert out["error"] == pytest.approx(0.825) and out["neg_error"] == pytest.approx(-0.825)
+  assert len(out["history_entropy"]) == 3
