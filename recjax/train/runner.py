@@ -81,8 +81,7 @@ def _block_key(rng_loop, epoch: int):
 
 
 def _fmt(metrics: dict) -> str:
-  return " ".join(f"{k}={v:.4f}" for k, v in metrics.items()
-                  if k != "users" and not isinstance(v, list))  # Lists: per-user values.
+  return " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "users" and not isinstance(v, list))
 
 
 def _scorable(eval_set) -> bool:
