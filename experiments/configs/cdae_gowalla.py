@@ -5,14 +5,11 @@ weights; one epoch is 48 batches of 500 dense [500, 41k] rows.  30 epochs (not 2
 validation NDCG@100: the 2-core CPU budget.
 """
 
+from experiments.configs import cdae_ml1m
+
 
 def get_config():
-  return {
-      "model": "cdae",
-      "dataset": "gowalla",
-      "model_config": {"hidden": (200,), "dropout": 0.5, "click_weight": 5.0, "l2": 0.1,
-                       "learning_rate": 1e-3, "fold_in_steps": 50},
-      "data": {"protocol": "strong"},
-      "train": {"epochs": 30, "batch_size": 500, "eval_every": 5,
-                "metrics": ("recall@20", "recall@50", "ndcg@100"), "select_metric": "ndcg@100"},
-  }
+  config = cdae_ml1m.get_config()
+  config["dataset"] = "gowalla"
+  config["train"].update(epochs=30, eval_every=5)
+  return config

@@ -15,16 +15,13 @@ Without pre-training: --set gmf_workdir= --set mlp_workdir= --set optimizer=adam
 --set learning_rate=0.001.  The three runs must use the same data options and sizes.
 """
 
+from experiments.configs import ncf_gmf_ml1m
+
 
 def get_config():
-  return {
-      "model": "ncf-neumf",
-      "dataset": "ml-1m",
-      "model_config": {"dim": 8, "mlp_layers": (64, 32, 16, 8), "negatives": 4,
-                       "optimizer": "sgd", "learning_rate": 0.1, "alpha": 0.5,
-                       "gmf_workdir": "workdirs/ncf-gmf-ml1m",
-                       "mlp_workdir": "workdirs/ncf-mlp-ml1m"},
-      "data": {"protocol": "loo-sampled", "binarize_threshold": 0.0, "min_user_count": 20},
-      "train": {"epochs": 20, "batch_size": 32, "eval_batch_size": 1000,
-                "metrics": ("hr@10", "ndcg@10"), "select_metric": "ndcg@10"},
-  }
+  config = ncf_gmf_ml1m.get_config()
+  config["model"] = "ncf-neumf"
+  config["model_config"].update(optimizer="sgd", learning_rate=0.1, alpha=0.5,
+                                gmf_workdir="workdirs/ncf-gmf-ml1m",
+                                mlp_workdir="workdirs/ncf-mlp-ml1m")
+  return config

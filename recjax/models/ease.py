@@ -10,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import scipy.sparse as sp
 
 from recjax.models.base import Model, check_config
 from recjax.ops import ease as ease_ops
+from recjax.ops import item_weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,11 +29,6 @@ class Config:
 
 
 def make(config: Config) -> Model:
-  def init(key, train: sp.csr_matrix):
-    del key
-    n = train.shape[1]
-    return {}, {"weights": jax.ShapeDtypeStruct((n, n), jnp.float32)}
-
   def prepare(train: sp.csr_matrix):
     # Before the Gram exists: a catalog too large stops here with one line, not minutes
     # later in a numpy ArrayMemoryError.  Same solver choice as block_step.
@@ -69,20 +63,8 @@ def make(config: Config) -> Model:
     del gram
     return {"weights": weights}
 
-  def score(params, factors, inputs):
-    del params
-    return inputs @ factors["weights"]
-
-  def score_padded(params, factors, items, values, mask):
-    del params
-    return ease_ops.padded_rows_matmul(items, values, mask, factors["weights"])
-
-  def item_vectors(params, factors):
-    """Row j = column j of the weights (x @ B predicts item j from it)."""
-    del params
-    return factors["weights"].T
-
-  return Model(name="ease", config=config, init=init, prepare=prepare,
-               block_step=block_step, score=score, score_padded=score_padded,
-               train_defaults={"epochs": 1},
-               item_vectors=item_vectors, item_vectors_doc="EASE weight columns B[:, j]")
+  return Model(name="ease", config=config, init=item_weights.init, prepare=prepare,
+               block_step=block_step, score=item_weights.score,
+               score_padded=item_weights.score_padded, train_defaults={"epochs": 1},
+               item_vectors=item_weights.item_vectors,
+               item_vectors_doc="EASE weight columns B[:, j]")

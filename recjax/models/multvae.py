@@ -60,7 +60,9 @@ _AUTOENCODER_RULES = dict(
 
 
 @dataclasses.dataclass(frozen=True)
-class VAEConfig:
+class _AutoencoderConfig:
+  """The fields Mult-VAE and Mult-DAE share."""
+
   hidden_dims: tuple[int, ...] = (600,)  # Encoder hidden widths (decoder mirrors); () is [I → K → I].
   latent_dim: int = 200  # K.
   dropout: float = 0.5  # Dropout on the L2-normalized input (training only).
@@ -69,6 +71,15 @@ class VAEConfig:
   neg_weight: float = 1.0  # Gaussian only: confidence c_0 of the other entries.
   learning_rate: float = 1e-3  # Adam's step size.
   l2: float = 0.0  # λ in λ Σ‖W‖² over the kernels (biases not), added to the loss (the paper: 0 for VAEs).
+  sparse_input: bool = False  # Train on padded item lists (no dense [B, I] input batch).
+  group_by_length: bool = False  # sparse_input: batch rows of similar length (less padding; batches no longer uniformly random).
+  sampled_softmax: int = 0  # S > 0: sampled softmax normalizer with S items per step (needs sparse_input).
+  sampler: str = "uniform"  # Proposal for sampled items: "uniform" or "popularity" (training counts).
+  compute_dtype: str = "float32"  # "float32", or "bfloat16": bf16 matmul operands, f32 accumulation, params and loss.
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig(_AutoencoderConfig):
   # β = min(anneal_cap, step / total_anneal_steps) (0: β = cap from the start).  None (default):
   # derived from this run's length (the runner's `with_run_length`) so that β reaches anneal_cap
   # at 85.5% of the run's updates, the proportion of the authors' ML-20M run (200,000 with
@@ -77,11 +88,6 @@ class VAEConfig:
   # fixed 200,000 left β < 0.005 for a whole run on a dataset of a few thousand users.
   total_anneal_steps: int | None = None
   anneal_cap: float = 0.2  # Largest β (select it with experiments/beta_select.py).
-  sparse_input: bool = False  # Train on padded item lists (no dense [B, I] input batch).
-  group_by_length: bool = False  # sparse_input: batch rows of similar length (less padding; batches no longer uniformly random).
-  sampled_softmax: int = 0  # S > 0: sampled softmax normalizer with S items per step (needs sparse_input).
-  sampler: str = "uniform"  # Proposal for sampled items: "uniform" or "popularity" (training counts).
-  compute_dtype: str = "float32"  # "float32", or "bfloat16": bf16 matmul operands, f32 accumulation, params and loss.
   eps_std: float = 1.0  # Std of the reparameterization noise ε (the paper: 1; RecBole's MultiVAE uses 0.01).
 
   def __post_init__(self):
@@ -92,20 +98,8 @@ class VAEConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class DAEConfig:
-  hidden_dims: tuple[int, ...] = (600,)  # Encoder hidden widths (decoder mirrors); () is [I → K → I].
-  latent_dim: int = 200  # K.
-  dropout: float = 0.5  # Dropout on the L2-normalized input (training only).
-  likelihood: str = "multinomial"  # "multinomial", "gaussian" or "logistic" (Table 4).
-  pos_weight: float = 1.0  # Gaussian only: confidence c_1 of clicked entries.
-  neg_weight: float = 1.0  # Gaussian only: confidence c_0 of the other entries.
-  learning_rate: float = 1e-3  # Adam's step size.
+class DAEConfig(_AutoencoderConfig):
   l2: float = 0.01  # λ in λ Σ‖W‖² over the kernels (biases not), added to the loss (vae_cf's lam).
-  sparse_input: bool = False  # Train on padded item lists (no dense [B, I] input batch).
-  group_by_length: bool = False  # sparse_input: batch rows of similar length (less padding; batches no longer uniformly random).
-  sampled_softmax: int = 0  # S > 0: sampled softmax normalizer with S items per step (needs sparse_input).
-  sampler: str = "uniform"  # Proposal for sampled items: "uniform" or "popularity" (training counts).
-  compute_dtype: str = "float32"  # "float32", or "bfloat16": bf16 matmul operands, f32 accumulation, params and loss.
 
   def __post_init__(self):
     check_config(self, "mult-dae", **_AUTOENCODER_RULES)
