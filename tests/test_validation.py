@@ -366,15 +366,16 @@ def test_cli_refuses_bad_settings(tmp_path, clicks, model, setting, needle):
   assert not (workdir / "results.json").exists()
 
 
-@pytest.mark.parametrize("flag", ["--epochs=0", "--dropout=1.0", "--eps=0"])
-def test_sequence_main_refuses_bad_flags(tmp_path, flag):
-  proc = run_cli(["--model=c-gru", f"--dataset={tmp_path / 'none.txt'}",
-                  f"--workdir={tmp_path / 'w'}", flag], module="experiments.sequence_main",
-                 timeout=60)
-  assert_clear_error(proc, f"flag {flag.split('=')[0]}")
+@pytest.mark.parametrize("model,setting,needle", [
+    ("c-gru", "epochs=0", "epochs"), ("c-gru", "dropout=1.0", "dropout"), ("bigram", "eps=0", "eps"),
+])
+def test_sequence_models_refuse_bad_settings_before_reading_data(tmp_path, model, setting, needle):
+  proc = run_cli([f"--model={model}", f"--dataset={tmp_path / 'none.txt'}",
+                  f"--workdir={tmp_path / 'w'}", f"--set={setting}"], timeout=60)
+  assert_clear_error(proc, needle)
 
 
-def test_sequence_main_missing_dataset_is_one_line(tmp_path):
-  proc = run_cli(["--model=c-gru", f"--dataset={tmp_path / 'none.txt'}",
-                  f"--workdir={tmp_path / 'w'}"], module="experiments.sequence_main", timeout=60)
+def test_sequence_model_missing_dataset_is_one_line(tmp_path):
+  proc = run_cli(["--config=experiments/configs/crnn_ml100k.py", f"--dataset={tmp_path / 'none.txt'}",
+                  f"--workdir={tmp_path / 'w'}"], timeout=60)
   assert_clear_error(proc, str(tmp_path / "none.txt"))
