@@ -46,3 +46,26 @@ def phase(model, epoch: int, step: int = 0) -> dict:
 def epoch_batches(model, train, aux, batch_size: int, epoch: int, seed: int = 0):
   """The batches of `epoch` from ``model.batch_source`` (an iterator of dicts)."""
   return model.batch_source.epoch(train, aux, batch_size, epoch, seed)[1]
+
+
+def train_step(model):
+  """The runner's jitted optimization step of `model`, without donation.
+
+  ``step(params, opt_state, factors, batch, key, phase) -> (params, opt_state)``.
+  """
+  from recjax.train.runner import make_train_step  # pylint: disable=import-outside-toplevel
+  step = make_train_step(model, donate=False)
+  return lambda *args: step(*args)[:2]
+
+
+def topic_data(seed=0, n_users=50, n_items=36, n_words=24, cold=(0,)):
+  """Clicks and word counts that share 3 topics; items in `cold` get no clicks."""
+  rng = np.random.default_rng(seed)
+  item_topic = rng.integers(0, 3, n_items)
+  user_topic = rng.integers(0, 3, n_users)
+  word_topic = rng.integers(0, 3, n_words)
+  clicks = rng.random((n_users, n_items)) < np.where(user_topic[:, None] == item_topic[None, :],
+                                                      0.3, 0.02)
+  clicks[:, list(cold)] = False
+  counts = rng.poisson(np.where(item_topic[:, None] == word_topic[None, :], 1.5, 0.05))
+  return sp.csr_matrix(clicks.astype(np.float32)), sp.csr_matrix(counts.astype(np.float32))

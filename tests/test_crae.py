@@ -20,7 +20,7 @@ from recjax.models import crae
 from recjax.models.registry import get_model
 from recjax.nn import crae as crae_nn
 from recjax.train.runner import TrainConfig, train_and_evaluate
-from hybrid_helpers import epoch_batches, keep_p_split, phase, weighted_ridge
+from hybrid_helpers import epoch_batches, keep_p_split, phase, train_step, weighted_ridge
 
 S = 24  # Words in the toy vocabulary.
 K = 4
@@ -436,11 +436,7 @@ def test_alternation_lowers_the_joint_objective(toy):
   objective = lambda p, f: crae.map_objective(config, p, f, aux, key)["total"]
   opt_state = model.optimizer.init(params)
 
-  @jax.jit
-  def step(p, o, f, batch, k, ph):
-    grads = jax.grad(lambda q: model.loss(q, f, batch, k, ph)[0])(p)
-    updates, o = model.optimizer.update(grads, o, p)
-    return jax.tree.map(jnp.add, p, updates), o
+  step = train_step(model)
 
   factors = model.block_step(params, factors, aux, None)
   history = [objective(params, factors)]

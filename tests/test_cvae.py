@@ -14,23 +14,15 @@ from recjax.nn import cvae as cvae_nn
 from recjax.nn import sparse
 from recjax.eval import evaluate
 from recjax.train.runner import TrainConfig, WorkdirMismatch, train_and_evaluate
-from hybrid_helpers import epoch_batches, keep_p_split, phase, weighted_ridge
+from hybrid_helpers import (epoch_batches, keep_p_split, phase, topic_data, train_step,
+                            weighted_ridge)
 
 K = 4
 HIDDEN = (12, 6)
 
 
 def _data(seed=0, n_users=50, n_items=36, n_words=24, cold=(0, 1)):
-  """Clicks and word counts that share 3 topics; items in `cold` get no clicks."""
-  rng = np.random.default_rng(seed)
-  item_topic = rng.integers(0, 3, n_items)
-  user_topic = rng.integers(0, 3, n_users)
-  word_topic = rng.integers(0, 3, n_words)
-  clicks = rng.random((n_users, n_items)) < np.where(user_topic[:, None] == item_topic[None, :],
-                                                      0.3, 0.02)
-  clicks[:, list(cold)] = False
-  counts = rng.poisson(np.where(item_topic[:, None] == word_topic[None, :], 1.5, 0.05))
-  return sp.csr_matrix(clicks.astype(np.float32)), sp.csr_matrix(counts.astype(np.float32))
+  return topic_data(seed, n_users, n_items, n_words, cold)
 
 
 def _model(**kw):
@@ -182,11 +174,7 @@ def test_alternation_lowers_the_joint_objective():
   objective = lambda p, f: cvae.map_objective(config, p, f, aux, key, n_samples=4)
   opt_state = model.optimizer.init(params)
 
-  @jax.jit
-  def step(p, o, f, batch, k, ph):
-    grads = jax.grad(lambda q: model.loss(q, f, batch, k, ph)[0])(p)
-    updates, o = model.optimizer.update(grads, o, p)
-    return jax.tree.map(jnp.add, p, updates), o
+  step = train_step(model)
 
   factors = model.block_step(params, factors, aux, None)
   history = [objective(params, factors)["total"]]
@@ -306,11 +294,7 @@ def test_pretraining_gives_informative_codes_not_a_collapsed_posterior():
   aux = model.prepare(train, content)
   opt_state = model.optimizer.init(params)
 
-  @jax.jit
-  def step(p, o, f, batch, k, ph):
-    g = jax.grad(lambda q: model.loss(q, f, batch, k, ph)[0])(p)
-    updates, o = model.optimizer.update(g, o, p)
-    return jax.tree.map(jnp.add, p, updates), o
+  step = train_step(model)
 
   for epoch in range(1, 3 * 8 + 8 + 1):  # 3 layerwise stages, then the whole VAE: pretraining only.
     assert model.phase(epoch)["prior_weight"] == 0.0

@@ -3,9 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse as sp
 from jax.test_util import check_grads
 
 from recjax.data import content as content_lib
+from recjax.data import batching
 from recjax.models import deepmusic
 from recjax.models.registry import get_model
 from recjax.nn.content import ContentMLP
@@ -124,3 +126,28 @@ def test_deepmusic_trains_end_to_end_and_beats_popularity(tmp_path):
   pop = train_and_evaluate(get_model("popularity"), split, config, tmp_path / "p",
                            log=lambda s: None)
   assert res["test"]["recall_cdl@10"] > pop["test"]["recall_cdl@10"] + 0.1, (res, pop)
+
+
+def test_subset_content_rows_pad_each_batch_to_the_smallest_width_that_holds_it():
+  rng = np.random.default_rng(0)
+  lengths = np.concatenate([rng.integers(1, 20, 40), [50, 100]])  # Widths 32, 64, 128.
+  dense = np.zeros((len(lengths), 120), np.float32)
+  for j, n in enumerate(lengths):
+    dense[j, rng.choice(120, n, replace=False)] = rng.random(n) + 0.5
+  content = sp.csr_matrix(dense)
+  items = np.arange(1, len(lengths), 2)  # Every other item (the last two included).
+  source = batching.SubsetContentRows("content", "items")
+  n, it = source.epoch(None, {"content": content, "items": items}, 6, 3, 0)
+  batches = list(it)
+  assert n == len(batches) == 4
+  assert sorted(np.concatenate([b["index"][b["mask"]] for b in batches])) == items.tolist()
+  widths = set()
+  for b in batches:
+    need = lengths[b["index"][b["mask"]]].max()
+    widths.add(b["words"].shape[1])
+    assert b["words"].shape[1] == min(w for w in (32, 64, 128) if w >= need)
+    rows = np.zeros((6, 120), np.float32)
+    np.add.at(rows, (np.arange(6)[:, None], b["words"]), b["values"])
+    np.testing.assert_array_equal(rows[b["mask"]], dense[b["index"][b["mask"]]])
+    assert not rows[~b["mask"]].any()
+  assert widths >= {32, 128}

@@ -69,7 +69,7 @@ CONTENT_SCALES = ("word_max", "binary", "none")
 
 @dataclasses.dataclass(frozen=True)
 class Config(als_core.PriorALSConfig):
-  """CDL's fields; a, b, λ_u, λ_v and the ALS solver fields come from `als_core.PriorALSConfig`."""
+  """CDL's fields; a, b, λ_u, λ_v and the ALS solver fields: `als_core.PriorALSConfig`."""
 
   dim: int = 50  # K: dimension of u_i, v_j and of the SDAE's middle layer.
   hidden: tuple[int, ...] = (200,)  # Encoder layers before the K-wide code (decoder mirrors them).
@@ -196,19 +196,14 @@ def make(config: Config) -> Model:
     return total, {"reconstruction": mean(reconstruction), "prior": mean(prior),
                    "stage": phase["stage"].astype(jnp.float32)}
 
-  def block_step(params, factors, aux, key):
-    del key
-    return als_core.prior_step(factors, aux, config, encode_items(config, params, aux["content"]))
-
-  item_vectors = als_core.prior_item_vectors("mu")
-  score, score_padded, serving_factors = als_core.scorers(config, item_vectors)
-  return Model(name="cdl", config=config, init=init, score=score, score_padded=score_padded,
-               serving_factors=serving_factors, prepare=prepare,
-               block_step=block_step, loss=loss, optimizer=optax.adam(config.learning_rate),
-               train_defaults={"epochs": 200}, side_keys=("item_content",),
-               batch_source=batching.ContentRows("content"),
-               phase=functools.partial(phase, config), item_vectors=item_vectors,
-               item_vectors_doc="CDL item factors: v_j if clicked in training, else the SDAE code θ_j")
+  als_parts = content_nn.prior_mean_parts(
+      config, lambda params, aux: encode_items(config, params, aux["content"]), "mu")
+  return Model(name="cdl", config=config, init=init, prepare=prepare, loss=loss,
+               optimizer=optax.adam(config.learning_rate), train_defaults={"epochs": 200},
+               side_keys=("item_content",), batch_source=batching.ContentRows("content"),
+               phase=functools.partial(phase, config), **als_parts,
+               item_vectors_doc="CDL item factors: v_j if clicked in training, else the SDAE "
+                                "code θ_j")
 
 
 @functools.lru_cache(maxsize=8)
@@ -230,10 +225,8 @@ def map_objective(config: Config, params, factors, aux, key) -> dict:
   ratings = 0.5 * als.implicit_objective(factors["U"], factors["V"], aux["train"], a=config.a,
                                          b=config.b, reg_x=config.reg_u, reg_y=config.reg_v,
                                          prior_y=theta)
-  v_all, terms = jnp.asarray(factors["V"]), _terms_fn(config)
-  network_terms = content_nn.item_sum(
-      lambda b, k: terms(params, b, v_all[jnp.maximum(b["index"], 0)], k)[:1],
-      batching.content_batches(x, config.encode_batch), key)
+  network_terms = content_nn.item_sum(_terms_fn(config), params, factors["V"],
+                                      batching.content_batches(x, config.encode_batch), key, 1)
   weights = 0.5 * config.reg_w * float(optax.tree_utils.tree_norm(params, squared=True))
   return {"total": ratings + network_terms + weights, "ratings": ratings,
           "network": network_terms, "weights": weights}

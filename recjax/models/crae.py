@@ -292,25 +292,18 @@ def make(config: Config) -> Model:
       metrics["pool_b"] = jnp.exp(params["params"]["log_b"])
     return total, metrics
 
-  def block_step(params, factors, aux, key):
-    del key
-    return als_core.prior_step(factors, aux, config, all_gammas(config, params, aux), key="gamma")
-
   optimizer = optax.adam(config.learning_rate)
   if config.clip_norm > 0:
     optimizer = optax.chain(optax.clip_by_global_norm(config.clip_norm), optimizer)
-  item_vectors = als_core.prior_item_vectors("gamma")
-  score, score_padded, serving_factors = als_core.scorers(config, item_vectors)
   batch_source = batching.TokenRows(rows="visible", length_multiple=config.length_multiple,
                                     window=config.bucket_window if config.bucket_by_length else 0)
-  return Model(name="crae", config=config, init=init, score=score, score_padded=score_padded,
-               serving_factors=serving_factors, prepare=prepare,
-               block_step=block_step, loss=loss, optimizer=optimizer,
-               train_defaults={"epochs": 80}, side_keys=("item_titles",),
+  return Model(name="crae", config=config, init=init, prepare=prepare, loss=loss,
+               optimizer=optimizer, train_defaults={"epochs": 80}, side_keys=("item_titles",),
                batch_source=batch_source, phase=functools.partial(phase, config),
-               item_vectors=item_vectors,
-               item_vectors_doc=("CRAE item factors: v_j if clicked in training, "
-                                 "else the title code γ_j"))
+               item_vectors_doc="CRAE item factors: v_j if clicked in training, else the title "
+                                "code γ_j",
+               **content_nn.prior_mean_parts(
+                   config, functools.partial(all_gammas, config), "gamma"))
 
 
 # ----------------------------------------------------------------------------- the objective
@@ -338,11 +331,10 @@ def map_objective(config: Config, params, factors, aux, key, batch_size: int = 2
   ratings = 0.5 * als.implicit_objective(factors["U"], factors["V"], aux["train"], a=config.a,
                                          b=config.b, reg_x=config.reg_u, reg_y=config.reg_v,
                                          prior_y=gamma)
-  v_all, terms = jnp.asarray(factors["V"]), _terms_fn(config)
   reconstruction = content_nn.item_sum(
-      lambda b, k: terms(params, b, v_all[jnp.maximum(b["index"], 0)], k)[:1],
+      _terms_fn(config), params, factors["V"],
       batching.token_batches(aux["tokens"], aux["lengths"], batch_size, aux["visible"],
-                             width=aux["tokens"].shape[1]), key)
+                             width=aux["tokens"].shape[1]), key, 1)
   weights = 0.5 * config.reg_w * float(optax.tree_utils.tree_norm(params, squared=True))
   return {"total": ratings + reconstruction + weights, "ratings": ratings,
           "reconstruction": reconstruction, "weights": weights}

@@ -282,19 +282,15 @@ def make(config: Config) -> Model:
                                     "prior": mean(prior),
                                     "stage": phase["stage"].astype(jnp.float32)}
 
-  def block_step(params, factors, aux, key):
-    del key
-    return als_core.prior_step(factors, aux, config, encode_items(config, params, aux["content"]))
-
-  item_vectors = als_core.prior_item_vectors("mu")
-  score, score_padded, serving_factors = als_core.scorers(config, item_vectors)
-  return Model(name="cvae", config=config, init=init, score=score, score_padded=score_padded,
-               serving_factors=serving_factors, prepare=prepare,
-               block_step=block_step, loss=loss, optimizer=optax.adam(config.learning_rate),
-               train_defaults={"epochs": 100}, side_keys=("item_content",),
-               batch_source=batching.ContentRows("content"),
-               phase=functools.partial(phase, config), item_vectors=item_vectors,
-               item_vectors_doc="CVAE item factors: v_j if clicked in training, else the encoder mean μ_j")
+  # The block step's prior mean is the inference network's mean μ_j of each item's content.
+  mean_codes = lambda params, aux: encode_items(config, params, aux["content"])
+  return Model(
+      name="cvae", config=config, init=init, prepare=prepare, loss=loss,
+      optimizer=optax.adam(config.learning_rate), train_defaults={"epochs": 100},
+      side_keys=("item_content",), batch_source=batching.ContentRows("content"),
+      phase=functools.partial(phase, config),
+      item_vectors_doc="CVAE item factors: v_j if clicked in training, else the encoder mean μ_j",
+      **content_nn.prior_mean_parts(config, mean_codes, "mu"))
 
 
 @functools.lru_cache(maxsize=8)
@@ -332,10 +328,9 @@ def map_objective(config: Config, params, factors, aux, key, n_samples: int = 1)
                                          b=config.b, reg_x=config.reg_u, reg_y=config.reg_v,
                                          prior_y=mu)
   prior_variance = 0.5 * config.reg_v * variance
-  v_all, terms = jnp.asarray(factors["V"]), _terms_fn(config)
-  content = sum(content_nn.item_sum(
-      lambda b, k: terms(params, b, v_all[jnp.maximum(b["index"], 0)], k)[:2], batches(),
-      jax.random.fold_in(key, s)) for s in range(n_samples)) / n_samples
+  content = sum(content_nn.item_sum(_terms_fn(config), params, factors["V"], batches(),
+                                    jax.random.fold_in(key, s), 2)
+                for s in range(n_samples)) / n_samples
   weights = 0.5 * config.reg_w * float(optax.tree_utils.tree_norm(params, squared=True))
   total = ratings + prior_variance + content + weights
   return {"total": total, "ratings": ratings, "prior_variance": prior_variance,

@@ -7,9 +7,11 @@ or the COO triples of a whole catalog (`ContentMLP.from_coo`, for scoring
 every item at once without a [items, words] or [items, L, hidden] temporary:
 the nonzeros are summed into the hidden layer in chunks).
 
-The network side of the hybrids that put a prior mean on the item factors
-(CDL's SDAE code, CVAE's inference mean, CRAE's pooled title code):
-`encode_all` (the code of every item, batch by batch, for the block step),
+The hybrids that put a network's code as the prior mean on the item factors
+(CDL's SDAE code, CVAE's inference mean, CRAE's pooled title code) share:
+`prior_mean_parts` (their block step, scoring and item vectors: the ALS core
+of `recjax.ops.als_core` around the model's own encoder), `encode_all` (the
+code of every item, batch by batch, for the block step),
 `pretraining_stage` (greedy layerwise stages, then the whole network without
 and with the prior term), `weight_decay` (λ_w over some or all layers, in the
 units of a per-item minibatch loss), `masked_mean` (a batch's mean over its
@@ -29,6 +31,7 @@ import numpy as np
 import optax
 
 from recjax.nn.sparse import PaddedRows
+from recjax.ops import als_core
 
 ACTIVATIONS = {"relu": nn.relu, "sigmoid": nn.sigmoid, "tanh": jnp.tanh}
 
@@ -120,17 +123,21 @@ def encode_all(fn: Callable[[Any, dict], jax.Array], params, batches: Iterable[d
   return jnp.asarray(np.concatenate(out))
 
 
-def item_sum(fn: Callable[[dict, jax.Array], Sequence[jax.Array]], batches: Iterable[dict],
-             key: jax.Array) -> float:
-  """Σ over the real rows of every batch of the per-row terms ``fn(batch, key_b)``, in float64.
+def item_sum(terms: Callable[..., Sequence[jax.Array]], params, v: jax.Array,
+             batches: Iterable[dict], key: jax.Array, parts: int) -> float:
+  """Σ over the real rows of every batch of the first `parts` per-item terms, in float64.
 
-  ``fn`` returns [B] arrays whose sum is the term; batch b draws its noise from
-  ``fold_in(key, b)``, so a fixed key gives a deterministic value.
+  ``terms(params, batch, v_rows, key_b)`` returns a model's per-item terms
+  ([B] arrays, e.g. its jitted ``item_terms``) given the batch's rows of `v`
+  (the item factors, gathered by ``batch["index"]``); batch b draws its noise
+  from ``fold_in(key, b)``, so a fixed key gives a deterministic value.
   """
+  v = jnp.asarray(v)
   total = 0.0
   for b, batch in enumerate(batches):
-    terms = fn(batch, jax.random.fold_in(key, b))
-    total += float(np.sum(sum(np.asarray(t, np.float64) for t in terms)[batch["mask"]]))
+    out = terms(params, batch, v[jnp.maximum(batch["index"], 0)], jax.random.fold_in(key, b))
+    per_item = sum(np.asarray(t, np.float64) for t in out[:parts])
+    total += float(np.sum(per_item[batch["mask"]]))
   return total
 
 
@@ -174,3 +181,31 @@ def with_param(params, path: Sequence[str], value) -> Any:
     return {**tree, keys[0]: put(tree[keys[0]], keys[1:])}
 
   return {**params, "params": put(params["params"], tuple(path))}
+
+
+def prior_mean_parts(config, encode: Callable[[Any, Any], jax.Array], key: str) -> dict:
+  """The `Model` fields of a hybrid whose network gives the item factors' prior mean.
+
+  ``block_step`` computes the prior mean m = ``encode(params, aux)`` [n_items,
+  K] of the current network and runs one ALS sweep with it
+  (`als_core.prior_step`, m kept as ``factors[key]``); ``item_vectors`` are
+  v_j for items with a training click and m_j for the others
+  (`als_core.prior_item_vectors`); ``score``, ``score_padded`` and
+  ``serving_factors`` fold users in against V (`als_core.scorers`).  The model
+  adds its network's init, prepare, loss and batches.
+
+  Args:
+    config: the model's config (an `als_core.PriorALSConfig`).
+    encode: ``(params, aux) -> [n_items, K]``, the prior mean (host driver).
+    key: the name of the prior mean in the factors (initialised by
+      ``als_core.init_factors(..., prior=key)``).
+  """
+
+  def block_step(params, factors, aux, rng):
+    del rng
+    return als_core.prior_step(factors, aux, config, encode(params, aux), key=key)
+
+  item_vectors = als_core.prior_item_vectors(key)
+  score, score_padded, serving_factors = als_core.scorers(config, item_vectors)
+  return {"block_step": block_step, "item_vectors": item_vectors, "score": score,
+          "score_padded": score_padded, "serving_factors": serving_factors}

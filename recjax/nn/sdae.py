@@ -77,14 +77,17 @@ class SDAE(nn.Module):
                     for l, d in enumerate(widths)]
     self.drop = nn.Dropout(self.dropout)
 
-  def encode(self, x: sparse.Rows, deterministic: bool = True) -> jax.Array:
-    """The code X_{L/2} [B, K] (the middle layer)."""
-    h = x
-    for l, layer in enumerate(self.encoder):
+  def _sigmoid_stack(self, layers, h, deterministic: bool) -> jax.Array:
+    """σ(layer(h)) through `layers`, with dropout after every layer but the last."""
+    for l, layer in enumerate(layers):
       h = nn.sigmoid(layer(h))
-      if l < len(self.encoder) - 1:
+      if l < len(layers) - 1:
         h = self.drop(h, deterministic=deterministic)
     return h
+
+  def encode(self, x: sparse.Rows, deterministic: bool = True) -> jax.Array:
+    """The code X_{L/2} [B, K] (the middle layer)."""
+    return self._sigmoid_stack(self.encoder, x, deterministic)
 
   def features(self, x: sparse.Rows, n_layers: int) -> jax.Array:
     """The first `n_layers` encoder layers without dropout (x itself for 0)."""
@@ -99,12 +102,7 @@ class SDAE(nn.Module):
 
   def decode(self, code: jax.Array, deterministic: bool = True) -> jax.Array:
     """The reconstruction X_L [B, n_inputs] in (0, 1)."""
-    h = code
-    for l, layer in enumerate(self.decoder):
-      h = nn.sigmoid(layer(h))
-      if l < len(self.decoder) - 1:
-        h = self.drop(h, deterministic=deterministic)
-    return h
+    return self._sigmoid_stack(self.decoder, code, deterministic)
 
   def __call__(self, x: sparse.Rows, deterministic: bool = True) -> tuple[jax.Array, jax.Array]:
     code = self.encode(x, deterministic)
