@@ -54,7 +54,7 @@ COO_CHUNK = 65536
 
 @dataclasses.dataclass(frozen=True)
 class Config(als_core.PriorALSConfig):
-  """DeepMusic's fields; WMF's a, b, λ_u and the ALS solver fields come from `als_core.PriorALSConfig`."""
+  """DeepMusic's fields; WMF's a, b, λ_u and the solver fields: `als_core.PriorALSConfig`."""
 
   dim: int = 50  # K (CVAE paper: 50).
   reg_v: float = 0.1  # WMF λ_v (no prior mean: WMF's plain ridge on V).
