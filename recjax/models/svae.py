@@ -26,8 +26,9 @@ i.e. the multinomial log-likelihood of the multi-hot of the next ``next_k``
 items (default 1: next-item prediction; the authors' code offers next_k = 4),
 one reparameterized z_t per step, the KL in closed form, both averaged over
 the user's valid steps; the batch loss is the mean over its users.  β is
-annealed linearly to ``anneal_cap`` over ``total_anneal_steps`` updates (by
-default derived from the run's length) by Mult-VAE's schedule
+annealed linearly to ``anneal_cap`` over ``total_anneal_steps`` updates (the
+loss reads the updates made so far from ``phase["step"]``; by default
+total_anneal_steps is derived from the run's length) by Mult-VAE's schedule
 (`recjax.nn.likelihoods.anneal_beta`, the authors' code uses the same).  (The authors' code, one user per batch, sums the
 log-likelihood over the steps and divides by next_k while averaging the KL
 over the steps; averaging both per step, as here, makes β comparable across
