@@ -43,8 +43,8 @@ def test_citeulike_builder_cells_and_errors():
   assert cell["dataset"] == "citeulike-t" and cell["data"] == {"protocol": "P10"}
   assert cell["model_config"]["n_words"] == 20000  # One word-table row per vocabulary word.
   assert _citeulike.hybrid("svdfeature", "citeulike-a", "P1")["model_config"]["n_words"] == 8000
-  cell["model_config"]["factors"] = 7  # Cells are independent copies.
-  assert _citeulike.hybrid("svdfeature", "citeulike-t", "P10")["model_config"]["factors"] == 50
+  cell["model_config"]["dim"] = 7  # Cells are independent copies.
+  assert _citeulike.hybrid("svdfeature", "citeulike-t", "P10")["model_config"]["dim"] == 50
   with pytest.raises(ValueError, match="no citeulike settings"):
     _citeulike.hybrid("ease", "citeulike-a", "P1")
   with pytest.raises(ValueError, match="dataset must be one of"):

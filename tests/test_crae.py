@@ -13,7 +13,7 @@ import scipy.special as ss
 from jax.test_util import check_grads
 
 from experiments import crae_titles
-from recjax.data import batching
+from recjax.data import item_batches
 from recjax.data import titles as titles_lib
 from recjax.eval.bleu import corpus_bleu
 from recjax.models import crae
@@ -587,12 +587,12 @@ def test_length_bucketed_batches_cover_every_item_once_with_similar_lengths():
   rng = np.random.default_rng(0)
   lengths = rng.integers(0, 21, 1000)
   order = rng.permutation(1000)
-  out = batching.window_sorted_order(order, lengths, 32, 10, seed=0, epoch=1)
+  out = item_batches.window_sorted_order(order, lengths, 32, 10, seed=0, epoch=1)
   assert sorted(out.tolist()) == list(range(1000))
   spread = [np.ptp(lengths[out[s:s + 32]]) for s in range(0, 992, 32)]
   # Windows of 320 titles sorted by length: tight batches (but the last, 40-title window's).
   assert np.median(spread) <= 2 and np.mean(np.asarray(spread) <= 3) > 0.9, spread
-  assert not np.array_equal(out, batching.window_sorted_order(order, lengths, 32, 10, 0, 2))
+  assert not np.array_equal(out, item_batches.window_sorted_order(order, lengths, 32, 10, 0, 2))
 
 
 def test_config_errors_name_the_field():

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from jax.test_util import check_grads
 
 from recjax.data import content as content_lib
-from recjax.data import batching
+from recjax.data import item_batches
 from recjax.models import deepmusic
 from recjax.models.registry import get_model
 from recjax.nn.content import ContentMLP
@@ -136,7 +136,7 @@ def test_subset_content_rows_pad_each_batch_to_the_smallest_width_that_holds_it(
     dense[j, rng.choice(120, n, replace=False)] = rng.random(n) + 0.5
   content = sp.csr_matrix(dense)
   items = np.arange(1, len(lengths), 2)  # Every other item (the last two included).
-  source = batching.SubsetContentRows("content", "items")
+  source = item_batches.SubsetContentRows("content", "items")
   n, it = source.epoch(None, {"content": content, "items": items}, 6, 3, 0)
   batches = list(it)
   assert n == len(batches) == 4

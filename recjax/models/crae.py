@@ -23,7 +23,7 @@ Block coordinate descent, one runner epoch at a time:
   u_i ← (V C_i Vᵀ + λ_u I)⁻¹ V C_i R_i and
   v_j ← (U C_j Uᵀ + λ_v I)⁻¹ (U C_j R_j + λ_v γ_j), the paper's update rules.
 * ``loss`` (Adam over minibatches of the visible items' titles,
-  `recjax.data.batching.TokenRows`; ``phase["prior_weight"]`` is 0 in the
+  `recjax.data.item_batches.TokenRows`; ``phase["prior_weight"]`` is 0 in the
   ``pretrain_epochs`` first epochs, then 1): the network's
   terms of J per item on the corrupted title (the paper's joint objective
   with U, V fixed), (1/|B|) Σ_{j∈B} [−log p(e_j | e'_j) + λ_v/2 ||v_j − γ_j||²]
@@ -74,7 +74,7 @@ material it cites is not available to us), and what recjax does:
   (``pretrain_epochs`` epochs without the λ_v term are available).
   Minibatches group titles of similar length (``bucket_by_length``, windows of
   50 batches sorted by length, batch order shuffled:
-  `recjax.data.batching.window_sorted_order`), as seq2seq training
+  `recjax.data.item_batches.window_sorted_order`), as seq2seq training
   usually does: on citeulike-a (batches of 128) 115 of 133 batches are then 8
   words wide instead of 16, and the padded slots fall from 2.9x to 1.6x the
   real words.
@@ -99,7 +99,7 @@ import numpy as np
 import optax
 import scipy.sparse as sp
 
-from recjax.data import batching
+from recjax.data import item_batches
 from recjax.data import titles as titles_lib
 from recjax.models.base import Model, check_config
 from recjax.nn import content as content_nn
@@ -133,7 +133,7 @@ class Config(als_core.PriorALSConfig):
   hidden_content_fraction: float = 0.0  # Items whose titles training never sees (§4.2: 0.2).
   hidden_content_seed: int = 0  # Seeds which items are hidden.
   length_multiple: int = 8  # Batch width: its longest title rounded up to a multiple of this.
-  bucket_by_length: bool = True  # Batch titles of similar length (`batching.window_sorted_order`).
+  bucket_by_length: bool = True  # Batch titles of similar length (window_sorted_order).
   bucket_window: int = 50  # Batches per window sorted by length when bucketing.
   encode_batch: int = 1024  # Items per jitted call when the block step computes every γ_j.
 
@@ -238,7 +238,7 @@ def phase(config: Config, epoch: int) -> dict:
 
 @functools.lru_cache(maxsize=16)
 def _gamma_fn(net: crae_nn.CRAENet):
-  """Jitted γ of a batch of clean titles, one per network (configs differing elsewhere share it)."""
+  """Jitted γ of a batch of clean titles, one per network (configs alike in it share it)."""
   return jax.jit(lambda p, b: net.apply(p, b["tokens"], b["lengths"], b["tokens"], b["lengths"],
                                         with_logits=False)["gamma"])
 
@@ -251,7 +251,7 @@ def all_gammas(config: Config, params, aux) -> jax.Array:
   tokens, lengths = aux["tokens"], aux["lengths"]
   gamma = np.array(content_nn.encode_all(
       _gamma_fn(network(config)), params,
-      batching.token_batches(tokens, lengths, config.encode_batch, np.arange(len(tokens)),
+      item_batches.token_batches(tokens, lengths, config.encode_batch, np.arange(len(tokens)),
                              width=tokens.shape[1])))
   gamma[aux["hidden"]] = 0.0
   return jnp.asarray(gamma)
@@ -295,7 +295,7 @@ def make(config: Config) -> Model:
   optimizer = optax.adam(config.learning_rate)
   if config.clip_norm > 0:
     optimizer = optax.chain(optax.clip_by_global_norm(config.clip_norm), optimizer)
-  batch_source = batching.TokenRows(rows="visible", length_multiple=config.length_multiple,
+  batch_source = item_batches.TokenRows(rows="visible", length_multiple=config.length_multiple,
                                     window=config.bucket_window if config.bucket_by_length else 0)
   return Model(name="crae", config=config, init=init, prepare=prepare, loss=loss,
                optimizer=optimizer, train_defaults={"epochs": 80}, side_keys=("item_titles",),
@@ -311,7 +311,7 @@ def make(config: Config) -> Model:
 
 @functools.lru_cache(maxsize=8)
 def _terms_fn(config: Config):
-  """Jitted `item_terms` of a `batching.token_batches` batch for `map_objective`."""
+  """Jitted `item_terms` of a `item_batches.token_batches` batch for `map_objective`."""
   return jax.jit(lambda p, b, v, k: item_terms(config, p, b["tokens"], b["lengths"], v, k))
 
 
@@ -333,7 +333,7 @@ def map_objective(config: Config, params, factors, aux, key, batch_size: int = 2
                                          prior_y=gamma)
   reconstruction = content_nn.item_sum(
       _terms_fn(config), params, factors["V"],
-      batching.token_batches(aux["tokens"], aux["lengths"], batch_size, aux["visible"],
+      item_batches.token_batches(aux["tokens"], aux["lengths"], batch_size, aux["visible"],
                              width=aux["tokens"].shape[1]), key, 1)
   weights = 0.5 * config.reg_w * float(optax.tree_utils.tree_norm(params, squared=True))
   return {"total": ratings + reconstruction + weights, "ratings": ratings,

@@ -14,7 +14,7 @@ Schedule over the runner's epochs:
   b, λ_u, λ_v as configured; `recjax.ops.als_core.sweep` without a prior) and
   fixes U and V; later block steps do nothing;
 * every epoch makes one optax pass over the items with at least one training
-  click (`recjax.data.batching.SubsetContentRows`: shuffled item batches of
+  click (`recjax.data.item_batches.SubsetContentRows`: shuffled item batches of
   padded word lists, each padded to the smallest of a few fixed widths 32,
   64, ... that holds its longest document, so a handful of shapes compile;
   items nobody clicked have no WMF factor to learn from), minimizing
@@ -42,7 +42,7 @@ import numpy as np
 import optax
 import scipy.sparse as sp
 
-from recjax.data import batching
+from recjax.data import item_batches
 from recjax.data import content as content_lib
 from recjax.models.base import Model, check_config
 from recjax.nn.content import ContentMLP, content_rows
@@ -154,7 +154,7 @@ def make(config: Config) -> Model:
   return Model(name="deepmusic", config=config, init=init, prepare=prepare, block_step=block_step,
                loss=loss, optimizer=optimizer, score=score, score_padded=score_padded,
                serving_factors=serving_factors,
-               batch_source=batching.SubsetContentRows("content", "clicked"),
+               batch_source=item_batches.SubsetContentRows("content", "clicked"),
                train_defaults={"epochs": 50}, side_keys=("item_content",),
                item_vectors=item_vectors, item_vectors_doc=(
                    "DeepMusic regressed item factors f(x_j)" if config.score_items == "regressed"
