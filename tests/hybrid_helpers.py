@@ -69,3 +69,14 @@ def topic_data(seed=0, n_users=50, n_items=36, n_words=24, cold=(0,)):
   clicks[:, list(cold)] = False
   counts = rng.poisson(np.where(item_topic[:, None] == word_topic[None, :], 1.5, 0.05))
   return sp.csr_matrix(clicks.astype(np.float32)), sp.csr_matrix(counts.astype(np.float32))
+
+
+def check_prior_sweep(factors, new, train, config, prior):
+  """`new` U, V are one exact ALS sweep from `factors` with item prior mean `prior` (brute force)."""
+  r = train.toarray() > 0
+  u = weighted_ridge(np.asarray(factors["V"], np.float64), r, config.a, config.b, config.reg_u,
+                     np.zeros((r.shape[0], np.shape(prior)[1])))
+  np.testing.assert_allclose(new["U"], u, rtol=1e-3, atol=1e-5)
+  v = weighted_ridge(np.asarray(new["U"], np.float64), r.T, config.a, config.b, config.reg_v,
+                     np.asarray(prior, np.float64))
+  np.testing.assert_allclose(new["V"], v, rtol=1e-3, atol=1e-5)
