@@ -25,8 +25,8 @@ Block coordinate descent on J, one runner epoch at a time:
   u_i ← (V C_i Vᵀ + λ_u I)⁻¹ V C_i R_i (no prior) and
   v_j ← (U C_j Uᵀ + λ_v I)⁻¹ (U C_j R_j + λ_v μ_j) (prior mean μ_j).
   Each half sweep minimizes J exactly in its block.
-* ``loss`` (Adam over minibatches of items, `recjax.data.batching.ContentRows`): the terms of J
-  that involve θ, φ, per item, i.e. for a batch B
+* ``loss`` (Adam over minibatches of items, `recjax.data.batching.ContentRows`):
+  the terms of J that involve θ, φ, per item, i.e. for a batch B
   (1/|B|) Σ_{j∈B} [λ_r (−log p_θ(x_j | z_j) + KL_j) + λ_v/2 E_q||v_j − z_j||²]
   + λ_w/(2N) ||θ, φ||², an unbiased estimate of (those terms of J) / N for
   N items.
@@ -53,7 +53,8 @@ Training-procedure choices the paper leaves open (issue 5):
   decay-only gradient moves every "fixed" weight by ~lr per step, which had
   erased the lower layers between stages;
 * KL warm-up (``kl_warmup_epochs``): in the latent-VAE and whole-VAE
-  pretraining stages the KL weight rises linearly from 0 to 1 (`kl_weight`).
+  pretraining stages the KL weight rises linearly from 0 to 1
+  (``phase(epoch)["kl_weight"]``).
   At weight 1 from the start both stages collapse the posterior on
   citeulike-a titles (KL → 0, μ_j one vector for every item) and the MAP
   stage never recovers.  The MAP stage always has weight 1 (the paper's J);
