@@ -374,7 +374,7 @@ class SequenceWindows:
   ``aux[key]`` is `next_item_pairs` of the training sequences.  Each epoch the
   users are batched in a random order of similar lengths
   (`batching.length_grouped_order` by (seed, epoch), so a resumed run sees the
-  same batches); every user batch is cut into `window_slices` of its longest
+  same batches), cut into ceil(U / B) batches of nearly equal size; every user batch is cut into `window_slices` of its longest
   sequence, and each window is one batch: {"users": int32 [B] (the number of
   users on padding rows), "inputs", "targets": int32 [B, W], "events": float32
   [B, W] (1 on real pairs), "reset": bool [B] (True on a user batch's first
@@ -391,8 +391,10 @@ class SequenceWindows:
     n_users = pairs["inputs"].shape[0]
     lengths = pairs["mask"].sum(axis=1).astype(np.int64)
     order = batching.length_grouped_order(lengths, batch_size, seed, epoch, group_batches=8)
+    # ceil(U / B) batches of nearly equal size (at most B): no short last batch of a few users,
+    # whose noisy step would always come last, right before the epoch's validation.
     plan = [(ids, window_slices(int(lengths[ids].max()), self.window))
-            for ids in (order[s:s + batch_size] for s in range(0, len(order), batch_size))]
+            for ids in np.array_split(order, -(-len(order) // batch_size))]
     return sum(len(s) for _, s in plan), self._windows(pairs, plan, batch_size, n_users)
 
   @staticmethod
