@@ -53,17 +53,6 @@ def uniform_error(n_items: int) -> float:
   return float(np.log(n_items))
 
 
-def tails_from_pairs(logp: np.ndarray, tail_mask: np.ndarray) -> list[np.ndarray]:
-  """Per-user tail log-probabilities from [U, T] scores of shifted pairs.
-
-  Args:
-    logp: [U, T] log P(target_t | inputs_<=t) (see `data.sequences.next_item_pairs`).
-    tail_mask: [U, T] 1 where the target is a tail event.
-  """
-  logp, tail_mask = np.asarray(logp), np.asarray(tail_mask) > 0
-  return [logp[u][tail_mask[u]] for u in range(logp.shape[0])]
-
-
 def entropy_terciles(entropy) -> np.ndarray:
   """Tercile 0, 1, 2 of each user by rank of entropy (ties broken by user order).
 
@@ -87,9 +76,7 @@ def _batch(eval_set, rows: np.ndarray, batch_size: int) -> dict:
   pad_rows = batch_size - len(rows)
 
   def fit(a):
-    a = a[:, :width]
-    a = np.pad(a, ((0, pad_rows), (0, width - a.shape[1])))
-    return a
+    return np.pad(a[:, :width], ((0, pad_rows), (0, width - min(a.shape[1], width))))
 
   users = np.concatenate([np.asarray(eval_set.users)[rows], np.zeros(pad_rows, np.int64)])
   return {"users": users.astype(np.int32), "inputs": fit(pairs["inputs"]),
