@@ -78,6 +78,13 @@ class TanhConfig(Config):
   cell: str = "tanh"
 
 
+@dataclasses.dataclass(frozen=True)
+class PooledTanhConfig(Config):
+  """The pooled RNN with the tanh cell (P-tanh)."""
+  cell: str = "tanh"
+  pooled: bool = True
+
+
 def name_of(config: Config) -> str:
   """The registry name of a configuration: c-gru, p-gru, c-tanh or p-tanh."""
   return ("p-" if config.pooled else "c-") + config.cell

@@ -35,7 +35,7 @@ MODELS: dict[str, tuple[type, Any]] = {
     "ctr": (ctr.Config, ctr.make), "deepmusic": (deepmusic.Config, deepmusic.make), "svdfeature": (svdfeature.Config, svdfeature.make),
     # Sequence models (the sequence-tail protocols): Ko et al. 2016's collaborative RNNs and baselines.
     "c-gru": (crnn.Config, crnn.make), "p-gru": (crnn.PooledConfig, crnn.make),
-    "c-tanh": (crnn.TanhConfig, crnn.make),
+    "c-tanh": (crnn.TanhConfig, crnn.make), "p-tanh": (crnn.PooledTanhConfig, crnn.make),
     "uniform": (ngram.UniformConfig, ngram.make), "unigram": (ngram.UnigramConfig, ngram.make),
     "bigram": (ngram.Config, ngram.make), "hmm": (hmm.Config, hmm.make),
     "ncf-gmf": (ncf.Config, ncf.make_gmf), "ncf-mlp": (ncf.Config, ncf.make_mlp), "ncf-neumf": (ncf.Config, ncf.make_neumf),
