@@ -304,6 +304,7 @@ def tail_split(dataset, config, info: dict) -> SequenceTailSplit:
     if getattr(config, field):
       notes.append(f"{field}={getattr(config, field)} not applied: the sequence protocol keeps "
                    f"every user with >= 3 events and every item")
+      preprocess.record(notes[-1])  # One line of the run's conversions.
   split = sequence_split(inter)
   n_items = split.n_items
   with_valid = config.protocol == "sequence-tail"
