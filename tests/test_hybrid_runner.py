@@ -1,4 +1,4 @@
-"""The runner's `batches` hook (networks trained on item content), item content, ranking all items."""
+"""A model's own batch source and phase (networks trained on item content), item content, ranking all items."""
 
 import dataclasses
 import json
@@ -39,7 +39,7 @@ def _split_and_content():
 
 
 def _content_regression(log: dict) -> Model:
-  """Regresses fixed item targets on item content; trains only through `batches`."""
+  """Regresses fixed item targets on item content; trains only on its own batch source."""
   targets = jax.random.normal(jax.random.PRNGKey(1), (N_ITEMS, DIM))
 
   def init(key, train, item_content):
@@ -50,33 +50,43 @@ def _content_regression(log: dict) -> Model:
     log["prepare_calls"] = log.get("prepare_calls", 0) + 1
     return {"content": sp.csr_matrix(item_content)}
 
-  def batches(aux, batch_size, epoch, seed):
-    log.setdefault("batches_calls", []).append((batch_size, epoch, seed))
-    x = aux["content"]
-    order = np.random.default_rng([seed, epoch]).permutation(x.shape[0])
+  class Source:
+    """Item-content batches; records what the runner asked for."""
 
-    def gen():
-      for index, rows, mask in content_lib.content_batches(x, batch_size, order):
-        log.setdefault("items", []).extend(index[mask].tolist())
-        yield {"content": rows, "index": index, "mask": mask}
+    def epoch(self, train, aux, batch_size, epoch, seed):
+      log.setdefault("batches_calls", []).append((batch_size, epoch, seed))
+      x = aux["content"]
+      order = np.random.default_rng([seed, epoch]).permutation(x.shape[0])
 
-    return -(-x.shape[0] // batch_size), gen()
+      def gen():
+        for index, rows, mask in content_lib.content_batches(x, batch_size, order):
+          log.setdefault("items", []).extend(index[mask].tolist())
+          yield {"content": rows, "index": index, "mask": mask}
 
-  def loss(params, factors, batch, key):
+      return -(-x.shape[0] // batch_size), gen()
+
+  def phase(epoch):
+    return {"weight": 0.5 if epoch <= 2 else 1.0, "stage": min(epoch, 3)}
+
+  def loss(params, factors, batch, key, phase):
     del key
     assert "rows" not in batch  # Item batches, never the training user rows.
+    assert set(batch) == {"content", "index", "mask"}  # The schedule is not in the examples.
     m = batch["mask"].astype(jnp.float32)
     err = jnp.sum(jnp.square(batch["content"] @ params["w"]
                              - factors["T"][jnp.maximum(batch["index"], 0)]), axis=-1)
     mean = jnp.sum(err * m) / jnp.maximum(jnp.sum(m), 1.0)
-    return mean, {"step": batch["step"].astype(jnp.float32)}
+    return phase["weight"] * mean, {"step": phase["step"].astype(jnp.float32),
+                                    "epoch": phase["epoch"].astype(jnp.float32),
+                                    "weight": phase["weight"],
+                                    "stage": phase["stage"].astype(jnp.float32)}
 
   def score(params, factors, inputs):
     return inputs @ factors["T"] @ factors["T"].T
 
   return Model(name="content-regression", config=_Config(), init=init, score=score, prepare=prepare,
                loss=loss, optimizer=optax.adam(0.05), side_keys=("item_content",),
-               batches=batches, train_defaults={"epochs": 3})
+               batch_source=Source(), phase=phase, train_defaults={"epochs": 3})
 
 
 def test_runner_iterates_the_model_batches_not_user_rows(tmp_path):
@@ -92,19 +102,24 @@ def test_runner_iterates_the_model_batches_not_user_rows(tmp_path):
   assert sorted(log["items"]) == sorted(list(range(N_ITEMS)) * 4)  # Every item once per epoch.
   records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
   n_batches = 4  # ceil(30 / 8)
-  # The runner adds "step": the mean over an epoch's items is inside that epoch's step range.
+  # phase["step"] counts updates: the mean over an epoch's items lies in that epoch's range;
+  # the model's phase(epoch) values reach the loss as given, one compiled step for all.
   for r in records:
     first = (r["epoch"] - 1) * n_batches
     assert first <= r["train"]["step"] <= first + n_batches - 1
-  assert records[-1]["train"]["loss"] < records[0]["train"]["loss"]
+    assert r["train"]["epoch"] == r["epoch"]
+    assert r["train"]["weight"] == (0.5 if r["epoch"] <= 2 else 1.0)
+    assert r["train"]["stage"] == min(r["epoch"], 3)
+  unweighted = [r["train"]["loss"] / r["train"]["weight"] for r in records]
+  assert unweighted[-1] < unweighted[0]
   # eval_every = 2 with donated params and checkpoints: the epoch-1 checkpoint saved fine.
   assert [("validation" in r) for r in records] == [False, True, False, True]
 
 
-def test_model_with_batches_needs_a_loss():
-  with pytest.raises(ValueError, match="batches but no loss"):
+def test_model_with_its_own_update_needs_a_loss():
+  with pytest.raises(ValueError, match="own update step but no loss"):
     Model(name="m", config={}, init=lambda k, t: ({}, {}), score=lambda p, f, x: x,
-          block_step=lambda p, f, a, k: f, batches=lambda a, b, e, s: (0, iter(())))
+          block_step=lambda p, f, a, k: f, update=lambda *args: args)
 
 
 def test_ranking_can_keep_fold_in_items():

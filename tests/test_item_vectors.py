@@ -33,7 +33,7 @@ ALS = ("wmf", "cmf", "mf-logcount", "ctr", "svdfeature", "cvae", "cdl", "crae", 
 # Output layer (flax module name) whose columns the autoencoders' item vectors are.
 OUTPUT_LAYER = {"mult-vae": "output", "mult-dae": "output", "cdae": "decoder",
                 "autorec": "decoder", "svae": "dec_out"}
-NCF_SMALL = {"factors": 4, "mlp_layers": (4, 2), "fold_in_steps": 3}
+NCF_SMALL = {"dim": 4, "mlp_layers": (4, 2), "fold_in_steps": 3}
 # case -> (model name, config overrides, data).  Cases named "model[variant]" check a
 # variant on its initial state (the base case trains that model for real).
 CASES = {
@@ -58,15 +58,15 @@ CASES = {
     "mult-vae[sampled]": ("mult-vae", {"hidden_dims": (), "latent_dim": 4, "sparse_input": True,
                                        "sampled_softmax": 8}, "clicks"),
     "mult-dae": ("mult-dae", {"hidden_dims": (), "latent_dim": 4}, "clicks"),
-    "cdae": ("cdae", {"hidden": 6, "fold_in_steps": 3}, "clicks"),
-    "autorec": ("autorec", {"hidden": 6}, "ratings"),
-    "autorec[items]": ("autorec", {"hidden": 6}, "ratings-items"),
+    "cdae": ("cdae", {"hidden": (6,), "fold_in_steps": 3}, "clicks"),
+    "autorec": ("autorec", {"hidden": (6,)}, "ratings"),
+    "autorec[items]": ("autorec", {"hidden": (6,)}, "ratings-items"),
     "deeprec": ("deeprec", {"hidden": (6,), "output_activation": "identity", "dropout": 0.2,
                             "optimizer": "adam"}, "ratings"),
     "deeprec[tied]": ("deeprec", {"hidden": (6,), "output_activation": "identity", "tied": True,
                                   "optimizer": "adam"}, "ratings"),
     "svae": ("svae", {"embed_dim": 5, "rnn_dim": 4, "hidden_dim": 3, "latent_dim": 2,
-                      "weight_decay": 0.0, "max_length": 8, "total_anneal_steps": 5},
+                      "coupled_l2": 0.0, "max_length": 8, "total_anneal_steps": 5},
              "ordered"),
     "ncf-gmf": ("ncf-gmf", NCF_SMALL, "clicks"),
     "ncf-mlp": ("ncf-mlp", NCF_SMALL, "clicks"),
@@ -197,7 +197,7 @@ def _check_scores_use_vectors(model, case, params, factors, rows, vecs):
     close(model.score(params, factors, rows), h @ vecs.T + np.asarray(p["decoder_0_bias"])[None, :])
   elif name.startswith("ncf-"):  # The towers' item side, for arbitrary user vectors.
     p = params["params"]
-    kind, f, half = name[4:], cfg.factors, cfg.mlp_layers[0] // 2
+    kind, f, half = name[4:], cfg.dim, cfg.mlp_layers[0] // 2
     rng = np.random.default_rng(1)
     users = {"gmf": rng.normal(size=(3, f)).astype(np.float32),
              "mlp": rng.normal(size=(3, half)).astype(np.float32)}
@@ -213,7 +213,7 @@ def _check_scores_use_vectors(model, case, params, factors, rows, vecs):
       z = (users["mlp"] @ w1[:half] + b1[None, :])[:, None, :] + (vecs[:, col:] @ w1[half:])[None]
       want += np.maximum(z, 0.0) @ h[col:]
     net = NCF(n_users=p[f"{kind if kind != 'neumf' else 'gmf'}_user"].shape[0],
-              n_items=vecs.shape[0], kind=kind, factors=f, mlp_layers=cfg.mlp_layers)
+              n_items=vecs.shape[0], kind=kind, dim=f, mlp_layers=cfg.mlp_layers)
     close(net.apply(params, users, None, method=NCF.score_vectors), want)
   else:
     raise AssertionError(f"no identity check for {case}")

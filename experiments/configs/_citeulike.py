@@ -73,7 +73,7 @@ _MODELS = {
              "lda_alpha": 1.0, "lda_em_iters": 100, "lda_e_steps": 10, "lda_eta": 0.01},
             {"epochs": 20}),
     "svdfeature": ({"dim": 50, "a": 1.0, "b": 0.01, "reg_u": 0.1, "reg_words": 1.0,
-                    "reg_offset": 10.0, "cg_steps": 20}, {"epochs": 20}),
+                    "reg_offset": 10.0, "word_cg_steps": 20}, {"epochs": 20}),
     "deepmusic": ({"dim": 50, "a": 1.0, "b": 0.01, "reg_u": 0.1, "reg_v": 0.1,
                    "wmf_sweeps": 10, "hidden": (200,), "learning_rate": 0.001,
                    "weight_decay": 0.0001, "score_items": "regressed"},

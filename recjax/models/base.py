@@ -94,7 +94,6 @@ import optax
 import scipy.sparse as sp
 
 from recjax.data import batching
-from recjax.ops import als
 
 Params = Any
 Factors = Any
@@ -153,30 +152,6 @@ def gradient_update(loss: Callable[..., tuple[Any, dict]], optimizer: optax.Grad
     return params, opt_state, sums, n
 
   return update
-
-
-def als_serving(*, a: float, b: float, reg: float,
-                item_vectors: Callable[[Params, Factors], Any], **confidence):
-  """``(score_padded, serving_factors)`` of a model that folds users in by implicit ALS.
-
-  For the factor models (WMF, CMF, CTR, SVDFeature) and the hybrids (CDL,
-  CVAE, CRAE, DeepMusic): a user is solved against ``factors["V"]`` with
-  confidences a (or ``confidence``'s per-entry form), b, λ = `reg`, then scored
-  against ``item_vectors(params, factors)`` -- the same scores as the model's
-  dense ``score``.  ``serving_factors`` adds ``als.fold_in_constants`` under
-  ``factors["serving"]``, computed once when the model is loaded.
-  """
-
-  def score_padded(params, factors, items, values, mask):
-    u = als.fold_in_padded(factors["V"], items, values, mask, a=a, b=b, reg=reg,
-                           constants=factors.get("serving"), **confidence)
-    return u @ item_vectors(params, factors).T
-
-  def serving_factors(params, factors):
-    del params
-    return {**factors, "serving": als.fold_in_constants(factors["V"], b, reg)}
-
-  return score_padded, serving_factors
 
 
 # ---------------------------------------------------------------------------
