@@ -41,7 +41,11 @@ A model is a bundle of pure functions over explicit state (see DESIGN.md):
   `gradient_update` of ``loss`` and ``optimizer``.
 * ``score(params, factors, inputs) -> scores``: pure and jittable; ``inputs``
   are dense fold-in rows [B, I]; returns [B, I] scores (higher is better).
-  Users that training never saw are folded in here.
+  Users that training never saw are folded in here.  What ``inputs`` are is
+  the evaluation protocol's to say: the sequence protocol
+  (`recjax.eval.sequence`) hands the sequence models (n-grams, HMM, the
+  collaborative RNNs) a batch of histories and tails and reads log P of each
+  tail item; such a model cannot rank an unordered row, so serving refuses it.
 * ``score_padded(params, factors, items, values, mask) -> scores``: optional,
   pure and jittable: the same [B, I] scores as ``score`` on the dense rows that
   the padded item lists spell (``items`` int32 [B, L], ``values`` [B, L],
