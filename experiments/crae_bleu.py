@@ -41,8 +41,9 @@ shipped here does not have, so its BLEU is not directly comparable (more
 references can only raise BLEU).  Titles are the ids of their vocabulary words
 (`recjax.data.titles`, stop words dropped), so BLEU counts content words only.
 
-Flags as in experiments/main.py (--config, --dataset, --data_dir, --cache_dir,
---download, --set), plus --max_length and --examples.  Only this file reads flags.
+Flags as in experiments/main.py (`experiments/experiment_flags.py`: --config,
+--model (crae only), --dataset, --data_dir, --cache_dir, --download, --set),
+plus --max_length, --baselines and --examples.  Only this file reads flags.
 """
 
 from __future__ import annotations
@@ -56,16 +57,14 @@ from absl import app, flags, logging
 if __name__ == "__main__" and __package__ in (None, ""):  # `python experiments/crae_bleu.py`
   sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from experiments import experiment_flags  # pylint: disable=wrong-import-position
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("config", None, "experiments/configs/*.py file of a crae run with "
-                    "hidden_content_fraction > 0 (default: configs/crae_bleu_citeulike_a.py).")
-flags.DEFINE_string("dataset", None, "Dataset name or path (overrides the config's).")
-flags.DEFINE_string("workdir", None, "Output directory: results, metrics, checkpoints, bleu.json.")
-flags.DEFINE_string("data_dir", None, "Where datasets are looked up first "
-                    "(then $RECJAX_DATA_DIR, then the cache dir).")
-flags.DEFINE_string("cache_dir", None, "Download cache (default $RECJAX_CACHE_DIR or ~/.cache/recjax).")
-flags.DEFINE_bool("download", True, "Download a missing dataset when its licence allows.")
-flags.DEFINE_multi_string("set", [], "Config override key=value, as in experiments.main. Repeatable.")
+experiment_flags.define(
+    config_help="experiments/configs/*.py file of a crae run with hidden_content_fraction > 0 "
+                "(default: configs/crae_bleu_citeulike_a.py).",
+    workdir_help="Output directory: results, metrics, checkpoints, bleu.json.",
+    model_help="Model name (default the config's; must be crae).")
 flags.DEFINE_integer("max_length", 20, "Longest generated title, in words.")
 flags.DEFINE_list("baselines", [], "Config files of models that cannot generate (e.g. "
                   "experiments/configs/cdl_citeulike_a_p1.py, ctr_..., wmf_...): each is trained "
@@ -268,7 +267,7 @@ def main(argv):
   config_file = FLAGS.config or str(Path(__file__).resolve().parent / "configs"
                                     / "crae_bleu_citeulike_a.py")
   try:
-    experiment = train.build_experiment(config_file, None, FLAGS.dataset, FLAGS.set,
+    experiment = train.build_experiment(config_file, FLAGS.model, FLAGS.dataset, FLAGS.set,
                                         default_model="crae", only_model="crae")
   except (FileNotFoundError, ValueError) as e:
     raise app.UsageError(str(e)) from None

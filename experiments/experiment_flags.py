@@ -2,7 +2,7 @@
 
 `define(config_help=..., workdir_help=...)` defines ``--config``, ``--model``,
 ``--dataset``, ``--workdir``, ``--data_dir``, ``--cache_dir``, ``--download``
-and ``--set`` once per process (experiments.main, beta_select, crae_bleu), so
+and ``--set`` (once per process) (experiments.main, beta_select, crae_bleu), so
 their meaning and help text cannot drift apart; each binary adds its own.
 """
 
@@ -20,7 +20,13 @@ SET_HELP = ("Config override key=value (model, data or train field; prefix model
 def define(config_help: str = "Optional experiments/configs/*.py file with get_config().",
            workdir_help: str = "Output directory: results, metrics, checkpoints.",
            model_help: str = "Model name (see experiments.main --list).") -> None:
-  """Defines the shared flags (with this binary's help for --config, --workdir, --model)."""
+  """Defines the shared flags (with this binary's help for --config, --workdir, --model).
+
+  Once per process: a second call (two binaries imported by one test run) keeps
+  the first definitions.
+  """
+  if "config" in flags.FLAGS:
+    return
   flags.DEFINE_string("config", None, config_help)
   flags.DEFINE_string("model", None, model_help)
   flags.DEFINE_string("dataset", None, "Dataset name (see experiments.main --list) or a path to "
