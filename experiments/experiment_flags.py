@@ -38,3 +38,9 @@ def define(config_help: str = "Optional experiments/configs/*.py file with get_c
                       "Download cache (default $RECJAX_CACHE_DIR or ~/.cache/recjax).")
   flags.DEFINE_bool("download", True, "Download a missing dataset when its licence allows.")
   flags.DEFINE_multi_string("set", [], SET_HELP)
+
+
+def define_out(help_text: str = "Output PNG path.") -> None:
+  """``--out`` of the figure binaries (plot_recall, plot_sequence_figure), once per process."""
+  if "out" not in flags.FLAGS:
+    flags.DEFINE_string("out", None, help_text)

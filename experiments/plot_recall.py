@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
+from experiments import experiment_flags
+
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("kind", "curve", ["curve", "sweep"], "recall@M against M, or against a setting.")
 flags.DEFINE_multi_string("run", [], "LABEL=WORKDIR[,WORKDIR...] (several workdirs are averaged).")
@@ -41,7 +43,7 @@ flags.DEFINE_string("results_key", "test", "Section of results.json: test, or te
 flags.DEFINE_bool("logx", True, "Log-scale x axis for --kind=sweep.")
 flags.DEFINE_string("xlabel", "", "x-axis label for --kind=sweep.")
 flags.DEFINE_string("title", "", "Plot title.")
-flags.DEFINE_string("out", None, "Output PNG path.")
+experiment_flags.define_out()
 
 
 def parse_run(spec: str) -> tuple[str, list[Path]]:

@@ -22,9 +22,11 @@ from pathlib import Path
 
 from absl import app, flags
 
+from experiments import experiment_flags
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("workdirs", None, "Workdirs of finished sequence-model runs, in plot order.")
-flags.DEFINE_string("out", None, "Output PNG path.")
+experiment_flags.define_out()
 
 
 def load_run(workdir: Path) -> dict:

@@ -20,3 +20,16 @@ def shared_data() -> Path:
   if not SHARED_DATA.is_dir():
     pytest.skip(f"shared datasets not found at {SHARED_DATA}")
   return SHARED_DATA
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_jax_caches():
+  """Drops every compiled program after each test module.
+
+  Each model's `make` jits closures of its own, so one process running the
+  whole suite kept thousands of executables alive (5 GB resident by the middle
+  of the run, and a crash inside XLA's compiler late in it); what one module
+  compiled is of no use to the next.
+  """
+  yield
+  jax.clear_caches()
