@@ -148,7 +148,7 @@ def test_every_experiment_config_is_valid():
 def test_accepted_values():
   assert registry.model_config("mult-vae", {"hidden_dims": [600]}).hidden_dims == (600,)  # JSON.
   assert registry.model_config("ease", {"l2": 500}).l2 == 500  # An int where a float is asked.
-  assert registry.model_config("slim", {"item_chunk": None}).item_chunk is None
+  assert registry.model_config("slim", {"column_chunk": None}).column_chunk is None
   assert math.isinf(registry.model_config("crae", {"precision": math.inf}).precision)
   assert registry.model_config("mult-vae", {"dropout": 0.0, "anneal_cap": 0.0}).dropout == 0.0
   assert registry.model_config("mult-vae", {"hidden_dims": ()}).hidden_dims == ()
@@ -180,7 +180,7 @@ TRAIN_CASES = [
     ("keep_checkpoints", 0), ("patience", -1), ("checkpoint_every_s", -1.0),
     ("checkpoint_every_s", float("nan")), ("item_chunk", 0), ("n_devices", 0), ("n_devices", -2),
     ("seed", -1), ("seed", 2**40), ("metrics", ()), ("progress", "yes"), ("cold_start", 1),
-    ("group_by_length", None), ("exclude_fold_in", "no"),
+    ("exclude_fold_in", "no"),
 ]
 
 
