@@ -38,6 +38,30 @@ def define(config_help: str = "Optional experiments/configs/*.py file with get_c
                       "Download cache (default $RECJAX_CACHE_DIR or ~/.cache/recjax).")
   flags.DEFINE_bool("download", True, "Download a missing dataset when its licence allows.")
   flags.DEFINE_multi_string("set", [], SET_HELP)
+  flags.DEFINE_string("coordinator", None, "Multi-process runs: host:port of process 0's "
+                      "coordinator (default $JAX_COORDINATOR_ADDRESS). Unset with one process: an "
+                      "ordinary single-process run.")
+  flags.DEFINE_integer("num_processes", None, "Multi-process runs: how many processes take part "
+                       "(default $JAX_NUM_PROCESSES; 0: let JAX detect a SLURM / Open MPI job).")
+  flags.DEFINE_integer("process_id", None, "Multi-process runs: this process's id in "
+                       "[0, num_processes) (default $JAX_PROCESS_ID). Process 0 writes the "
+                       "workdir's files.")
+
+
+def join_processes() -> bool:
+  """Joins the multi-process run the flags (or environment) describe, before any device is used.
+
+  Returns whether this is a multi-process run; on one only process 0 prints.
+  """
+  from recjax.train import distributed  # pylint: disable=import-outside-toplevel
+  FLAGS = flags.FLAGS
+  return distributed.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
+
+
+def process_log():
+  """`print` on process 0 (or a single process), silence on the others."""
+  import jax  # pylint: disable=import-outside-toplevel
+  return print if jax.process_index() == 0 else (lambda *args, **kwargs: None)
 
 
 def define_out(help_text: str = "Output PNG path.") -> None:

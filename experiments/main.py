@@ -42,6 +42,7 @@ def main(argv):
 def _main(argv, verbose: bool):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  experiment_flags.join_processes()  # Before any device is touched; nothing on one process.
   if not verbose:
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO.
   from experiments import train
@@ -57,7 +58,7 @@ def _main(argv, verbose: bool):
   errors.check_workdir(FLAGS.workdir)
   train.run_experiment(experiment, FLAGS.workdir, data_dir=FLAGS.data_dir,
                        cache_dir=FLAGS.cache_dir, download=FLAGS.download,
-                       overwrite=FLAGS.overwrite)
+                       overwrite=FLAGS.overwrite, log=experiment_flags.process_log())
 
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ def _canonical(matrix: sp.spmatrix) -> sp.csr_matrix:
 
 def dense_row_batches(matrix: sp.spmatrix, batch_size: int, *,
                       order: np.ndarray | None = None, pad_to_multiple_of: int = 1,
-                      dtype=np.float32) -> Iterator[RowBatch]:
+                      dtype=np.float32,
+                      window: tuple[int, int] | None = None) -> Iterator[RowBatch]:
   """Yields the rows of `matrix` as dense batches of one fixed shape.
 
   The batch size is ``B = batch_size`` rounded up to a multiple of
@@ -69,6 +70,8 @@ def dense_row_batches(matrix: sp.spmatrix, batch_size: int, *,
       (a subset is allowed); default all rows in order.
     pad_to_multiple_of: B is rounded up to a multiple of this.
     dtype: dtype of `rows`.
+    window: ``(lo, hi)``: yield only rows lo..hi-1 of each batch (the rows one
+      process of a multi-process run holds); only those are densified.
 
   Yields:
     RowBatch.
@@ -78,17 +81,19 @@ def dense_row_batches(matrix: sp.spmatrix, batch_size: int, *,
   if b <= 0:
     raise ValueError(f"batch_size must be positive, got {batch_size}")
   order = np.arange(m.shape[0]) if order is None else np.asarray(order, np.int64)
+  lo, hi = (0, b) if window is None else window
+  if not 0 <= lo <= hi <= b:
+    raise ValueError(f"window {window} is not inside a batch of {b} rows")
   for start in range(0, len(order), b):
-    idx = order[start:start + b]
+    index = np.full(b, -1, np.int64)
+    index[:len(order[start:start + b])] = order[start:start + b]
+    index = index[lo:hi]
+    idx = index[index >= 0]
     sub = m[idx]
-    rows = np.zeros((b, m.shape[1]), dtype)
+    rows = np.zeros((hi - lo, m.shape[1]), dtype)
     r = np.repeat(np.arange(len(idx)), np.diff(sub.indptr))
     rows[r, sub.indices] = sub.data
-    mask = np.zeros(b, bool)
-    mask[:len(idx)] = True
-    index = np.full(b, -1, np.int64)
-    index[:len(idx)] = idx
-    yield RowBatch(rows=rows, mask=mask, index=index)
+    yield RowBatch(rows=rows, mask=index >= 0, index=index)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,6 +335,13 @@ class BatchSource(Protocol):
   ``train`` is the training matrix, ``aux`` what the model's ``prepare``
   returned (None without one); the order is a function of (seed, epoch) alone,
   so a resumed run sees the batches an uninterrupted one saw.
+
+  A source may also have ``local_epoch(train, aux, batch_size, epoch, seed,
+  window)``: the same batches cut to their rows ``window[0]..window[1]-1``,
+  built without the rest.  A multi-process run asks each process for the
+  window of rows its devices hold (`DenseRows` has it: each process densifies
+  only its share of each batch); from a source without it, each process builds
+  whole batches and places only its rows.
   """
 
   def epoch(self, train: sp.csr_matrix, aux: Any, batch_size: int, epoch: int,
@@ -346,11 +358,15 @@ class DenseRows:
   """
 
   def epoch(self, train, aux, batch_size, epoch, seed):
+    return self.local_epoch(train, aux, batch_size, epoch, seed, (0, batch_size))
+
+  def local_epoch(self, train, aux, batch_size, epoch, seed, window: tuple[int, int]):
+    """`epoch`'s batches cut to their rows ``window[0]..window[1]-1`` (see `BatchSource`)."""
     del aux
     order = shuffled_order(train.shape[0], seed, epoch)
     return n_batches(train.shape[0], batch_size), (
         {**rb._asdict(), "index": rb.index.astype(np.int32)}
-        for rb in dense_row_batches(train, batch_size, order=order))
+        for rb in dense_row_batches(train, batch_size, order=order, window=window))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,6 +35,7 @@ import orbax.checkpoint as ocp
 import scipy.sparse as sp
 
 from recjax.models.base import Model
+from recjax.train import distributed
 from recjax.train import sharding as shd
 from recjax.train.checkpoint import quiet_refused_writes
 from recjax.train.writer import (DiskWriteError, disk_errno, is_space, reason, write_json,
@@ -87,6 +88,27 @@ def export(workdir: str | Path, *, model: Model, params: Any, factors: Any, trai
                      f"{train.shape[0]} x {train.shape[1]} training matrix")
   final = workdir / MODEL_DIR
   tmp = workdir / (MODEL_DIR + ".tmp")
+  # Several processes (a multi-process run): process 0 writes the files, every process takes
+  # part in the orbax save of the state (its own shards of it), process 0 renames.
+  primary = distributed.is_primary()
+  if primary:
+    _write_files(tmp, model, train, item_ids, user_ids, info)
+  distributed.barrier("recjax: export files")
+  _save_state(tmp, final, workdir, params, factors)
+  distributed.barrier("recjax: export state")
+  if primary:
+    old = workdir / (MODEL_DIR + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+      final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+  distributed.barrier("recjax: export renamed")
+  return final
+
+
+def _write_files(tmp: Path, model: Model, train, item_ids, user_ids, info) -> None:
+  """model.json, ids.json and train.npz into a fresh `tmp`."""
   shutil.rmtree(tmp, ignore_errors=True)
   with writing(tmp):
     tmp.mkdir(parents=True)
@@ -99,6 +121,10 @@ def export(workdir: str | Path, *, model: Model, params: Any, factors: Any, trai
   write_json(tmp / "ids.json", {"items": _ids_jsonable(item_ids), "users": _ids_jsonable(user_ids)})
   with writing(tmp / "train.npz"):
     sp.save_npz(tmp / "train.npz", train, compressed=True)
+
+
+def _save_state(tmp: Path, final: Path, workdir: Path, params, factors) -> None:
+  """The chosen state as an orbax checkpoint under `tmp`/state (a refused write: one line)."""
   try:
     with quiet_refused_writes():  # A full disk: one line, not orbax's background tracebacks.
       checkpointer = ocp.StandardCheckpointer()
@@ -114,13 +140,6 @@ def export(workdir: str | Path, *, model: Model, params: Any, factors: Any, trai
     raise DiskWriteError(code, f"{reason(code)} while exporting the model to {final}; the "
                          f"checkpoints are kept; {todo} and rerun the same command to finish",
                          str(final)) from None
-  old = workdir / (MODEL_DIR + ".old")
-  shutil.rmtree(old, ignore_errors=True)
-  if final.exists():
-    final.rename(old)
-  tmp.rename(final)
-  shutil.rmtree(old, ignore_errors=True)
-  return final
 
 
 @dataclasses.dataclass(frozen=True)

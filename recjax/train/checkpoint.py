@@ -31,7 +31,7 @@ from typing import Callable
 import jax
 import orbax.checkpoint as ocp
 
-from recjax.train import writer
+from recjax.train import distributed, writer
 from recjax.train.state import TrainState
 
 # orbax 0.12 writes the save of step N to N.orbax-checkpoint-tmp and renames it N when complete.
@@ -169,7 +169,9 @@ class Checkpointer:
     """
     self.directory = (Path(workdir) / "checkpoints").absolute()
     writer.ensure_writable_dir(self.directory)
-    self.removed_temporaries = self._remove_temporaries()
+    # One process clears a killed run's leftovers; the others wait for it (a multi-process run).
+    self.removed_temporaries = self._remove_temporaries() if distributed.is_primary() else []
+    distributed.barrier("recjax: checkpoint temporaries")
     if self.removed_temporaries:
       log(f"removed the unfinished checkpoint save of an interrupted run "
           f"({', '.join(self.removed_temporaries)}) under {self.directory}")

@@ -24,6 +24,7 @@ same results as an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import resource
 import time
@@ -39,6 +40,7 @@ from recjax.eval import evaluate as evaluate_protocol
 from recjax.eval.cold_start import cold_items
 from recjax.models.base import Model, gradient_update
 from recjax.train import artifact
+from recjax.train import distributed
 from recjax.train.artifact import split_ids
 from recjax.train import sharding as shd
 from recjax.train.checkpoint import Checkpointer
@@ -78,6 +80,10 @@ def _peak_rss_gb() -> float:
 def _block_key(rng_loop, epoch: int):
   """Block-step keys: a stream of their own, apart from the per-step keys fold_in(rng_loop, step)."""
   return jax.random.fold_in(jax.random.fold_in(rng_loop, 0x7FFFFFFF), epoch)
+
+
+def _silent(*args, **kwargs) -> None:
+  """The log of the processes other than 0."""
 
 
 def _fmt(metrics: dict) -> str:
@@ -177,14 +183,21 @@ def _build(model, split, config, workdir, run_info, side, overwrite, log) -> _Ru
   model, config, epochs = _resolve(model, split, config, workdir, side, overwrite, log)
   mesh = shd.make_mesh(config.n_devices)
   train = split.train
+  processes = jax.process_count()
   info = {"model": model.name, "model_config": dataclasses.asdict(model.config),
           "train_config": dataclasses.asdict(dataclasses.replace(config, epochs=epochs)),
-          "devices": f"{mesh.devices.size} x {jax.devices()[0].device_kind}",
+          "devices": f"{mesh.devices.size} x {jax.devices()[0].device_kind}"
+                     + (f" ({processes} processes)" if processes > 1 else ""),
           "train_shape": list(train.shape), "train_nnz": int(train.nnz),
           "validation_users": int(split.validation.n_users),
           "test_users": int(split.test.n_users), **(run_info or {})}
-  check_workdir(workdir, info, epochs, overwrite, log)
-  write_json(workdir / "config.json", info)
+  # Every process checks the workdir (the same files, the same verdict: no process is left
+  # waiting for one that failed); process 0 alone clears and writes it.
+  if distributed.is_primary() or not overwrite:
+    check_workdir(workdir, info, epochs, overwrite, log)
+  distributed.barrier("recjax: workdir checked")
+  if distributed.is_primary():
+    write_json(workdir / "config.json", info)
   evaluated = _scorable(split.validation)
   if not evaluated:
     why = (f"none of the {split.validation.n_users} validation users has a held-out item to "
@@ -205,6 +218,10 @@ def _initial_state(run: _Run, ckpt: Checkpointer | None, writer: MetricWriter) -
   params, opt_state, factors = (shd.replicate(t, run.mesh)
                                 for t in (params, opt_state, factors))
   state = TrainState.create(params, opt_state, factors, rng=rng_loop)
+  # The step counter and the loop key live on every device too: a multi-process run's
+  # jitted steps take only global arrays.
+  state = state.replace(step=shd.replicate(state.step, run.mesh),
+                        rng=shd.replicate(state.rng, run.mesh))
   if run.donates:  # best_params must not alias the buffers the first step donates (eval_every > 1).
     state = state.replace(best_params=_copy(state.params))
   if ckpt is None or ckpt.latest_epoch() is None:
@@ -231,7 +248,8 @@ def _prepare(run: _Run) -> None:
   model = run.model
   if model.prepare is not None:
     t0 = time.perf_counter()
-    run.aux = model.prepare(run.split.train, **{k: run.side[k] for k in model.side_keys})
+    run.aux = model.prepare(run.split.train, **{k: run.side[k] for k in model.side_keys}, **(
+        {"mesh": run.mesh} if "mesh" in inspect.signature(model.prepare).parameters else {}))
     run.log(f"prepared host-side data in {time.perf_counter() - t0:.1f}s")
   if model.loss is not None:
     run.train_step = make_train_step(model)
@@ -242,10 +260,33 @@ def _prepare(run: _Run) -> None:
         run.log(report)
 
 
-def _batch_source(run: _Run, epoch: int):
+def _batch_source(run: _Run, epoch: int, window: tuple[int, int] | None = None):
+  """(n_batches, batches) of `epoch`; with `window`, each batch cut to those rows (see
+  `batching.BatchSource.local_epoch`)."""
   batch_size = shd.round_up_to_devices(run.config.batch_size, run.mesh)
-  return run.model.batch_source.epoch(run.split.train, run.aux, batch_size, epoch,
-                                      run.config.seed)
+  source = run.model.batch_source
+  if window is not None:
+    return source.local_epoch(run.split.train, run.aux, batch_size, epoch, run.config.seed,
+                              window)
+  return source.epoch(run.split.train, run.aux, batch_size, epoch, run.config.seed)
+
+
+def _epoch_batches(run: _Run, epoch: int, sharding):
+  """(n_batches, iterator of batches placed on the mesh) of `epoch`.
+
+  A multi-process run whose batch source can cut its batches builds on each
+  process only the rows that process's devices hold, and assembles the global
+  batch from those pieces; otherwise every process builds whole batches (the
+  same ones: their order is a function of seed and epoch) and places them.
+  """
+  batch_size = shd.round_up_to_devices(run.config.batch_size, run.mesh)
+  window = distributed.process_rows(sharding, batch_size)
+  if window is None or not hasattr(run.model.batch_source, "local_epoch"):
+    n, batches = _batch_source(run, epoch)
+    return n, (jax.device_put(b, sharding) for b in batches)
+  n, batches = _batch_source(run, epoch, window)
+  return n, ({k: jax.make_array_from_process_local_data(sharding, v, (batch_size,) + v.shape[1:])
+              for k, v in b.items()} for b in batches)
 
 
 def _phase(model: Model, epoch: int) -> dict:
@@ -259,14 +300,12 @@ def _phase(model: Model, epoch: int) -> dict:
 def _gradient_pass(run: _Run, state: TrainState, params, opt_state, factors, epoch: int,
                    first: bool):
   """One pass of jitted optimization steps over the epoch's batches."""
-  n_batches, source = _batch_source(run, epoch)
+  n_batches, source = _epoch_batches(run, epoch, shd.batch_sharding(run.mesh))
   phase = _phase(run.model, epoch)
-  batch_sh = shd.batch_sharding(run.mesh)
   step = state.step
   bar = ProgressBar(n_batches, f"epoch {epoch}", enabled=run.config.progress)
   sums, count = None, jnp.zeros(())
   for batch in source:
-    batch = jax.device_put(batch, batch_sh)
     phase["step"] = step  # optax updates so far (a replicated int32 scalar), e.g. for KL annealing.
     t_compile = time.perf_counter()
     params, opt_state, s, n = run.train_step(params, opt_state, factors, batch,
@@ -438,7 +477,8 @@ def _finish(run: _Run, state: TrainState, ids) -> tuple[dict, Any]:
                      f"or export (epochs={run.epochs}); set epochs >= 1")
   results = _final_metrics(run, state, best)
   _export(run, state, best, results, ids)
-  write_json(run.workdir / "results.json", results)
+  if distributed.is_primary():
+    write_json(run.workdir / "results.json", results)
   val, test, cold = results["validation"], results["test"], results.get("test_cold")
   if val is not None:
     log(f"best epoch {state.best_epoch}: val {_fmt(val)}")
@@ -489,8 +529,10 @@ def train_and_evaluate(model: Model, split, config: TrainConfig, workdir: str | 
     The dict written to results.json; with `return_state`, the pair (that
     dict, (best params, best factors)).
   """
+  if not distributed.is_primary():  # One voice per run: process 0's.
+    log, config = _silent, dataclasses.replace(config, progress=False)
   run = _build(model, split, config, workdir, run_info, side, overwrite, log)
-  writer = MetricWriter(run.workdir)
+  writer = MetricWriter(run.workdir, enabled=distributed.is_primary())
   ckpt = Checkpointer(run.workdir, config.keep_checkpoints, log=log) if config.checkpoint else None
   state = _initial_state(run, ckpt, writer)
   state = _train(run, state, ckpt, writer)

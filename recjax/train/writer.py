@@ -181,11 +181,13 @@ class MetricWriter:
   the last checkpoint, which the resume drops and recomputes.
   """
 
-  def __init__(self, workdir: Path):
+  def __init__(self, workdir: Path, enabled: bool = True):
+    """`enabled` False (the processes other than 0 of a multi-process run): writes nothing."""
     self.path = Path(workdir) / "metrics.jsonl"
+    self.enabled = enabled
 
   def truncate_after(self, epoch: int) -> None:
-    if not self.path.exists():
+    if not self.enabled or not self.path.exists():
       return
     kept = []
     for line in self.path.read_text().splitlines():
@@ -196,6 +198,8 @@ class MetricWriter:
 
   def write(self, record: dict) -> None:
     """Appends `record` and fsyncs it: when this returns, the record is on disk."""
+    if not self.enabled:
+      return
     with writing(self.path):
       with open(self.path, "a") as f:
         f.write(json.dumps(_jsonable(record), sort_keys=True) + "\n")
