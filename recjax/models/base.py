@@ -12,7 +12,10 @@ A model is a bundle of pure functions over explicit state (see DESIGN.md):
   (a Gram matrix, bucketed rows, scaled item content).
   ``side`` carries the side information the model names in ``side_keys``
   (e.g. ``item_content``: items x words, rows aligned with the split's item
-  columns).  Optional.
+  columns).  A ``prepare`` with a keyword parameter ``mesh`` is also handed the
+  run's device mesh (``mesh=run.mesh``, `recjax.ops.mesh`); the ALS models keep
+  it in ``aux`` (``aux["mesh"]``, `recjax.ops.als_core.prepare`), so that their
+  block step splits each chunk's rows over the mesh's ``data`` axis.  Optional.
 * ``block_step(params, factors, aux, key) -> factors``: one closed-form update
   per epoch.  It is called by the runner *outside* ``jit``: a closed-form step
   may need host staging (EASE's in-place LAPACK inverse on CPU), so the model

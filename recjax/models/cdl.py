@@ -162,11 +162,11 @@ def make(config: Config) -> Model:
             content_lib.scale(item_content, config.content_scale)))
     return params, als_core.init_factors(k_fac, train, config, prior="mu")
 
-  def prepare(train: sp.csr_matrix, item_content: sp.spmatrix):
+  def prepare(train: sp.csr_matrix, item_content: sp.spmatrix, mesh=None):
     if item_content.shape[0] != train.shape[1]:
       raise ValueError(f"cdl: item_content has {item_content.shape[0]} rows for "
                        f"{train.shape[1]} items")
-    return {**als_core.prepare(train, config),
+    return {**als_core.prepare(train, config, mesh),
             "content": content_lib.scale(item_content, config.content_scale),
             "train": sp.csr_matrix(train)}
 

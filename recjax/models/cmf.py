@@ -76,12 +76,12 @@ def make(config: Config) -> Model:
     del item_content  # Z is solved from V in each block step; nothing is sized by the words.
     return {}, als_core.init_factors(key, train, config)
 
-  def prepare(train: sp.csr_matrix, item_content: sp.csr_matrix):
+  def prepare(train: sp.csr_matrix, item_content: sp.csr_matrix, mesh=None):
     if item_content.shape[0] != train.shape[1]:
       raise ValueError(f"cmf: item_content has {item_content.shape[0]} rows for "
                        f"{train.shape[1]} items")
     x = scale_content(item_content, config.content_scale)
-    return {**als_core.prepare(train, config), "content": x, "content_t": x.T.tocsr()}
+    return {**als_core.prepare(train, config, mesh), "content": x, "content_t": x.T.tocsr()}
 
   def block_step(params, factors, aux, key):
     del params, key

@@ -271,10 +271,10 @@ def make(config: Config) -> Model:
     params = content_nn.with_param(params, ("output", "bias"), output_bias(config, visible))
     return params, als_core.init_factors(k_fac, train, config, prior="gamma")
 
-  def prepare(train: sp.csr_matrix, item_titles):
+  def prepare(train: sp.csr_matrix, item_titles, mesh=None):
     titles = check_titles(config, item_titles, train.shape[1])
     hidden = hidden_items(config, titles.shape[0])
-    return {**als_core.prepare(train, config),
+    return {**als_core.prepare(train, config, mesh),
             "titles": titles, "tokens": model_tokens(config, titles),
             "lengths": titles_lib.sequence_lengths(titles), "hidden": hidden,
             "visible": np.flatnonzero(~hidden), "train": sp.csr_matrix(train)}

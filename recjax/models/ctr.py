@@ -81,7 +81,7 @@ def make(config: Config) -> Model:
     factors["theta"] = jnp.zeros((train.shape[1], config.dim), jnp.float32)
     return {}, factors
 
-  def prepare(train: sp.csr_matrix, item_content: sp.csr_matrix):
+  def prepare(train: sp.csr_matrix, item_content: sp.csr_matrix, mesh=None):
     """ALS buckets of the clicks and LDA on the item documents (the expensive part)."""
     if item_content.shape[0] != train.shape[1]:
       raise ValueError(f"ctr: item_content has {item_content.shape[0]} rows for "
@@ -94,7 +94,7 @@ def make(config: Config) -> Model:
                       buckets=buckets)
     chunks = [(rows, jnp.asarray(ids), jnp.asarray(counts))
               for rows, ids, counts in lda.doc_chunks(buckets, config.lda_chunk_docs)]
-    return {**als_core.prepare(train, config), "beta": jnp.asarray(fit.beta),
+    return {**als_core.prepare(train, config, mesh), "beta": jnp.asarray(fit.beta),
             "theta_lda": jnp.asarray(fit.theta, jnp.float32), "doc_chunks": chunks,
             "lda_bounds": fit.bounds}
 

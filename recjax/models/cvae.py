@@ -231,7 +231,7 @@ def make(config: Config) -> Model:
         content_lib.scale(item_content, config.content_scale), config.likelihood))
     return params, als_core.init_factors(k_fac, train, config, prior="mu")
 
-  def prepare(train: sp.csr_matrix, item_content: sp.spmatrix):
+  def prepare(train: sp.csr_matrix, item_content: sp.spmatrix, mesh=None):
     if item_content.shape[0] != train.shape[1]:
       raise ValueError(f"cvae: item_content has {item_content.shape[0]} rows for "
                        f"{train.shape[1]} items")
@@ -239,7 +239,7 @@ def make(config: Config) -> Model:
     if config.likelihood == "bernoulli" and x.nnz and (x.data.max() > 1 or x.data.min() < 0):
       raise ValueError("cvae: the Bernoulli likelihood needs content in [0, 1]; use "
                        "content_scale='word_max' or 'binary', or likelihood='gaussian'")
-    return {**als_core.prepare(train, config), "content": x, "train": sp.csr_matrix(train)}
+    return {**als_core.prepare(train, config, mesh), "content": x, "train": sp.csr_matrix(train)}
 
   def loss(params, factors, batch, key, phase):
     v = factors["V"][jnp.maximum(batch["index"], 0)]

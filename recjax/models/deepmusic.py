@@ -116,10 +116,10 @@ def make(config: Config) -> Model:
     params = module(x.shape[1]).init(kn, dummy)
     return params, factors
 
-  def prepare(train: sp.csr_matrix, item_content: sp.csr_matrix):
+  def prepare(train: sp.csr_matrix, item_content: sp.csr_matrix, mesh=None):
     """ALS buckets, the scaled content and the clicked items (the regression's rows)."""
     clicked = np.flatnonzero(sp.csr_matrix(train).getnnz(axis=0) > 0).astype(np.int32)
-    return {**als_core.prepare(train, config),
+    return {**als_core.prepare(train, config, mesh),
             "content": content_lib.scale(item_content, config.content_scale), "clicked": clicked}
 
   def block_step(params, factors, aux, key):

@@ -65,12 +65,12 @@ def make(config: Config) -> Model:
   def init(key, train: sp.csr_matrix):
     return {}, als.init_factors(key, train.shape, config.dim, config.init_scale)
 
-  def prepare(train: sp.csr_matrix):
-    return als.bucketed_sides(log_counts(train), config.bucket_growth)
+  def prepare(train: sp.csr_matrix, mesh=None):
+    return {**als.bucketed_sides(log_counts(train), config.bucket_growth), "mesh": mesh}
 
   def block_step(params, factors, buckets, key):
     del params, key
-    kw = dict(reg=config.reg, max_bytes_per_call=config.max_bytes_per_call)
+    kw = dict(reg=config.reg, max_bytes_per_call=config.max_bytes_per_call, mesh=buckets["mesh"])
     u = als.weighted_lambda_half_sweep(factors["U"], factors["V"], buckets["users"], **kw)
     v = als.weighted_lambda_half_sweep(factors["V"], u, buckets["items"], **kw)
     return {"U": u, "V": v}

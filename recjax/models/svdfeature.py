@@ -198,15 +198,15 @@ def make(config: Config) -> Model:
     # V starts at 0 (the first block step sets V = X̃E + D); U is re-solved first.
     return {}, {"U": u, "E": e, "D": zeros, "V": zeros}
 
-  def prepare(train: sp.csr_matrix, item_content: sp.csr_matrix):
+  def prepare(train: sp.csr_matrix, item_content: sp.csr_matrix, mesh=None):
     check_content(item_content, train.shape[1])
     x = normalize_content(item_content, config.content_norm)
-    return {**als_core.prepare(train, config), "clicks": _coo(train), "content": _coo(x)}
+    return {**als_core.prepare(train, config, mesh), "clicks": _coo(train), "content": _coo(x)}
 
   def block_step(params, factors, aux, key):
     del params, key
     v = item_factors(factors["E"], factors["D"], aux["content"])
-    u = als.half_sweep(factors["U"], v, aux["users"], reg=config.reg_u,
+    u = als.half_sweep(factors["U"], v, aux["users"], reg=config.reg_u, mesh=aux["mesh"],
                        **als_core.sweep_kwargs(config))
     e, d = solve_word_factors(u, factors["E"], factors["D"], aux["clicks"], aux["content"],
                               a=config.a, b=config.b, reg_words=config.reg_words,

@@ -53,9 +53,9 @@ def make(config: Config) -> Model:
   def init(key, train: sp.csr_matrix):
     return {}, als_core.init_factors(key, train, config)
 
-  def prepare(train: sp.csr_matrix):
+  def prepare(train: sp.csr_matrix, mesh=None):
     # The buckets carry the stored values; only "linear"/"log" confidence reads them.
-    return als_core.prepare(train, config)
+    return als_core.prepare(train, config, mesh)
 
   def block_step(params, factors, buckets, key):
     del params, key

@@ -41,8 +41,9 @@ reg_v, passes its λ to `sweep` and `scorers`, as WMF does with its one
 * `init_factors(key, train, config, prior=None)`: U, V ~ N(0, init_scale²);
   with ``prior="mu"`` (the factor's name) also the prior mean (zeros) and
   ``rated`` (`rated_items`).
-* `prepare(train, config)`: ``{"users", "items"}``, the length-bucketed rows of
-  the click matrix and of its transpose (`als.bucketed_sides`).
+* `prepare(train, config, mesh=None)`: ``{"users", "items", "mesh"}``, the
+  length-bucketed rows of the click matrix and of its transpose
+  (`als.bucketed_sides`) and the run's mesh, which `sweep` splits rows over.
 * `sweep(u, v, sides, config, prior=None, extra_gram=None)`: one block step,
   U then V, returning (U, V); `prior_step` wraps it for a factors dict that
   stores the prior mean it used.
@@ -164,9 +165,14 @@ def init_factors(key: jax.Array, train: sp.spmatrix, config, prior: str | None =
   return factors
 
 
-def prepare(train: sp.spmatrix, config) -> dict:
-  """{"users", "items"}: length buckets of the click matrix's rows and columns."""
-  return als.bucketed_sides(train, config.bucket_growth)
+def prepare(train: sp.spmatrix, config, mesh=None) -> dict:
+  """{"users", "items", "mesh"}: length buckets of the click matrix's rows and columns.
+
+  ``mesh`` is the run's device mesh (the runner hands it to a model's
+  ``prepare``; None: one device); `sweep` splits each chunk's rows over its
+  "data" axis.
+  """
+  return {**als.bucketed_sides(train, config.bucket_growth), "mesh": mesh}
 
 
 def sweep(u, v, sides: dict, config, *, prior=None, extra_gram=None, reg_u: float | None = None,
@@ -176,7 +182,8 @@ def sweep(u, v, sides: dict, config, *, prior=None, extra_gram=None, reg_u: floa
   Args:
     u: [n_users, K] current user factors (CG's starting point).
     v: [n_items, K] current item factors.
-    sides: `prepare`'s buckets.
+    sides: `prepare`'s buckets (and its ``"mesh"``, over which the rows of
+      each chunk are split; absent or None: one device).
     config: the model's config (a, b, the solver fields, any confidence).
     prior: [n_items, K] prior mean of the item factors, or None for 0.
     extra_gram: optional [K, K] added to every item's system (CMF's μ ZᵀZ).
@@ -189,6 +196,7 @@ def sweep(u, v, sides: dict, config, *, prior=None, extra_gram=None, reg_u: floa
   kw = sweep_kwargs(config)
   reg_u = config.reg_u if reg_u is None else reg_u
   reg_v = config.reg_v if reg_v is None else reg_v
+  kw["mesh"] = sides.get("mesh")
   u = als.half_sweep(u, v, sides["users"], reg=reg_u, **kw)
   v = als.half_sweep(v, u, sides["items"], reg=reg_v, prior=prior, extra_gram=extra_gram, **kw)
   return u, v

@@ -59,6 +59,11 @@ def bucketed_sides(matrix: sp.spmatrix, growth: float = 1.25) -> dict:
   return out
 
 
+def data_shards(mesh: Mesh | None) -> int:
+  """How many parts a chunk's rows are split into: the size of the mesh's "data" axis (1: none)."""
+  return 1 if mesh is None else int(mesh.shape[DATA_AXIS])
+
+
 def _drop_index(rows: jax.Array, n: int) -> jax.Array:
   """Row ids with padding (-1) sent out of bounds, so a 'drop' scatter skips them."""
   return jnp.where(rows >= 0, rows, n)
@@ -85,7 +90,7 @@ def _implicit_chunk(X, Y, shared, prior, rows, cols, mask, a, b, reg, *, solver,
 
   # shard_map specs need one entry per array argument: the prior comes last, when given.
   args = (Y, shared, X[safe], cols, mask, a, b, reg) + (() if prior is None else (prior[safe],))
-  if mesh is not None and mesh.devices.size > 1:
+  if data_shards(mesh) > 1:
     row = P(DATA_AXIS)
     specs = ((P(), P(), row, row, row, row if per_entry(a) else P(), P(), P())
              + (row,) * (len(args) - 8))
@@ -94,10 +99,15 @@ def _implicit_chunk(X, Y, shared, prior, rows, cols, mask, a, b, reg, *, solver,
   return X.at[_drop_index(rows, X.shape[0])].set(sol.astype(X.dtype), mode="drop")
 
 
-@functools.partial(jax.jit, donate_argnums=(0,))
-def _weighted_lambda_chunk(X, Y, rows, cols, vals, mask, reg):
+@functools.partial(jax.jit, static_argnames=("mesh",), donate_argnums=(0,))
+def _weighted_lambda_chunk(X, Y, rows, cols, vals, mask, reg, *, mesh=None):
+  """X with the chunk's `rows` re-solved by `weighted_lambda_bucket` (split over "data" on a mesh)."""
   TRACE_COUNTS["weighted_lambda_chunk"] += 1
-  sol = weighted_lambda_bucket(Y, cols, vals, mask, reg=reg)
+  solve = lambda Y, cols, vals, mask, reg: weighted_lambda_bucket(Y, cols, vals, mask, reg=reg)
+  if data_shards(mesh) > 1:
+    row = P(DATA_AXIS)
+    solve = jax.shard_map(solve, mesh=mesh, in_specs=(P(), row, row, row, P()), out_specs=row)
+  sol = solve(Y, cols, vals, mask, reg)
   return X.at[_drop_index(rows, X.shape[0])].set(sol.astype(X.dtype), mode="drop")
 
 
@@ -113,7 +123,7 @@ def _sharded_gram_fn(mesh: Mesh):
 
 def _gram(Y, b: float, mesh: Mesh | None) -> jax.Array:
   """b·YᵀY; on a mesh, from row shards of Y (zero-padded) reduced with psum over "data"."""
-  n_dev = mesh_lib.n_devices(mesh)
+  n_dev = data_shards(mesh)
   if n_dev == 1:
     return _gram_jit(replicate(Y, mesh), b)
   y = np.asarray(Y)
@@ -213,7 +223,8 @@ def half_sweep(X, Y, buckets: Sequence[Bucket], *, a: float, b: float, reg: floa
     cg_steps: CG iterations per row.
     rows_per_call: rows per jitted call (bounds memory: R·L·K gathered factors
       and, for Cholesky, R·K² systems); default a whole bucket per call.
-    mesh: optional 1-D mesh (axis "data") to split each chunk's rows over.
+    mesh: optional mesh whose "data" axis each chunk's rows are split over
+      (any other axis, e.g. "model", holds replicas).
     max_bytes_per_call: cap on one call's gathered factors and systems; sets
       the rows per call of each bucket by its length (see `chunk_rows`).
     extra_gram: optional [K, K] added to every row's system (e.g. collective
@@ -232,7 +243,7 @@ def half_sweep(X, Y, buckets: Sequence[Bucket], *, a: float, b: float, reg: floa
     raise ValueError(f"unknown solver {solver!r}; valid: {SOLVERS}")
   check_confidence(confidence, alpha, epsilon)
   mesh_lib.check_mesh(mesh)
-  n_dev = mesh_lib.n_devices(mesh)
+  n_dev = data_shards(mesh)
   y = replicate(Y, mesh)
   gram = _gram(Y, b, mesh)
   if extra_gram is not None:
@@ -273,14 +284,14 @@ def weighted_lambda_half_sweep(X, Y, buckets: Sequence[Bucket], *, reg: float,
     buckets: `bucketed_rows(matrix)`; the stored values are the ratings r_ij.
     reg: λ (row i is penalized by λ n_i ||x_i||²).
     rows_per_call: rows per jitted call; default a whole bucket.
-    mesh: optional 1-D mesh (axis "data").
+    mesh: optional mesh; rows are split over its "data" axis, as in `half_sweep`.
     max_bytes_per_call: as in `half_sweep`.
 
   Returns:
     [n_rows, K] new factors; listed rows with no entries become 0.
   """
   mesh_lib.check_mesh(mesh)
-  n_dev = mesh_lib.n_devices(mesh)
+  n_dev = data_shards(mesh)
   y = replicate(Y, mesh)
   x = replicate(jnp.array(X, copy=True), mesh)
   k = x.shape[1]
@@ -289,6 +300,7 @@ def weighted_lambda_half_sweep(X, Y, buckets: Sequence[Bucket], *, reg: float,
     size, _ = _block_layout(bucket, k, per_call, n_dev, None)
     for rows, cols, vals, mask in _chunks(bucket, size):
       x = _weighted_lambda_chunk(x, y, shard_rows(rows, mesh), shard_rows(cols, mesh),
-                                 shard_rows(vals, mesh), shard_rows(mask, mesh), float(reg))
+                                 shard_rows(vals, mesh), shard_rows(mask, mesh), float(reg),
+                                 mesh=mesh if n_dev > 1 else None)
       x = jax.block_until_ready(x)
   return x
