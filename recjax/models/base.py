@@ -65,6 +65,16 @@ A model is a bundle of pure functions over explicit state (see DESIGN.md):
   words what they are.  Optional: a model without one (popularity) cannot
   answer similar-item queries.
 
+* ``partition(params, factors) -> (param_specs, factor_specs)``: optional: how
+  the state is laid out on the run's mesh (`recjax.ops.mesh`): each of the two is
+  a tree of `jax.sharding.PartitionSpec` with the structure of ``params`` /
+  ``factors`` (or a prefix of it: one spec for a subtree), or None (replicated).
+  A spec names `recjax.ops.mesh.MODEL_AXIS` on the item axis of the arrays that
+  grow with the catalog (`item_rows` for [I] and [I, H], `item_cols` for
+  [H, I]), so ``TrainConfig.model_shards`` > 1 splits them over devices; the
+  optimizer state follows its parameters.  The specs are layouts only: the
+  model's functions are the same (jit inserts the collectives), and with one
+  model shard they are replicas.  Default (None): everything replicated.
 * ``with_run_length(train, batch_size, epochs) -> Model``: optional: the model
   with its run-length-dependent settings resolved for this run (Mult-VAE's and
   SVAE's ``total_anneal_steps=None``: β's schedule derived from the number of
@@ -129,6 +139,7 @@ class Model:
   item_vectors_doc: str = ""  # What item_vectors are, e.g. "WMF item factors V".
   with_run_length: Callable[[sp.csr_matrix, int, int], "Model"] | None = None  # (train, batch_size, epochs) -> resolved model.
   schedule_report: Callable[[int, bool], str | None] | None = None  # (updates, final) -> a line on the schedule.
+  partition: Callable[[Params, Factors], tuple[Any, Any]] | None = None  # (params, factors) -> their PartitionSpecs; None: replicated.
 
   def __post_init__(self):
     if self.block_step is None and self.loss is None:

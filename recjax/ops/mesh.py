@@ -1,9 +1,19 @@
-"""The one device-mesh vocabulary of the zoo: axis ``data``, replicated and row-split arrays.
+"""The one device-mesh vocabulary of the zoo: axes ``data`` and ``model``, and array placement.
 
-Every mesh here is 1-D with axis `DATA_AXIS`: batches (and ALS rows) are split
-over it, parameters and fixed factors replicated.  `recjax.ops` is the lowest
-layer that places arrays on a mesh, so the names live here and the layers
-above (`recjax.train`) import them.
+A mesh here has the axes (`DATA_AXIS`, `MODEL_AXIS`) (the runner's, from
+`recjax.train.sharding.make_mesh`) or only `DATA_AXIS` (older callers, tests):
+
+* ``data`` splits batches (user rows, ALS rows): ``P(DATA_AXIS)`` names it alone,
+  so the same spec holds on both kinds of mesh, each row block replicated over
+  ``model``;
+* ``model`` splits the item dimension of the arrays that grow with the catalog
+  (EASE's weight columns, an autoencoder's [I, H] and [H, I] layers and output
+  bias, their optimizer state): `item_rows` and `item_cols` are the specs of an
+  array whose leading or trailing axis is the item axis.
+
+With ``model`` = 1 every spec that names ``model`` is a replica, so one code path
+serves both layouts.  `recjax.ops` is the lowest layer that places arrays on a
+mesh, so the names live here and the layers above (`recjax.train`) import them.
 """
 
 from __future__ import annotations
@@ -13,6 +23,9 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
+MODEL_AXIS = "model"
+# The axis names a mesh of the zoo may have (`check_mesh`).
+MESH_AXES = ((DATA_AXIS,), (DATA_AXIS, MODEL_AXIS))
 
 
 def n_devices(mesh: Mesh | None) -> int:
@@ -20,10 +33,21 @@ def n_devices(mesh: Mesh | None) -> int:
   return 1 if mesh is None else mesh.devices.size
 
 
+def data_shards(mesh: Mesh | None) -> int:
+  """Size of the mesh's ``data`` axis (1 without a mesh)."""
+  return 1 if mesh is None else int(mesh.shape[DATA_AXIS])
+
+
+def model_shards(mesh: Mesh | None) -> int:
+  """Size of the mesh's ``model`` axis (1 without a mesh or without that axis)."""
+  return 1 if mesh is None else int(dict(mesh.shape).get(MODEL_AXIS, 1))
+
+
 def check_mesh(mesh: Mesh | None) -> None:
-  """ValueError unless `mesh` is None or 1-D with axis `DATA_AXIS`."""
-  if mesh is not None and tuple(mesh.axis_names) != (DATA_AXIS,):
-    raise ValueError(f"expected a 1-D mesh with axis {DATA_AXIS!r}, got {mesh.axis_names}")
+  """ValueError unless `mesh` is None or has the axes (data,) or (data, model)."""
+  if mesh is not None and tuple(mesh.axis_names) not in MESH_AXES:
+    raise ValueError(f"expected a mesh with axes {DATA_AXIS!r} or ({DATA_AXIS!r}, "
+                     f"{MODEL_AXIS!r}), got {mesh.axis_names}")
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -34,6 +58,74 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def row_sharded(mesh: Mesh) -> NamedSharding:
   """Leading (row) axis split over `DATA_AXIS`."""
   return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def item_rows(mesh: Mesh | None = None) -> P:
+  """Spec of an array whose leading axis is the item axis ([I], [I, H]): split over ``model``.
+
+  On a mesh without a ``model`` axis (or none), the array is replicated.
+  """
+  return P(MODEL_AXIS) if _has_model(mesh) else P()
+
+
+def item_cols(mesh: Mesh | None = None) -> P:
+  """Spec of a matrix whose trailing axis is the item axis ([H, I]): columns split over ``model``."""
+  return P(None, MODEL_AXIS) if _has_model(mesh) else P()
+
+
+def _has_model(mesh: Mesh | None) -> bool:
+  return mesh is None or MODEL_AXIS in mesh.axis_names
+
+
+def is_spec(x) -> bool:
+  """True for a PartitionSpec (a leaf of a spec tree)."""
+  return isinstance(x, P)
+
+
+def place(tree, specs, mesh: Mesh | None):
+  """Every array of `tree` placed on `mesh` by `specs`.
+
+  `specs` is a tree of PartitionSpecs with `tree`'s structure, or a prefix of it
+  (one spec for a whole subtree), or None (everything replicated).  Specs naming
+  an axis the mesh lacks (``model`` on a 1-D mesh) drop that axis.  Like
+  `replicate`, an array already placed keeps its buffer where it can
+  (``may_alias``); None leaves and `jax.ShapeDtypeStruct` leaves pass through;
+  no mesh: jnp arrays.
+  """
+  if mesh is None or specs is None:
+    return replicate(tree, mesh)
+  def put_subtree(spec, sub):
+    sharding = NamedSharding(mesh, _fit(spec, mesh))
+    def put(x):
+      if isinstance(x, jax.ShapeDtypeStruct):
+        return x
+      return jax.device_put(x, sharding, may_alias=True)
+    return jax.tree.map(put, sub)
+  return jax.tree.map(put_subtree, specs, tree, is_leaf=lambda x: x is None or is_spec(x))
+
+
+def shardings(tree, specs, mesh: Mesh):
+  """The NamedSharding of every leaf of `tree` under `specs` (as in `place`)."""
+  if specs is None:
+    return jax.tree.map(lambda _: replicated(mesh), tree)
+  return jax.tree.map(
+      lambda spec, sub: jax.tree.map(lambda _: NamedSharding(mesh, _fit(spec, mesh)), sub),
+      specs, tree, is_leaf=lambda x: x is None or is_spec(x))
+
+
+def _fit(spec, mesh: Mesh) -> P:
+  """`spec` (None: replicated) without the axes `mesh` lacks."""
+  if spec is None:
+    return P()
+  names = set(mesh.axis_names)
+  def keep(entry):
+    if entry is None:
+      return None
+    if isinstance(entry, tuple):
+      kept = tuple(a for a in entry if a in names)
+      return kept or None
+    return entry if entry in names else None
+  return P(*(keep(e) for e in spec))
 
 
 def replicate(tree, mesh: Mesh | None):

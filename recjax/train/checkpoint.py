@@ -152,7 +152,8 @@ def _core(state: TrainState) -> dict:
 
 def _abstract(tree, sharding):
   def leaf(x):
-    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
+    return jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                sharding=sharding(x) if callable(sharding) else sharding)
   return jax.tree.map(leaf, tree)
 
 
@@ -237,7 +238,9 @@ class Checkpointer:
     Args:
       template: a freshly initialised state (its leaves may be arrays or
         ShapeDtypeStructs); gives tree structure, shapes and dtypes.
-      sharding: where restored arrays are placed (replicated on the mesh).
+      sharding: where restored arrays are placed: a sharding for every leaf, or a
+        function of the template's leaf to its sharding (`sharding.sharding_of`:
+        the template's own placement, e.g. item-sharded parameters).
     """
     epoch = self.manager.latest_step()
     if epoch is None:

@@ -16,6 +16,7 @@ from recjax.eval import rating as rating_eval
 from recjax.eval import sequence as sequence_eval
 from recjax.models.base import check_config
 from recjax.ops import ranking as ranking_ops
+from recjax.train.sharding import check_model_shards
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +35,8 @@ class TrainConfig:
   checkpoint_every_s: float = 60.0  # Save after an epoch once this many seconds passed since the last save (0: every epoch); always after the last epoch and at an early stop.
   keep_checkpoints: int = 2  # How many checkpoints orbax keeps.
   item_chunk: int | None = None  # Reduce scores to top-k in item chunks of this size.
-  n_devices: int | None = None  # Devices on the mesh's data axis; None uses all.
+  n_devices: int | None = None  # Devices of the mesh; None uses all.
+  model_shards: int = 1  # Devices the item dimension is split over (the mesh is n_devices/model_shards x model_shards; axes data, model): EASE's weights and the autoencoders' item layers with their optimizer state; must divide n_devices.
   progress: bool = True  # Progress bar inside epochs with several batches.
   exclude_fold_in: bool = True  # Remove fold-in items from the ranking; False ranks every item, fold-in items too.
   cold_start: bool = False  # Also report test metrics on cold items only (no interaction in training or any fold-in): they alone are ranked and counted as held out ("test_cold" in results.json).
@@ -49,12 +51,14 @@ class TrainConfig:
     check_config(self, "train", at_least={"epochs": 1, "batch_size": 1, "eval_batch_size": 1,
                                           "patience": 0, "eval_every": 1, "seed": 0,
                                           "checkpoint_every_s": 0.0, "keep_checkpoints": 1,
-                                          "item_chunk": 1, "n_devices": 1},
+                                          "item_chunk": 1, "n_devices": 1, "model_shards": 1},
                  at_most={"seed": 2**32 - 1}, nonempty=("metrics",),
                  allow_inf=("checkpoint_every_s",))
     if not isinstance(self.select_metric, (str, type(None))):
       raise ValueError(f"train: select_metric must be a metric name (or None), "
                        f"got {self.select_metric!r}")
+    if self.n_devices is not None:
+      check_model_shards(self.n_devices, self.model_shards)
     metrics = tuple(dict.fromkeys(m.strip().lower() for m in self.metrics))
     object.__setattr__(self, "metrics", metrics)
     if self.select_metric is not None:
@@ -134,11 +138,14 @@ def check_metrics(config: TrainConfig, protocol: str, n_candidates: int | None =
                        f"{min(20, n_items)},ndcg@{n_items})")
 
 
-def check_devices(n_devices: int | None) -> None:
-  """ValueError unless `n_devices` (TrainConfig.n_devices) is None or at most the devices present."""
-  if n_devices is None:
-    return
+def check_devices(n_devices: int | None, model_shards: int = 1) -> None:
+  """ValueError unless `n_devices` (TrainConfig.n_devices) is None or at most the devices present,
+  and `model_shards` divides the devices the mesh will have."""
   available = jax.devices()
+  if n_devices is None:
+    check_model_shards(len(available), model_shards)
+    return
+  check_model_shards(n_devices, model_shards)
   if n_devices > len(available):
     raise ValueError(f"train: n_devices={n_devices}, but there {'is' if len(available) == 1 else 'are'} "
                      f"only {len(available)} {available[0].platform} device"

@@ -181,7 +181,7 @@ def _build(model, split, config, workdir, run_info, side, overwrite, log) -> _Ru
   """Resolves and checks the run, refuses a foreign workdir, writes config.json."""
   workdir, side = Path(workdir), dict(side or {})
   model, config, epochs = _resolve(model, split, config, workdir, side, overwrite, log)
-  mesh = shd.make_mesh(config.n_devices)
+  mesh = shd.make_mesh(config.n_devices, config.model_shards)
   train = split.train
   processes = jax.process_count()
   info = {"model": model.name, "model_config": dataclasses.asdict(model.config),
@@ -215,8 +215,7 @@ def _initial_state(run: _Run, ckpt: Checkpointer | None, writer: MetricWriter) -
   params, factors = model.init(rng_init, run.split.train,
                                **{k: run.side[k] for k in model.side_keys})
   opt_state = model.optimizer.init(params) if model.loss is not None else {}
-  params, opt_state, factors = (shd.replicate(t, run.mesh)
-                                for t in (params, opt_state, factors))
+  params, opt_state, factors = shd.place_state(model, params, opt_state, factors, run.mesh)
   state = TrainState.create(params, opt_state, factors, rng=rng_loop)
   # The step counter and the loop key live on every device too: a multi-process run's
   # jitted steps take only global arrays.
@@ -228,7 +227,7 @@ def _initial_state(run: _Run, ckpt: Checkpointer | None, writer: MetricWriter) -
     writer.truncate_after(0)
     return state
   try:
-    state = ckpt.restore(state, run.replicated)
+    state = ckpt.restore(state, shd.sharding_of(run.mesh))
   except (ValueError, KeyError, TypeError, FileNotFoundError) as e:  # orbax: tree/shape mismatch.
     raise WorkdirMismatch(
         f"{ckpt.directory}: the checkpoint of epoch {ckpt.latest_epoch()} does not fit this "
@@ -337,7 +336,7 @@ def _train_epoch(run: _Run, state: TrainState, first: dict) -> tuple[TrainState,
       run.log(f"first closed-form block step (epoch {epoch}; it compiles its solvers)...")
     with Heartbeat(f"epoch {epoch}: block step", run.log, enabled=run.config.progress):
       factors = model.block_step(params, factors, run.aux, _block_key(state.rng, epoch))
-      factors = jax.block_until_ready(shd.replicate(factors, run.mesh))
+      factors = jax.block_until_ready(shd.place_factors(model, params, factors, run.mesh))
     record["block_seconds"] = time.perf_counter() - tb
     if first["block"]:
       run.log(f"first block step done in {record['block_seconds']:.1f}s")
