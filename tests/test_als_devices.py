@@ -1,5 +1,5 @@
-"""Every ALS model on 1, 2, 4 and 8 CPU devices: it ends, agrees with 1 device, and
-no compiled program holds a batched LAPACK call.
+"""ALS models on 1, 2 and 4 CPU devices: they end, agree with 1 device, really split
+their rows over the mesh, and no compiled program holds a batched LAPACK call.
 
 jaxlib's batched LAPACK kernels block a thread of the pool that runs the program
 until their own chunks, scheduled on that pool, are done; with two of them in
@@ -8,16 +8,23 @@ thread waits and the process hangs (see the deadlock guard in `recjax.ops.als`).
 `ops.als.cholesky_solve` rules it out by construction on CPU: one system per
 LAPACK call.  These tests check both halves where it failed:
 
-* each device count trains and evaluates every ALS model (`ALS` of
-  tests/test_item_vectors.py, its tiny cases) in a subprocess under a timeout,
-  so a hang fails the test instead of hanging CI, and its factors match the
-  1-device run's;
+* each device count trains and evaluates the ALS models of `MODELS` (tiny
+  cases of tests/test_item_vectors.py; one per distinct path into the half
+  sweeps: WMF exact and CG, CMF's extra Gram, mf-logcount's weighted-λ sweep,
+  SVDFeature's direct U sweep, CDL through `nn.content.prior_mean_parts`) in a
+  subprocess under a timeout, so a hang fails the test instead of hanging CI,
+  and its factors match the 1-device run's;
+* the runner hands every ALS model's ``prepare`` the run's mesh (`ALS` of
+  tests/test_item_vectors.py, checked without training), and the 4-device
+  run's half sweeps are compiled for 4 partitions (their rows split by
+  ``shard_map``: the path where the 4-device hang was seen);
 * XLA dumps every program the 4-device run compiled (training, fold-in,
   evaluation), and no LAPACK custom call in them has a batch dimension
   (``num_batch_dims="0"``).
 """
 
 import concurrent.futures
+import inspect
 import json
 import os
 import re
@@ -30,7 +37,10 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DEVICE_COUNTS = (1, 2, 4, 8)
+DEVICE_COUNTS = (1, 2, 4)
+# (case of test_item_vectors.CASES, extra overrides): one per path into the ALS half sweeps.
+MODELS = (("wmf", {}), ("wmf", {"solver": "cg"}), ("cmf", {}), ("mf-logcount", {}),
+          ("svdfeature", {}), ("cdl", {}))
 DUMPED = 4  # The device count whose compiled programs are checked for batched LAPACK calls.
 TIMEOUT_S = 480  # A run takes ~40 s of CPU (two run at once); a hang fails here.
 
@@ -43,14 +53,15 @@ import test_item_vectors as tiv
 from recjax.models import registry
 from recjax.train.runner import TrainConfig, train_and_evaluate
 
-n_devices = int(sys.argv[1])
-assert jax.device_count() == 8, jax.device_count()
+n_devices, models = int(sys.argv[1]), json.loads(sys.argv[2])
+assert jax.device_count() == 4, jax.device_count()
 data = tiv.make_data()
 out = {}
-for name in tiv.ALS:
-  model_name, overrides, kind = tiv.CASES[name]
+for case, extra in models:
+  model_name, overrides, kind = tiv.CASES[case]
   split, side = data[kind]
-  model = registry.get_model(model_name, overrides)
+  model = registry.get_model(model_name, {**overrides, **extra})
+  name = case + json.dumps(extra)
   config = TrainConfig(epochs=1, batch_size=16, eval_batch_size=16, n_devices=n_devices,
                        progress=False, checkpoint=False, metrics=("recall@5",))
   with tempfile.TemporaryDirectory() as workdir:
@@ -63,12 +74,13 @@ print(json.dumps(out))
 
 
 def _run(n_devices: int, dump: Path | None) -> dict:
-  flags = "--xla_force_host_platform_device_count=8"
+  flags = "--xla_force_host_platform_device_count=4"
   if dump is not None:
     flags += f" --xla_dump_to={dump} --xla_dump_hlo_as_text"
   env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu", XLA_FLAGS=flags)
   try:
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(SCRIPT), str(n_devices)],
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(SCRIPT), str(n_devices),
+                           json.dumps(MODELS)],
                           env=env, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S)
   except subprocess.TimeoutExpired as e:
     done = (e.stderr or b"").decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
@@ -123,6 +135,26 @@ def test_every_als_model_ends_and_agrees_with_one_device(runs, n_devices):
     np.testing.assert_allclose(np.asarray(out[name]["V"]), np.asarray(one[name]["V"]),
                                rtol=1e-3, atol=1e-4, err_msg=f"{name} on {n_devices} devices")
     assert out[name]["test"]["users"] == one[name]["test"]["users"], name
+
+
+def test_every_als_model_is_handed_the_mesh():
+  """The runner passes ``mesh`` to a prepare that takes it; every ALS model's does."""
+  sys.path.insert(0, str(REPO / "tests"))
+  import test_item_vectors as tiv  # pylint: disable=import-outside-toplevel
+  from recjax.models import registry  # pylint: disable=import-outside-toplevel
+  for name in tiv.ALS:
+    model = registry.get_model(*tiv.CASES[name][:2])
+    assert "mesh" in inspect.signature(model.prepare).parameters, name
+
+
+def test_four_device_sweeps_split_their_rows(runs):
+  """The 4-device run compiled its chunk programs (both half sweeps) for 4 partitions."""
+  dump = runs[1]
+  chunks = {f.name: f.read_text().split("\n", 1)[0]
+            for pattern in ("*implicit_chunk*", "*weighted_lambda_chunk*")
+            for f in dump.glob(pattern + "after_optimizations.txt")}
+  assert chunks, sorted(p.name for p in dump.iterdir())[:5]
+  assert all("num_partitions=4" in head for head in chunks.values()), chunks
 
 
 def test_no_compiled_program_holds_a_batched_lapack_call(runs):
