@@ -39,21 +39,25 @@ def clear_cache() -> None:
 
 
 def _batch_step(score_fn: ScoreFn, metrics: tuple[str, ...], item_chunk: int | None,
-                exclude_fold_in: bool = True):
+                exclude_fold_in: bool = True, mesh=None):
   """The jitted `(state, inputs, held_out, n_held_out, row_mask, candidates, totals) -> totals`.
 
-  `candidates` ([n_items] bool) are the items that may be ranked at all.
+  `candidates` ([n_items] bool) are the items that may be ranked at all.  On a
+  `mesh` with a ``model`` axis the top k runs per item shard and merges the
+  shards' candidates (`ranking_ops.top_k_over_shards`), so no device gathers a
+  whole [B, I] score block.
   """
   k = max(ranking_ops.parse_metric(m)[1] for m in metrics)
-  key = (score_fn, metrics, k, item_chunk, exclude_fold_in)
+  key = (score_fn, metrics, k, item_chunk, exclude_fold_in, mesh)
   step = _BATCH_STEPS.get(key)
   if step is None:
+    select = lambda s, e, kk: ranking_ops.top_k_excluding(s, e, kk, item_chunk)
 
     def step_fn(state, inputs, held_out, n_held_out, row_mask, candidates, totals):
       scores = score_fn(state, inputs)
       exclude = inputs != 0 if exclude_fold_in else jnp.zeros(inputs.shape, bool)
       exclude = exclude | ~candidates[None, :]
-      _, top = ranking_ops.top_k_excluding(scores, exclude, k, item_chunk)
+      _, top = ranking_ops.top_k_over_shards(select, k, mesh, scores, exclude)
       sums = ranking_ops.ranking_metric_sums(top, held_out, row_mask, metrics, n_held_out)
       return jax.tree.map(jnp.add, totals, sums)
 
@@ -116,7 +120,9 @@ def evaluate_ranking(
     sharding: optional `NamedSharding` whose spec splits the batch rows, e.g.
       `NamedSharding(jax.make_mesh((n,), ("data",)), PartitionSpec("data"))`.
       The batch size is rounded up to a multiple of the row shards and each
-      batch is `device_put` with it; `state` should already be replicated.
+      batch is `device_put` with it; `state` should already be placed on the
+      same mesh (replicated, or item-sharded over a ``model`` axis: the top k
+      then reduces across the item shards).
     exclude_fold_in: remove the fold-in items from the ranking (the default);
       False ranks every item, fold-in items included (a convention some
       published hybrid-model results use).
@@ -168,7 +174,7 @@ def evaluate_ranking(
   batch_size = put.batch_size
 
   step = _batch_step(score_fn, metrics, None if item_chunk is None else int(item_chunk),
-                     bool(exclude_fold_in))
+                     bool(exclude_fold_in), None if sharding is None else sharding.mesh)
   candidates = put.replicated(candidates)
   totals = batches.zero_totals(metrics, put.replicated)
   # Inputs (float32 fold-in + bool held-out) on the host and the device, and one batch's

@@ -45,6 +45,7 @@ import scipy.sparse as sp
 
 from recjax.models.base import Model, check_config
 from recjax.nn.cdae import CDAE
+from recjax.ops import mesh as mesh_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +155,15 @@ def make(config: Config) -> Model:
     del factors
     return params["params"]["decoder"]["kernel"].T
 
+  def partition(params, factors):
+    """W_1 [I, K] by rows, W_2 [K, I] by columns and b_2 [I] over ``model``; V and b_1 replicated."""
+    del factors
+    return mesh_lib.item_specs(params, rows=[("params", "encoder", "kernel"),
+                                             ("params", "decoder", "bias")],
+                               cols=[("params", "decoder", "kernel")]), None
+
   return Model(name="cdae", config=config, init=init, score=score, loss=loss,
                optimizer=optax.adam(config.learning_rate), train_defaults={"epochs": 200},
+               partition=partition,
                item_vectors=item_vectors,
                item_vectors_doc="CDAE decoder output weights W_2[:, j] (bias excluded)")

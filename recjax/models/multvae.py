@@ -29,6 +29,11 @@ popularity proposal, with log-Q correction
 (`recjax.nn.likelihoods.sampled_multinomial_log_likelihood`); training then
 never builds a [B, I] array.  Scoring stays exact and dense.
 
+``partition`` lays the item axis of the encoder's first kernel [I, H], the
+decoder's last kernel [H, I] and its bias [I] (and their Adam moments) over the
+mesh's ``model`` axis (``TrainConfig.model_shards``); jit splits the matmuls
+and the softmax's reductions over the item shards.
+
 ``compute_dtype = "bfloat16"`` runs the layers' matmuls on bfloat16 operands
 with float32 accumulation (`recjax.nn.autoencoders.mixed_matmul`); the
 parameters (Adam's master weights), logits, softmax, log-likelihood and KL
@@ -49,6 +54,7 @@ from recjax.data import batching
 from recjax.models import base
 from recjax.models.base import Model, check_config
 from recjax.nn import autoencoders, likelihoods, sparse
+from recjax.ops import mesh as mesh_lib
 
 SAMPLERS = ("uniform", "popularity")
 # Field rules both configs share (see `check_config`).
@@ -232,6 +238,13 @@ def _make(name: str, config, variational: bool) -> Model:
     z = out[0] if variational else out
     return decode(params, n_items, z)
 
+  def partition(params, factors):
+    """The item axis of the first and last layers over ``model``: [I, H], [H, I] and the [I] bias."""
+    del factors  # The sampled softmax's [I] proposal stays replicated (searchsorted reads it all).
+    return mesh_lib.item_specs(params, rows=[("encoder", "params", "input", "kernel"),
+                                             ("decoder", "params", "output", "bias")],
+                               cols=[("decoder", "params", "output", "kernel")]), None
+
   def item_vectors(params, factors):
     """Columns of the decoder's output kernel [H, I] as rows [I, H] (output bias left out)."""
     del factors
@@ -260,7 +273,8 @@ def _make(name: str, config, variational: bool) -> Model:
                 batch_source=source,
                 item_vectors=item_vectors,
                 item_vectors_doc=f"{name} decoder output weights W[:, j] (bias excluded)",
-                with_run_length=with_run_length, schedule_report=schedule_report)
+                with_run_length=with_run_length, schedule_report=schedule_report,
+                partition=partition)
   return model
 
 

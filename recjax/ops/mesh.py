@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
@@ -73,6 +74,29 @@ def item_cols(mesh: Mesh | None = None) -> P:
   return P(None, MODEL_AXIS) if _has_model(mesh) else P()
 
 
+def item_specs(tree, rows=(), cols=()):
+  """A spec tree for `tree`: `item_rows` at the key paths in `rows`, `item_cols` at those in
+  `cols`, replicated elsewhere.
+
+  A path is a tuple of dict keys, e.g. ``("decoder", "params", "output", "kernel")``;
+  a listed path that `tree` lacks is an error (a renamed layer must not silently
+  fall back to replication).
+  """
+  wanted = {tuple(p): item_rows() for p in rows} | {tuple(p): item_cols() for p in cols}
+  found = set()
+  def spec(path, _):
+    key = tuple(getattr(k, "key", k) for k in path)
+    if key in wanted:
+      found.add(key)
+      return wanted[key]
+    return P()
+  specs = jax.tree_util.tree_map_with_path(spec, tree)
+  missing = set(wanted) - found
+  if missing:
+    raise ValueError(f"item_specs: no array at {sorted(missing)}")
+  return specs
+
+
 def _has_model(mesh: Mesh | None) -> bool:
   return mesh is None or MODEL_AXIS in mesh.axis_names
 
@@ -99,7 +123,8 @@ def place(tree, specs, mesh: Mesh | None):
     def put(x):
       if isinstance(x, jax.ShapeDtypeStruct):
         return x
-      return jax.device_put(x, sharding, may_alias=True)
+      _check_divisible(x.shape, sharding)
+      return put_on(x, sharding)
     return jax.tree.map(put, sub)
   return jax.tree.map(put_subtree, specs, tree, is_leaf=lambda x: x is None or is_spec(x))
 
@@ -111,6 +136,19 @@ def shardings(tree, specs, mesh: Mesh):
   return jax.tree.map(
       lambda spec, sub: jax.tree.map(lambda _: NamedSharding(mesh, _fit(spec, mesh)), sub),
       specs, tree, is_leaf=lambda x: x is None or is_spec(x))
+
+
+def _check_divisible(shape, sharding: NamedSharding) -> None:
+  """ValueError (one line) unless every axis of `shape` divides into its shards."""
+  for dim, entry in zip(shape, sharding.spec):
+    axes = () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
+    parts = 1
+    for a in axes:
+      parts *= int(sharding.mesh.shape[a])
+    if dim % parts:
+      raise ValueError(f"an array of shape {tuple(shape)} cannot be split {parts} ways over "
+                       f"{'/'.join(axes)}: its size {dim} is not a multiple of {parts}; for the "
+                       f"item axis, choose a model_shards that divides the number of items")
 
 
 def _fit(spec, mesh: Mesh) -> P:
@@ -128,6 +166,19 @@ def _fit(spec, mesh: Mesh) -> P:
   return P(*(keep(e) for e in spec))
 
 
+def put_on(x, sharding: NamedSharding):
+  """`x` placed by `sharding`, keeping its buffer where it can (``may_alias``).
+
+  A process-local array bound for a mesh that spans several processes (a
+  multi-process run) goes through the host: aliasing a buffer of one process's
+  device into a global array makes an array orbax cannot save.
+  """
+  if (isinstance(x, jax.Array) and x.is_fully_addressable
+      and not sharding.is_fully_addressable):
+    x = np.asarray(x)
+  return jax.device_put(x, sharding, may_alias=True)
+
+
 def replicate(tree, mesh: Mesh | None):
   """Every array of `tree` replicated on `mesh` (None leaves stay None; no mesh: jnp arrays).
 
@@ -140,7 +191,7 @@ def replicate(tree, mesh: Mesh | None):
       return x
     if mesh is None:
       return jnp.asarray(x)
-    return jax.device_put(x, replicated(mesh), may_alias=True)
+    return put_on(x, replicated(mesh))
   return jax.tree.map(put, tree)
 
 

@@ -28,6 +28,9 @@ import re
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.sharding import PartitionSpec as P
+
+from recjax.ops import mesh as mesh_lib
 
 METRIC_KINDS = ("recall", "recall_cdl", "ndcg", "precision", "map", "hr")
 
@@ -131,6 +134,51 @@ def top_k_excluding(
                                   batch_shape + (rest,))
     values, indices = _merge_top_k(values, indices, masked(start, rest), rest_local, k)
   return values, indices
+
+
+def top_k_over_shards(select, k: int, mesh, scores: jax.Array, *more: jax.Array
+                      ) -> tuple[jax.Array, jax.Array]:
+  """A top k of [B, I] arrays split over a mesh's (data, model) axes, merged across item shards.
+
+  ``select(scores, *more, k) -> (values, indices)`` (e.g. `top_k_excluding` or
+  `top_k_by_chunk_max`) runs on each device's [B/data, I/model] block with
+  k' = min(k, I/model); the model shards' candidates are gathered (k' per shard,
+  never a whole row) and one top k over them picks the answer.  Candidates are
+  laid out shard by shard in increasing item order, so equal values keep
+  `lax.top_k`'s rule (lower item index first), and the result equals `select`
+  on the whole row.  Without a mesh, on a mesh with no ``model`` axis, or when
+  B or I do not divide into the shards, `select` runs on the whole arrays
+  (jit's partitioner places it).
+
+  Args:
+    select: the per-block top k.
+    k: static, 1 <= k <= I.
+    mesh: the device mesh (`recjax.ops.mesh`) or None.
+    scores: [B, I] float scores.
+    *more: further [B, I] arrays `select` takes (e.g. the exclusion mask).
+
+  Returns:
+    (values [B, k], indices [B, k] int32), rows split over ``data``.
+  """
+  b, n = scores.shape
+  if (mesh is None or mesh_lib.MODEL_AXIS not in mesh.axis_names
+      or n % mesh_lib.model_shards(mesh) or b % mesh_lib.data_shards(mesh)):
+    return select(scores, *more, k)
+  local_k = min(k, n // mesh_lib.model_shards(mesh))
+  model = mesh_lib.MODEL_AXIS
+
+  def block(scores, *more):
+    values, indices = select(scores, *more, local_k)
+    indices = indices.astype(jnp.int32) + lax.axis_index(model) * scores.shape[-1]
+    values = lax.all_gather(values, model, axis=1, tiled=True)
+    indices = lax.all_gather(indices, model, axis=1, tiled=True)
+    top_values, pos = lax.top_k(values, k)
+    return top_values, jnp.take_along_axis(indices, pos, axis=-1)
+
+  spec = P(mesh_lib.DATA_AXIS, model)
+  rows = P(mesh_lib.DATA_AXIS)
+  return jax.shard_map(block, mesh=mesh, in_specs=(spec,) * (1 + len(more)),
+                       out_specs=(rows, rows))(scores, *more)
 
 
 def top_k_by_chunk_max(scores: jax.Array, k: int, chunk: int = 16) -> tuple[jax.Array, jax.Array]:
