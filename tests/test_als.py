@@ -418,3 +418,28 @@ def test_fold_in_padded_equals_the_dense_fold_in(confidence, width):
     got = jax.jit(lambda i, v, m: als.fold_in_padded(y, i, v, m, constants=c, **kw))(
         items, values, mask)
     np.testing.assert_allclose(np.asarray(got), want, rtol=2e-4, atol=2e-5)
+
+
+def test_fewest_slot_edges_is_the_brute_force_optimum_and_solves_the_same():
+  """`max_buckets` keeps the subset of lengths that pads least (checked against every subset),
+  and a sweep over those fewer buckets gives the factors of the full bucketing."""
+  import itertools  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(3)
+  slots = lambda lengths, e: float(np.sum(np.asarray(e)[np.searchsorted(e, lengths)] - lengths))
+  for _ in range(40):
+    lengths = rng.integers(0, rng.integers(2, 200), rng.integers(1, 80))
+    edges = als_sweep.default_bucket_edges(max(int(lengths.max()), 1), growth=1.5)
+    for n in range(1, 5):
+      got = als_sweep.fewest_slot_edges(lengths, edges, n)
+      best = min(slots(lengths, [*c, edges[-1]]) for r in range(min(n, len(edges)))
+                 for c in itertools.combinations(edges[:-1], r))
+      assert len(got) <= n and got[-1] == edges[-1] and set(got) <= set(edges)
+      assert slots(lengths, got) == best, (lengths, edges, n, got)
+  m = _clicks(n_rows=90, n_cols=70, density=0.15, seed=5)
+  full, few = als.bucketed_sides(m, 1.25), als.bucketed_sides(m, 1.25, max_buckets=2)
+  assert len(few["users"]) == 2 < len(full["users"])
+  x, y = _factors(90, 6, 6), _factors(70, 6, 7)
+  for solver in ("cholesky", "cg"):
+    a, b = (als.half_sweep(x, y, s["users"], a=4.0, b=1.0, reg=0.1, solver=solver)
+            for s in (full, few))
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-5)

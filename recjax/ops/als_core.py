@@ -16,7 +16,7 @@ terms (the network that gives m, the word factors, the LDA step).
 Config.  A model's frozen ``Config`` inherits the fields (flat, so ``--set
 solver=cg`` still names them directly):
 
-* `ALSConfig`: solver, cg_steps, init_scale, bucket_growth,
+* `ALSConfig`: solver, cg_steps, init_scale, bucket_growth, max_buckets,
   max_bytes_per_call, fold_in_chunk (every ALS model);
 * `PriorALSConfig(ALSConfig)`: adds a, b, reg_u (λ_u), reg_v (λ_v), for the
   models with the objective above (a subclass redeclares a field to change
@@ -87,6 +87,7 @@ class ALSConfig:
   cg_steps: int = 3  # CG steps per row and half sweep when solver == "cg".
   init_scale: float = 0.01  # Standard deviation of the random initial factors.
   bucket_growth: float = 1.25  # Ratio of successive padded row lengths (finer: less padding, more compiles).
+  max_buckets: int | None = None  # At most this many of those lengths per side, the least padding (fewer compiles); None: all.
   max_bytes_per_call: int = 256 << 20  # Memory of one jitted solve (sets the rows per call of each bucket).
   fold_in_chunk: int = 512  # Items per step when folding users in (bounds a [batch, chunk, K] temporary).
 
@@ -110,7 +111,8 @@ class ConfidenceConfig:
   epsilon: float = 1.0  # ε of "log" confidence (> 0); unused otherwise.
 
 
-ALS_RULES = {"at_least": {"cg_steps": 1, "max_bytes_per_call": 1, "fold_in_chunk": 1},
+ALS_RULES = {"at_least": {"cg_steps": 1, "max_bytes_per_call": 1, "fold_in_chunk": 1,
+                          "max_buckets": 1},
              "above": {"init_scale": 0.0, "bucket_growth": 1.0},
              "choices": {"solver": als.SOLVERS}}
 # α and ε are checked per confidence by `als.check_confidence` (they only matter off "constant").
@@ -172,7 +174,7 @@ def prepare(train: sp.spmatrix, config, mesh=None) -> dict:
   ``prepare``; None: one device); `sweep` splits each chunk's rows over its
   "data" axis.
   """
-  return {**als.bucketed_sides(train, config.bucket_growth), "mesh": mesh}
+  return {**als.bucketed_sides(train, config.bucket_growth, config.max_buckets), "mesh": mesh}
 
 
 def sweep(u, v, sides: dict, config, *, prior=None, extra_gram=None, reg_u: float | None = None,

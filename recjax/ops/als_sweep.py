@@ -43,19 +43,63 @@ def init_factors(key: jax.Array, shape: tuple[int, int], k: int, scale: float) -
           "V": scale * jax.random.normal(kv, (shape[1], k), jnp.float32)}
 
 
-def bucketed_sides(matrix: sp.spmatrix, growth: float = 1.25) -> dict:
+def fewest_slot_edges(lengths: np.ndarray, candidates: Sequence[int], max_buckets: int) -> list[int]:
+  """The at most `max_buckets` of `candidates` that pad rows of these `lengths` least.
+
+  A row of length n is padded to the smallest chosen edge >= n; the largest
+  candidate (>= every length) is always kept.  Exact, by dynamic programming
+  over the candidates in order: best[b][j] = the fewest padded slots of the
+  rows up to candidate j with b buckets, the last ending at j.
+  """
+  edges = np.asarray(candidates, np.int64)
+  which = np.searchsorted(edges, lengths, side="left")
+  count = np.bincount(which, minlength=len(edges)).astype(np.float64)
+  total = np.bincount(which, weights=lengths, minlength=len(edges))
+  n_rows, n_len = np.concatenate([[0], np.cumsum(count)]), np.concatenate([[0], np.cumsum(total)])
+  n = len(edges)
+  # slots(i, j): rows of candidates i..j (inclusive) padded to edges[j], minus their entries.
+  i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+  slots = np.where(i <= j, (n_rows[j + 1] - n_rows[i]) * edges[j] - (n_len[j + 1] - n_len[i]),
+                   np.inf)
+  best, back = slots[0].copy(), [np.zeros(n, np.int64)]
+  for _ in range(1, max(1, min(max_buckets, n))):
+    # Extend by one bucket i..j after a best layout ending at i - 1.
+    cand = np.concatenate([[np.inf], best[:-1]])[:, None] + slots
+    arg = np.argmin(cand, axis=0)
+    better = cand[arg, np.arange(n)] < best
+    back.append(np.where(better, arg, -1))
+    best = np.where(better, cand[arg, np.arange(n)], best)
+  chosen, j, layer = [], n - 1, len(back) - 1
+  while j >= 0:  # Walk back through the layers that improved the layout ending at j.
+    while layer > 0 and back[layer][j] < 0:
+      layer -= 1
+    chosen.append(int(edges[j]))
+    j = int(back[layer][j]) - 1 if layer > 0 else -1
+    layer -= 1
+  return sorted(chosen)
+
+
+def bucketed_sides(matrix: sp.spmatrix, growth: float = 1.25,
+                   max_buckets: int | None = None) -> dict:
   """Length buckets of the rows ("users") and of the columns ("items") of a matrix.
 
   Padded lengths grow geometrically by `growth`.  Finer buckets compile more
   shapes (once) but pad less and solve faster: on a 40k x 8k, 2M-click matrix
   at K = 64, growth 2 / 1.5 / 1.25 gave 0.44 / 0.22 / 0.11 padded slots per
   entry and 1.41 / 0.87 / 0.65 s per CG sweep (2.78 / 1.98 / 1.84 s exact).
+  With `max_buckets`, each side keeps at most that many of those lengths, the
+  ones that pad least (`fewest_slot_edges`): every bucket is one more chunk
+  shape to compile (~0.4-0.6 s each on this CPU), which dominates a short fit.
   """
   m = sp.csr_matrix(matrix)
   out = {}
   for side, part in (("users", m), ("items", m.T.tocsr())):
-    longest = int(np.diff(part.indptr).max()) if part.shape[0] else 0
-    out[side] = bucketed_rows(part, default_bucket_edges(max(longest, 1), growth=growth))
+    lengths = np.diff(part.indptr)
+    edges = default_bucket_edges(max(int(lengths.max()) if part.shape[0] else 0, 1),
+                                 growth=growth)
+    if max_buckets is not None and len(edges) > max_buckets:
+      edges = fewest_slot_edges(lengths, edges, max_buckets)
+    out[side] = bucketed_rows(part, edges)
   return out
 
 
