@@ -5,7 +5,8 @@ fixed-size batches, as evaluation does: each batch goes to the devices as dense
 rows, or as padded item lists for models with ``score_padded`` (rows sorted
 by length within groups of `GROUP_ROWS`, about `PADDED_SLOTS` item slots a
 batch); one jitted step scores it with the model's own function and sets
-excluded items to -inf, a second reduces to the top k on device, and only
+excluded items to -inf, a second reduces to the top k on device (per item shard,
+then merged, when the model's item axis is split over the mesh), and only
 [batch, k] values and columns come back.  Rows without items get the most
 popular allowed items.  Batches are answered on `default_workers()` threads,
 with at most a few in flight, so no full score matrix is ever held.
@@ -66,17 +67,22 @@ def _score_step(score_fn, padded: bool, exclude_seen: bool, filtered: bool):
   return step
 
 
-def _select_step(k: int, item_chunk: int | None):
-  """Jitted ``scores [B, I] -> (values [B, k], columns [B, k])``; -inf entries come last."""
-  key = (k, item_chunk)
+def _select_step(k: int, item_chunk: int | None, mesh=None):
+  """Jitted ``scores [B, I] -> (values [B, k], columns [B, k])``; -inf entries come last.
+
+  On a `mesh` with a ``model`` axis each item shard selects its own top k and
+  the shards' candidates are merged (`ranking_ops.top_k_over_shards`).
+  """
+  key = (k, item_chunk, mesh)
   step = _SELECT_STEPS.get(key)
   if step is None:
     if item_chunk is None:  # Excluded items are -inf already: a plain (exact) top k.
-      select = lambda scores: ranking_ops.top_k_by_chunk_max(scores, k)
+      select = ranking_ops.top_k_by_chunk_max
     else:
-      select = lambda scores: ranking_ops.top_k_excluding(scores, jnp.isneginf(scores), k,
-                                                          item_chunk)
-    step = _SELECT_STEPS[key] = jax.jit(select)
+      select = lambda scores, kk: ranking_ops.top_k_excluding(scores, jnp.isneginf(scores), kk,
+                                                              item_chunk)
+    step = _SELECT_STEPS[key] = jax.jit(
+        lambda scores: ranking_ops.top_k_over_shards(select, k, mesh, scores))
   return step
 
 
@@ -147,7 +153,7 @@ def rank_rows(tm: TrainedModel, rows: sp.csr_matrix, k: int, allowed: np.ndarray
   padded = tm.model.score_padded is not None
   score_fn = tm.model.score_padded if padded else tm.model.score
   score_step = _score_step(score_fn, padded, bool(exclude_seen), bool(not allowed.all()))
-  select_step = _select_step(k_eff, item_chunk)
+  select_step = _select_step(k_eff, item_chunk, tm.mesh)
   filtered = not allowed.all()
   allowed_d = jax.device_put(allowed, rep) if filtered else None  # Unused unless filtered.
   # Every row without items gets the same answer: the most popular allowed items.
