@@ -42,7 +42,7 @@ import optax
 
 from recjax.data import sequences
 from recjax.models.base import Model, check_config
-from recjax.nn import recurrent
+from recjax.nn import full_softmax, recurrent
 
 OUTPUT_CHUNK = sequences.MIN_WIDTH  # Time steps per full-softmax block: bounds [B, chunk, I] logits.
 
@@ -143,6 +143,22 @@ def _sampled_nll(w_out, hs, targets, samples):
   return jax.nn.logsumexp(jnp.concatenate([true[..., None], neg], axis=-1), axis=-1) - true
 
 
+def _hidden(x, w_h, h0, mask, config: Config, dropout_key=None):
+  """(hs [B, T, D] fed to the output layer, h_T [B, D]) from the input terms x [B, T, kD].
+
+  Dropout (with `dropout_key`) on x and on hs, from the two halves of the key.
+  """
+  drop = dropout_key is not None and config.dropout > 0
+  if drop:
+    k_in, k_out = jax.random.split(dropout_key)
+    keep = 1.0 - config.dropout
+    x = x * jax.random.bernoulli(k_in, keep, x.shape) / keep
+  h_last, hs = recurrent.run(config.cell, w_h, h0, x, mask)
+  if drop:
+    hs = hs * jax.random.bernoulli(k_out, keep, hs.shape) / keep
+  return hs, h_last
+
+
 def forward_nll(shared, user_rows, h0, inputs, targets, mask, config: Config, *,
                 dropout_key=None, samples=None):
   """Per-event NLL of one window.
@@ -160,15 +176,8 @@ def forward_nll(shared, user_rows, h0, inputs, targets, mask, config: Config, *,
   Returns:
     (nll [B, T] zero on padding, h_T [B, D]).
   """
-  x = shared["w_x"][inputs]
-  if dropout_key is not None and config.dropout > 0:
-    k_in, k_out = jax.random.split(dropout_key)
-    keep = 1.0 - config.dropout
-    x = x * jax.random.bernoulli(k_in, keep, x.shape) / keep
-  w_h = _recurrent_weights(shared, user_rows, config)
-  h_last, hs = recurrent.run(config.cell, w_h, h0, x, mask)
-  if dropout_key is not None and config.dropout > 0:
-    hs = hs * jax.random.bernoulli(k_out, keep, hs.shape) / keep
+  hs, h_last = _hidden(shared["w_x"][inputs], _recurrent_weights(shared, user_rows, config), h0,
+                       mask, config, dropout_key)
   if samples is None:
     nll = _full_nll(shared["w_out"], hs, targets)
   else:
@@ -183,27 +192,47 @@ def window_nll_sum(params, user_ids, h0, inputs, targets, mask, config: Config):
   return nll.sum()
 
 
-def _rmsprop(config: Config) -> optax.GradientTransformation:
-  return optax.rmsprop(config.learning_rate, decay=config.decay, eps=config.eps)
+def _rms_rows(p, nu, g, config: Config):
+  """optax.rmsprop's rule on rows (ε inside the square root): (new p, new ν)."""
+  nu = (1 - config.decay) * g ** 2 + config.decay * nu
+  return p + (-config.learning_rate) * (jax.lax.rsqrt(nu + config.eps) * g), nu
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
-  """The optimizer state `update` carries: optax RMSprop of the shared part and the user rows' ν.
+  """The optimizer state `update` carries; its ``update`` is not used (`update` applies the rules).
 
-  ``init(params)`` -> {"shared": optax state, "user_nu": RMSprop ν of the user
-  table ({} when pooled)}.  Its ``update`` is not used: `update` applies the
-  rule to the gathered rows.
+  ``init(params)`` -> {"shared": RMSprop ν of each shared parameter (optax.rmsprop's
+  rule), "user_nu": ν of the user table ({} when pooled), "x_seen": [I] int32
+  the step after which each row of ν["w_x"] was last written, "step": int32
+  steps taken}.  Rows of ``w_x`` outside a window have a zero gradient: their
+  parameters do not move and their ν only decays, so ν["w_x"] is stored lazily
+  and decayed by ``decay ** (step - x_seen)`` when a window next reads the row.
   """
-  rms = _rmsprop(config)
 
   def init_fn(params):
-    return {"shared": rms.init(params["shared"]),
-            "user_nu": jax.tree.map(jnp.zeros_like, params["user"])}
+    return {"shared": jax.tree.map(jnp.zeros_like, params["shared"]),
+            "user_nu": jax.tree.map(jnp.zeros_like, params["user"]),
+            "x_seen": jnp.zeros(params["shared"]["w_x"].shape[0], jnp.int32),
+            "step": jnp.zeros((), jnp.int32)}
 
   def update_fn(updates, state, params=None):
     raise NotImplementedError("the collaborative RNN steps by its own update (crnn.update)")
 
   return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _input_rows_step(w_x, nu_x, seen, step, inputs, g_x, config: Config):
+  """RMSprop on the rows of w_x a window read (the others' gradient is zero), ν decayed lazily."""
+  flat = inputs.reshape(-1)
+  n_items = w_x.shape[0]
+  ids, inverse = jnp.unique(flat, size=flat.shape[0], fill_value=n_items, return_inverse=True)
+  g = jnp.zeros((flat.shape[0], w_x.shape[1]), g_x.dtype).at[inverse.reshape(-1)].add(
+      g_x.reshape(flat.shape[0], -1))
+  stale = (step - seen.at[ids].get(mode="clip")).astype(jnp.float32)
+  nu = nu_x.at[ids].get(mode="clip") * jnp.power(jnp.float32(config.decay), stale)[:, None]
+  rows, nu = _rms_rows(w_x.at[ids].get(mode="clip"), nu, g, config)
+  return (w_x.at[ids].set(rows, mode="drop"), nu_x.at[ids].set(nu, mode="drop"),
+          seen.at[ids].set(step + 1, mode="drop"))
 
 
 def update(params, opt_state, batch, key, config: Config):
@@ -212,44 +241,65 @@ def update(params, opt_state, batch, key, config: Config):
   The state starts at h0 where ``batch["reset"]`` (a batch's first window) and
   from the user's carried row of ``params["carry"]["hidden"]`` otherwise; the
   rows of the batch's users are written back.  Padding rows (user id U) change
-  nothing.
+  nothing.  The arithmetic is that of ``jax.grad`` of the mean window NLL
+  (`forward_nll`) followed by optax.rmsprop on the shared parameters and the
+  per-user rule on the gathered rows; it is arranged so that no step touches
+  the whole catalog more than the full softmax must: the output layer runs in
+  item chunks with W_out's update fused in (`nn.full_softmax`), and only the
+  input rows of the window's items are updated (ν of the others decays lazily).
 
   Returns:
     (params, opt_state, {"loss": summed NLL of the window's events}, n_events).
   """
   users, inputs, targets, mask = batch["users"], batch["inputs"], batch["targets"], batch["events"]
+  shared, nu = params["shared"], opt_state["shared"]
   n_users = params["carry"]["hidden"].shape[0]
   carried = params["carry"]["hidden"].at[users].get(mode="clip")
   h0 = jnp.where(batch["reset"][:, None], jnp.float32(config.h0), carried)
   k_drop, k_samp = jax.random.split(key)
-  samples = None
-  if config.sampled > 0:
-    samples = jax.random.randint(k_samp, (config.sampled,), 0, params["shared"]["w_x"].shape[0])
   rows = None if config.pooled else params["user"]["w_h"].at[users].get(mode="clip")
   count = mask.sum()
+  weight = mask / jnp.maximum(count, 1.0)
 
-  def loss(shared, rows):
-    nll, h_last = forward_nll(shared, rows, h0, inputs, targets, mask, config,
-                              dropout_key=k_drop, samples=samples)
-    return nll.sum() / jnp.maximum(count, 1.0), (h_last, nll.sum())
+  def hidden(x, rows, w_h):
+    return _hidden(x, w_h if config.pooled else rows, h0, mask, config, k_drop)
 
-  (_, (h_last, nll_sum)), (g_shared, g_rows) = jax.value_and_grad(
-      loss, argnums=(0, 1), has_aux=True)(params["shared"], rows)
-  updates, s_state = _rmsprop(config).update(g_shared, opt_state["shared"], params["shared"])
-  shared = optax.apply_updates(params["shared"], updates)
+  hs, pullback, h_last = jax.vjp(hidden, shared["w_x"][inputs], rows, shared.get("w_h"),
+                                 has_aux=True)
+  b, t, d = hs.shape
+  new_shared, new_nu = dict(shared), dict(nu)
+  if config.sampled > 0:
+    samples = jax.random.randint(k_samp, (config.sampled,), 0, shared["w_x"].shape[0])
+    nll, out_pullback = jax.vjp(lambda w, h: _sampled_nll(w, h, targets, samples),
+                                shared["w_out"], hs)
+    g_out, g_hs = out_pullback(weight)
+    new_shared["w_out"], new_nu["w_out"] = _rms_rows(shared["w_out"], nu["w_out"], g_out, config)
+    nll = nll * mask
+  else:
+    nll, g_hs, new_shared["w_out"], new_nu["w_out"] = full_softmax.nll_and_rmsprop(
+        hs.reshape(b * t, d), targets.reshape(-1), weight.reshape(-1), shared["w_out"],
+        nu["w_out"], learning_rate=config.learning_rate, decay=config.decay, eps=config.eps)
+    nll, g_hs = nll.reshape(b, t) * mask, g_hs.reshape(b, t, d)
+  g_x, g_rows, g_wh = pullback(g_hs)
+  step = opt_state["step"]
+  new_shared["w_x"], new_nu["w_x"], x_seen = _input_rows_step(
+      shared["w_x"], nu["w_x"], opt_state["x_seen"], step, inputs, g_x, config)
+  if config.pooled:
+    new_shared["w_h"], new_nu["w_h"] = _rms_rows(shared["w_h"], nu["w_h"], g_wh, config)
   user, user_nu = params["user"], opt_state["user_nu"]
   if not config.pooled:
     user_w, user_nu = user["w_h"], user_nu["w_h"]
     active = (mask.sum(axis=1) > 0) & (users < n_users)
     ids = jnp.where(active, users, n_users)  # inactive slots are dropped by the scatter.
-    nu = config.decay * user_nu.at[ids].get(mode="clip") + (1 - config.decay) * g_rows ** 2
-    new_rows = rows - config.learning_rate * g_rows / (jnp.sqrt(nu) + config.eps)
+    nu_rows = config.decay * user_nu.at[ids].get(mode="clip") + (1 - config.decay) * g_rows ** 2
+    new_rows = rows - config.learning_rate * g_rows / (jnp.sqrt(nu_rows) + config.eps)
     user = {"w_h": user_w.at[ids].set(new_rows, mode="drop")}
-    user_nu = {"w_h": user_nu.at[ids].set(nu, mode="drop")}
-  hidden = params["carry"]["hidden"].at[jnp.where(users < n_users, users, n_users)].set(
+    user_nu = {"w_h": user_nu.at[ids].set(nu_rows, mode="drop")}
+  hidden_rows = params["carry"]["hidden"].at[jnp.where(users < n_users, users, n_users)].set(
       jax.lax.stop_gradient(h_last), mode="drop")
-  return ({"shared": shared, "user": user, "carry": {"hidden": hidden}},
-          {"shared": s_state, "user_nu": user_nu}, {"loss": nll_sum}, count)
+  return ({"shared": new_shared, "user": user, "carry": {"hidden": hidden_rows}},
+          {"shared": new_nu, "user_nu": user_nu, "x_seen": x_seen, "step": step + 1},
+          {"loss": nll.sum()}, count)
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
