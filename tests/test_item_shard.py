@@ -135,7 +135,10 @@ texts = {"train": make_train_step(model).lower(params, opt, factors, batch, jax.
 score = lambda st, x: model.score(st[0], st[1], x)
 step = eval_ranking._batch_step(score, ("recall@20",), None, True, mesh)
 totals = jax.device_put({"recall@20": np.float32(0), "users": np.int32(0)}, rep)
-texts["eval"] = step.lower((params, factors), batch["rows"], batch["rows"] > 0,
+from recjax.eval import batches as eval_batches
+inputs = eval_batches.placement(rows, B).items(np.asarray(train))  # As evaluate_ranking places them.
+assert inputs.addressable_shards[0].data.shape == (B, I // 4)
+texts["eval"] = step.lower((params, factors), inputs, batch["rows"] > 0,
                            jax.device_put(np.ones(B, np.int32), rows), batch["mask"],
                            jax.device_put(np.ones(I, bool), rep), totals).compile().as_text()
 moved = {}

@@ -19,6 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 from jax.sharding import NamedSharding, PartitionSpec
 
+from recjax.ops.mesh import MODEL_AXIS
+
 
 def metric_names(metrics: Iterable[str]) -> tuple[str, ...]:
   """`metrics` stripped, lower-cased and without repeats, in their first order."""
@@ -45,11 +47,20 @@ class Placement:
     full: puts an array with the given sharding itself (dense [B, I] inputs).
     rows: puts an array split along its leading (row) axis only, any rank.
     replicated: puts an array on every device whole (totals, candidates).
+    items: puts a [B, I] array with its rows split as `full` does and, on a mesh
+      with a ``model`` axis (an item-sharded model), its item columns split over
+      it, so each device holds only the columns of its own items (I not a
+      multiple of the shards: as `full`).
   """
   batch_size: int
   full: Callable[[Any], jax.Array]
   rows: Callable[[Any], jax.Array]
   replicated: Callable[[Any], jax.Array]
+  items: Callable[[Any], jax.Array] | None = None
+
+  def __post_init__(self):
+    if self.items is None:
+      object.__setattr__(self, "items", self.full)
 
 
 def placement(sharding: NamedSharding | None, batch_size: int) -> Placement:
@@ -59,10 +70,19 @@ def placement(sharding: NamedSharding | None, batch_size: int) -> Placement:
   shards = data_shards(sharding)
   row_sharding = NamedSharding(sharding.mesh, PartitionSpec(*tuple(sharding.spec)[:1]))
   replicated = NamedSharding(sharding.mesh, PartitionSpec())
+  model_shards = dict(sharding.mesh.shape).get(MODEL_AXIS, 1)
+  item_sharding = NamedSharding(sharding.mesh, PartitionSpec(*tuple(sharding.spec)[:1],
+                                                             MODEL_AXIS))
+
+  def items(x):
+    if model_shards > 1 and x.shape[-1] % model_shards == 0:
+      return jax.device_put(x, item_sharding)
+    return jax.device_put(x, sharding)
+
   return Placement(batch_size=-(-batch_size // shards) * shards,
                    full=lambda x: jax.device_put(x, sharding),
                    rows=lambda x: jax.device_put(x, row_sharding),
-                   replicated=lambda x: jax.device_put(x, replicated))
+                   replicated=lambda x: jax.device_put(x, replicated), items=items)
 
 
 def dense_rows(matrix: sp.csr_matrix, rows: np.ndarray, batch_size: int,

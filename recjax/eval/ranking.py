@@ -190,7 +190,7 @@ def evaluate_ranking(
     n_held_out[:len(batch_rows)] = n_held_out_all[batch_rows]
     totals = step(
         state,
-        put.full(batches.dense_rows(fold_in, batch_rows, batch_size)),
+        put.items(batches.dense_rows(fold_in, batch_rows, batch_size)),
         put.full(batches.dense_rows(held_out, batch_rows, batch_size)),
         put.rows(n_held_out),
         put.rows(row_mask),

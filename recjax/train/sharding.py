@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import jax
 import optax
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from recjax.ops.mesh import DATA_AXIS, MODEL_AXIS, data_shards, place, replicate, replicated
 from recjax.ops.mesh import row_sharded as batch_sharding
 
 __all__ = ["DATA_AXIS", "MODEL_AXIS", "make_mesh", "check_model_shards", "batch_sharding",
            "replicated", "replicate", "round_up_to_devices", "state_specs", "place_state",
-           "place_factors", "sharding_of"]
+           "place_factors", "sharding_of", "batch_shardings"]
 
 
 def check_model_shards(n_devices: int, model_shards: int) -> None:
@@ -57,6 +57,26 @@ def round_up_to_devices(batch_size: int, mesh: Mesh) -> int:
   """The smallest multiple of the mesh's ``data`` axis size that is >= batch_size."""
   n = data_shards(mesh)
   return -(-batch_size // n) * n
+
+
+def batch_shardings(batch: dict, mesh: Mesh) -> dict:
+  """The sharding of each entry of a training batch (a dict of [B, ...] arrays).
+
+  Every entry's rows are split over ``data`` (`batch_sharding`); the dense
+  click rows ``batch["rows"]`` [B, I] (`recjax.data.batching.DenseRows`) also
+  have their item columns split over ``model`` when it has several shards that
+  divide I: on an item-sharded mesh each device then holds only its items'
+  columns, which its [I, H] layer shard reads (measured by
+  benchmarks/bench_item_shard.py: less memory and faster steps than a batch
+  replicated over ``model``).
+  """
+  rows = batch_sharding(mesh)
+  out = {k: rows for k in batch}
+  m = dict(mesh.shape).get(MODEL_AXIS, 1)
+  dense = batch.get("rows")
+  if m > 1 and dense is not None and dense.ndim == 2 and dense.shape[1] % m == 0:
+    out["rows"] = NamedSharding(mesh, P(DATA_AXIS, MODEL_AXIS))
+  return out
 
 
 def state_specs(model, params, opt_state, factors):
