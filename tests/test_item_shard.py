@@ -10,6 +10,8 @@ evaluates through the runner on a (4 / m) x m mesh for m = 1, 2, 4:
   array's layout);
 * EASE: the same weights and metrics for m = 1 and 2; the weights are split by
   columns;
+* serving (`recjax.serve.topk.rank_rows`) recommends the same top 10 from the
+  item-sharded state (Mult-VAE m = 4 dense rows, EASE m = 2 padded item lists);
 * the top k merged across item shards (`ops.ranking.top_k_over_shards`, with
   ties and exclusions, chunked and not, and the serving selection) equals the
   whole-row top k;
@@ -46,6 +48,7 @@ from recjax.models.registry import get_model
 from recjax.ops import ranking
 from recjax.serve import topk as serve_topk
 from recjax.train import sharding as shd
+from recjax.train.artifact import TrainedModel
 from recjax.train.runner import TrainConfig, make_train_step, train_and_evaluate
 
 split = toy_model.make_split()  # 120 items: split 1, 2 or 4 ways.
@@ -78,15 +81,29 @@ def losses_of(d):
   return [json.loads(l)["train"]["loss"] for l in open(d + "/metrics.jsonl")]
 
 
+def recommend(name, overrides, m, params, factors):
+  # Top 10 of the test users' fold-in rows through the serving engine, on the run's mesh.
+  train = split.train
+  tm = TrainedModel(model=get_model(name, overrides), params=params, factors=factors,
+                    mesh=shd.make_mesh(4, m), info={}, item_ids=np.arange(train.shape[1]),
+                    user_ids=np.arange(train.shape[0]), train=train,
+                    popularity=np.asarray((train != 0).sum(axis=0), np.float32).ravel())
+  allowed = np.ones(train.shape[1], bool)
+  return [np.asarray(cols).tolist() for _, _, cols, _ in serve_topk.rank_rows(
+      tm, split.test.fold_in, 10, allowed, exclude_seen=True, batch_size=16, item_chunk=None)]
+
+
 for m in (1, 4):
   with tempfile.TemporaryDirectory() as d:
-    results, params, _ = run("mult-vae", VAE, m, d, 3, checkpoint=False)
+    results, params, factors = run("mult-vae", VAE, m, d, 3, checkpoint=False)
     out["vae"][m] = vae_record(results, params, losses_of(d))
+  out["vae"][m]["recommended"] = recommend("mult-vae", VAE, m, params, factors)
 for m in (1, 2):
   with tempfile.TemporaryDirectory() as d:
     results, _, factors = run("ease", {"l2": 10.0}, m, d, 1, checkpoint=False)
   out["ease"][m] = {"test": results["test"], "spec": spec(factors["weights"]),
-                    "weights": np.asarray(factors["weights"]).tolist()}
+                    "weights": np.asarray(factors["weights"]).tolist(),
+                    "recommended": recommend("ease", {"l2": 10.0}, m, {}, factors)}
 lap("runs")
 # m = 2: 2 epochs, then resumed from that checkpoint (of the item-sharded state) to 3 epochs.
 with tempfile.TemporaryDirectory() as d:
@@ -188,6 +205,7 @@ def test_multvae_item_sharded_matches_replicated(result):
     _close(run["validation"], base["validation"])
     _close(run["test"], base["test"])
     np.testing.assert_allclose(run["kernel"], base["kernel"], rtol=1e-4, atol=1e-6)
+  assert vae["4"]["recommended"] == base["recommended"] and len(base["recommended"]) > 1
   b, n_items, h = result["moved_limit"]
   assert result["param_specs"]["adam_mu_out"] == [h, n_items // 4]  # Adam's moments follow.
 
@@ -199,6 +217,8 @@ def test_ease_item_sharded_matches_replicated(result):
   assert ease["2"]["spec"] == [items, items // 2]
   np.testing.assert_allclose(ease["2"]["weights"], ease["1"]["weights"], rtol=1e-5, atol=1e-6)
   _close(ease["2"]["test"], ease["1"]["test"])
+  # Serving: EASE's padded fold-in (its seen items set to -inf by a scatter) on split columns.
+  assert ease["2"]["recommended"] == ease["1"]["recommended"]
 
 
 def test_top_k_merged_across_shards_equals_whole_row(result):
