@@ -17,12 +17,13 @@ import jax
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from recjax.ops import mesh as mesh_lib
 from recjax.ops.mesh import DATA_AXIS, MODEL_AXIS, data_shards, place, replicate, replicated
 from recjax.ops.mesh import row_sharded as batch_sharding
 
 __all__ = ["DATA_AXIS", "MODEL_AXIS", "make_mesh", "check_model_shards", "batch_sharding",
            "replicated", "replicate", "round_up_to_devices", "state_specs", "place_state",
-           "place_factors", "sharding_of", "batch_shardings"]
+           "place_factors", "sharding_of", "batch_shardings", "state_shardings"]
 
 
 def check_model_shards(n_devices: int, model_shards: int) -> None:
@@ -116,6 +117,18 @@ def place_factors(model, params, factors, mesh: Mesh | None):
   """`factors` placed on `mesh` by the model's ``partition`` (default replicated)."""
   partition = getattr(model, "partition", None)
   return place(factors, None if partition is None else partition(params, factors)[1], mesh)
+
+
+def state_shardings(model, params, factors, mesh: Mesh):
+  """(params, factors) trees of NamedShardings by the model's ``partition`` (default replicated).
+
+  The leaves of `params` and `factors` may be anything with a shape (arrays,
+  `jax.ShapeDtypeStruct`, orbax's array metadata): e.g. to restore a saved
+  state straight into its item-sharded layout.
+  """
+  partition = getattr(model, "partition", None)
+  specs = (None, None) if partition is None else partition(params, factors)
+  return tuple(mesh_lib.shardings(t, s, mesh) for t, s in zip((params, factors), specs))
 
 
 def sharding_of(mesh: Mesh):
