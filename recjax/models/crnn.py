@@ -276,7 +276,7 @@ def update(params, opt_state, batch, key, config: Config):
     new_shared["w_out"], new_nu["w_out"] = _rms_rows(shared["w_out"], nu["w_out"], g_out, config)
     nll = nll * mask
   else:
-    nll, g_hs, new_shared["w_out"], new_nu["w_out"] = full_softmax.nll_and_rmsprop(
+    nll, g_hs, new_shared["w_out"], new_nu["w_out"] = full_softmax.nll_and_rmsprop_packed(
         hs.reshape(b * t, d), targets.reshape(-1), weight.reshape(-1), shared["w_out"],
         nu["w_out"], learning_rate=config.learning_rate, decay=config.decay, eps=config.eps)
     nll, g_hs = nll.reshape(b, t) * mask, g_hs.reshape(b, t, d)

@@ -4,7 +4,10 @@ The rows h [N, D] are scored against every item of W [I, D] (logits h Wᵀ),
 but the [N, I] logits are never held whole: the items are swept in chunks of
 `chunk` rows of W (a `lax.fori_loop`; the last chunk is shifted back to end at
 item I and its columns that the previous chunk already covered are masked),
-so each chunk's [N, chunk] block stays in cache between its matrix products.
+so each chunk's block of logits stays in cache between its matrix products.
+The blocks are laid out [chunk, N] (items major): XLA's CPU dots run the
+three products of a block 2–3x faster that way than with [N, chunk] blocks,
+whose item-gradient product contracts over the leading axis.
 
 * `logsumexp` — log Σ_i exp(h·w_i) per row (one sweep, running max).
 * `nll_and_rmsprop` — the training step of the layer: the per-row NLL, the
@@ -21,7 +24,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-CHUNK = 2048  # Items per chunk: a [N, 2048] float32 block is 1 MiB at N = 128.
+CHUNK = 4096  # Items per chunk: a [4096, N] float32 block is 2 MiB at N = 128.
 
 
 def _chunks(n_items: int, chunk: int) -> tuple[int, int]:
@@ -43,9 +46,9 @@ def logsumexp(h: jax.Array, w: jax.Array, chunk: int = CHUNK) -> jax.Array:
   def body(k, carry):
     m, s = carry
     _, wk, fresh = _slice(w, k, chunk)
-    logits = jnp.where(fresh[None, :], h @ wk.T, -jnp.inf)
-    m_new = jnp.maximum(m, logits.max(axis=-1))
-    s = s * jnp.exp(m - m_new) + jnp.exp(logits - m_new[:, None]).sum(axis=-1)
+    logits = jnp.where(fresh[:, None], wk @ h.T, -jnp.inf)  # [chunk, N]
+    m_new = jnp.maximum(m, logits.max(axis=0))
+    s = s * jnp.exp(m - m_new) + jnp.exp(logits - m_new[None, :]).sum(axis=0)
     return m_new, s
 
   init = (jnp.full(h.shape[:1], -jnp.inf, h.dtype), jnp.zeros(h.shape[:1], h.dtype))
@@ -73,21 +76,48 @@ def nll_and_rmsprop(h, targets, weight, w, nu, *, learning_rate, decay, eps, chu
   nll = lse - jnp.sum(h * w[targets], axis=-1)
 
   def body(k, carry):
-    g_h, w_all, nu_all = carry
-    start, wk, fresh = _slice(w_all, k, chunk)  # Fresh rows are not updated yet: old W.
-    nuk = jax.lax.dynamic_slice_in_dim(nu_all, start, chunk)
-    p = jnp.exp(h @ wk.T - lse[:, None])
-    p = p - (targets[:, None] == start + jnp.arange(chunk)[None, :])
-    p = jnp.where(fresh[None, :], p * weight[:, None], 0.0)
-    g_h = g_h + p @ wk
-    g_w = p.T @ h
-    nu_new = (1 - decay) * g_w ** 2 + decay * nuk
-    w_new = wk + (-learning_rate) * (jax.lax.rsqrt(nu_new + eps) * g_w)
-    w_all = jax.lax.dynamic_update_slice_in_dim(
-        w_all, jnp.where(fresh[:, None], w_new, wk), start, 0)
-    nu_all = jax.lax.dynamic_update_slice_in_dim(
-        nu_all, jnp.where(fresh[:, None], nu_new, nuk), start, 0)
-    return g_h, w_all, nu_all
+    g_h, g_all = carry
+    start, wk, fresh = _slice(w, k, chunk)
+    p = jnp.exp(wk @ h.T - lse[None, :])  # [chunk, N]: d loss / d logits, items major.
+    p = p - (targets[None, :] == start + jnp.arange(chunk)[:, None])
+    p = jnp.where(fresh[:, None], p * weight[None, :], 0.0)
+    g_all = jax.lax.dynamic_update_slice_in_dim(
+        g_all, jnp.where(fresh[:, None], p @ h, jax.lax.dynamic_slice_in_dim(g_all, start, chunk)),
+        start, 0)
+    return g_h + wk.T @ p, g_all  # g_h: [D, N]
 
-  g_h, w, nu = jax.lax.fori_loop(0, n_chunks, body, (jnp.zeros_like(h), w, nu))
-  return nll, g_h, w, nu
+  g_h, g_w = jax.lax.fori_loop(0, n_chunks, body, (jnp.zeros_like(h.T), jnp.zeros_like(w)))
+  nu = (1 - decay) * g_w ** 2 + decay * nu
+  w = w + (-learning_rate) * (jax.lax.rsqrt(nu + eps) * g_w)
+  return nll, g_h.T, w, nu
+
+
+def nll_and_rmsprop_packed(h, targets, weight, w, nu, *, learning_rate, decay, eps,
+                           chunk: int = CHUNK, levels: int = 3):
+  """`nll_and_rmsprop` on the rows of nonzero weight only, packed to one of a few sizes.
+
+  The rows are reordered nonzero-weight first and the layer runs on the N/2^j
+  leading rows (j < `levels`, the smallest size that holds them all, chosen at
+  run time by ``lax.switch``): a window whose slots are half padding pays half
+  the softmax.  Rows of weight 0 add nothing to any gradient, so the result is
+  `nll_and_rmsprop`'s up to the order of floating-point sums; their nll is 0.
+  """
+  n = h.shape[0]
+  sizes = [n >> j for j in range(levels) if n % (1 << j) == 0 and (n >> j) >= 8][::-1]
+  order = jnp.argsort(weight == 0, stable=True)
+  hp, yp, wp = h[order], targets[order], weight[order]
+  used = jnp.sum(weight != 0)
+
+  def branch(size):
+    def run(w, nu):
+      nll, g_h, w, nu = nll_and_rmsprop(hp[:size], yp[:size], wp[:size], w, nu,
+                                        learning_rate=learning_rate, decay=decay, eps=eps,
+                                        chunk=chunk)
+      return jnp.pad(nll, (0, n - size)), jnp.pad(g_h, ((0, n - size), (0, 0))), w, nu
+    return run
+
+  pick = jnp.searchsorted(jnp.asarray(sizes), used)  # The first size >= the rows used.
+  nll, g_h, w, nu = jax.lax.switch(jnp.minimum(pick, len(sizes) - 1),
+                                   [branch(s) for s in sizes], w, nu)
+  back = jnp.zeros_like(order).at[order].set(jnp.arange(n))
+  return jnp.where(weight != 0, nll[back], 0.0), g_h[back], w, nu
