@@ -95,7 +95,9 @@ def evaluate_sequence(score_fn, state, eval_set, metrics=METRICS, batch_size: in
       windows or look counts up).  ``batch`` holds ``users`` int32 [B] (the
       training row; 0 on padding rows), ``inputs``, ``targets`` int32 [B, T]
       (position t feeds x_t and is scored on x_{t+1} over history + tail) and
-      ``events`` float32 [B, T] (1 on real pairs); T is a power of two >= 8.
+      ``events`` float32 [B, T] (1 on real pairs) and ``scored`` float32 [B, T]
+      (1 on the tail's pairs: only those are read, so a model may leave the
+      other positions at 0 and skip their output layer); T is a power of two >= 8.
     state: passed to `score_fn` unchanged.
     eval_set: a `data.sequences.SequenceEvalSet`.
     metrics: names among `METRICS` (both are always computed).
@@ -123,9 +125,10 @@ def evaluate_sequence(score_fn, state, eval_set, metrics=METRICS, batch_size: in
   for k, start in enumerate(starts):
     rows = order[start:start + batch_size]
     batch = _batch(eval_set, rows, batch_size)
-    logp = np.asarray(score_fn(state, {k_: v for k_, v in batch.items() if k_ != "tail"}))
+    scored = batch.pop("tail")
+    logp = np.asarray(score_fn(state, {**batch, "scored": scored}))
     for j, r in enumerate(rows):
-      tails[r] = logp[j][batch["tail"][j] > 0]
+      tails[r] = logp[j][scored[j] > 0]
     if on_batch is not None:
       on_batch(k + 1, len(starts))
   if not len(order):

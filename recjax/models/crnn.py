@@ -303,36 +303,57 @@ def update(params, opt_state, batch, key, config: Config):
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
-def eval_step(params, user_ids, h0, inputs, targets, mask, config: Config):
-  """log P(targets | history) of a window under the full softmax, no dropout.
-
-  Returns:
-    (h_T [B, D], logp [B, T] zero on padding).
-  """
+def hidden_window(params, user_ids, h0, inputs, mask, config: Config):
+  """(h_T [B, D], hs [B, T, D]) of a window, no dropout: the states the output layer reads."""
   rows = None if config.pooled else params["user"]["w_h"].at[user_ids].get(mode="clip")
-  nll, h_last = forward_nll(params["shared"], rows, h0, inputs, targets, mask, config)
-  return h_last, -nll
+  hs, h_last = _hidden(params["shared"]["w_x"][inputs],
+                       _recurrent_weights(params["shared"], rows, config), h0, mask, config)
+  return h_last, hs
+
+
+@jax.jit
+def _picked_log_probs(w_out, hs, rows, cols, targets):
+  """log softmax(W_out h)[target] at positions (rows, cols) of hs [B, T, D]."""
+  h = hs[rows, cols]
+  return jnp.sum(h * w_out[targets], axis=-1) - full_softmax.logsumexp(h, w_out)
+
+
+EVAL_ROWS = 2048  # Scored positions per output-layer call of `log_probs`.
 
 
 def log_probs(params, batch, config: Config) -> np.ndarray:
   """[B, T] log P(targets_t | x_<=t) of whole sequences, the state carried across windows.
 
   `batch` as `recjax.eval.sequence` builds it ({"users", "inputs", "targets",
-  "events"}); windows are `data.sequences.window_slices` of the longest row.
+  "events"} and optionally "scored"); windows are `data.sequences.window_slices`
+  of the longest row.  The recurrence runs over every event; the softmax only
+  at the positions asked for ("scored" > 0 where given, else every event), in
+  blocks of at most `EVAL_ROWS` positions (bucketed to powers of two) and item
+  chunks; other positions are 0.
   """
   inputs, targets, events = (np.asarray(batch[k]) for k in ("inputs", "targets", "events"))
   b, t = inputs.shape
   slices = sequences.window_slices(int(events.sum(axis=1).max()) if b else 0, config.window)
   users = jnp.asarray(batch["users"], jnp.int32)
   h = jnp.full((b, config.dim), config.h0, jnp.float32)
-  out = []
+  hs = []
   for cols in slices:
-    h, lp = eval_step(params, users, h, jnp.asarray(sequences.columns(inputs, cols)),
-                      jnp.asarray(sequences.columns(targets, cols)),
-                      jnp.asarray(sequences.columns(events, cols, 0.0)), config)
-    out.append(lp)
-  lp = np.concatenate(jax.device_get(out), axis=1)[:, :t]
-  return np.pad(lp, ((0, 0), (0, t - lp.shape[1])))
+    h, hs_w = hidden_window(params, users, h, jnp.asarray(sequences.columns(inputs, cols)),
+                            jnp.asarray(sequences.columns(events, cols, 0.0)), config)
+    hs.append(hs_w)
+  hs = jnp.concatenate(hs, axis=1) if len(hs) > 1 else hs[0]
+  wanted = np.asarray(batch.get("scored", events)) > 0
+  rows, cols = np.nonzero(wanted & (events > 0))
+  out = np.zeros((b, t), np.float32)
+  for start in range(0, len(rows), EVAL_ROWS):
+    r, c = rows[start:start + EVAL_ROWS], cols[start:start + EVAL_ROWS]
+    size = sequences.bucket_width(len(r), EVAL_ROWS)
+    pad = size - len(r)
+    lp = _picked_log_probs(params["shared"]["w_out"], hs, jnp.asarray(np.pad(r, (0, pad))),
+                           jnp.asarray(np.pad(c, (0, pad))),
+                           jnp.asarray(np.pad(targets[r, c], (0, pad))))
+    out[r, c] = np.asarray(lp)[:len(r)]
+  return out
 
 
 def make(config: Config) -> Model:
