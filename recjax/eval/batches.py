@@ -71,11 +71,11 @@ def placement(sharding: NamedSharding | None, batch_size: int) -> Placement:
   row_sharding = NamedSharding(sharding.mesh, PartitionSpec(*tuple(sharding.spec)[:1]))
   replicated = NamedSharding(sharding.mesh, PartitionSpec())
   model_shards = dict(sharding.mesh.shape).get(MODEL_AXIS, 1)
-  item_sharding = NamedSharding(sharding.mesh, PartitionSpec(*tuple(sharding.spec)[:1],
-                                                             MODEL_AXIS))
+  item_sharding = None if model_shards == 1 else NamedSharding(
+      sharding.mesh, PartitionSpec(*tuple(sharding.spec)[:1], MODEL_AXIS))
 
   def items(x):
-    if model_shards > 1 and x.shape[-1] % model_shards == 0:
+    if item_sharding is not None and x.shape[-1] % model_shards == 0:
       return jax.device_put(x, item_sharding)
     return jax.device_put(x, sharding)
 

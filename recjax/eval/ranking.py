@@ -26,6 +26,7 @@ from jax.sharding import NamedSharding
 
 from recjax.eval import batches, inflight
 from recjax.ops import ranking as ranking_ops
+from recjax.ops.mesh import MODEL_AXIS
 
 ScoreFn = Callable[[Any, jax.Array], jax.Array]
 
@@ -48,6 +49,8 @@ def _batch_step(score_fn: ScoreFn, metrics: tuple[str, ...], item_chunk: int | N
   whole [B, I] score block.
   """
   k = max(ranking_ops.parse_metric(m)[1] for m in metrics)
+  if mesh is not None and MODEL_AXIS not in mesh.axis_names:
+    mesh = None  # No item shards to merge: the same step as without a mesh.
   key = (score_fn, metrics, k, item_chunk, exclude_fold_in, mesh)
   step = _BATCH_STEPS.get(key)
   if step is None:
