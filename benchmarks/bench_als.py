@@ -5,6 +5,18 @@ r"""Weighted implicit ALS: seconds per iteration of `recjax.ops.als.half_sweep`,
   python -m benchmarks.bench_als --data=gowalla --data_dir=../shared/data
   python -m benchmarks.bench_als \
       --peer_python=$(../shared/tools/peer-venvs.sh implicit | cut -d' ' -f2)
+  python -m benchmarks.bench_als --layouts=1x2,2x1 --peer_threads=2 --peer_python=...
+      # both cores: 2 CPU devices in one process, and 2 processes x 1 device
+
+Layouts (`--layouts`, processes x devices per process): "1x1" is one device;
+"1x2" is one process with 2 CPU devices (``jax_num_cpu_devices``) and a 1-D
+mesh over them; "2x1" is two processes of one device each, joined by
+``jax.distributed`` (gloo CPU collectives, coordinator on 127.0.0.1 at a free
+port), one global mesh over both.  On a mesh each chunk's rows are split over
+the devices (`half_sweep(mesh=...)`).  In "2x1" both processes run the same
+sweeps; process 0's times are reported and the memory figure is the sum of the
+two processes' peaks.  Use ``--peer_threads`` equal to the cores the layout
+uses for a side-by-side comparison.
 
 One ALS iteration is the user half-sweep (U against fixed V) followed by the
 item half-sweep (V against the new U).  Each (K, solver) configuration runs in
@@ -55,9 +67,11 @@ peak ≤ 2 × implicit peak.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -86,8 +100,8 @@ flags.DEFINE_integer("rows_per_call", None, "half_sweep's rows_per_call, capped 
                      "bucket's row count (default: whole bucket, or the byte budget's).")
 flags.DEFINE_integer("cache_bytes", 1 << 20, "half_sweep's cache_bytes: gathered-factor bytes "
                      "of the row blocks solved one at a time inside a call (0 = one block).")
-flags.DEFINE_integer("n_devices", 1, "CPU devices for recjax (jax_num_cpu_devices); > 1 splits "
-                     "each call's rows over a 1-D mesh.")
+flags.DEFINE_list("layouts", ["1x1"], "recjax layouts, processes x CPU devices per process: "
+                  "1x1, 1x2 (one process, 2 devices), 2x1 (2 processes, jax.distributed).")
 flags.DEFINE_integer("peer_threads", 2, "implicit's num_threads (OpenMP); 1 for a one-core "
                      "comparison under `taskset -c 0`.")
 flags.DEFINE_string("peer_python", None, "A python with implicit installed "
@@ -169,6 +183,43 @@ def _run(cmd: list[str], timeout: int) -> dict:
   return {**json.loads(lines[-1][len("RESULT "):]), **load}
 
 
+def _free_port() -> int:
+  with socket.socket() as sock:
+    sock.bind(("127.0.0.1", 0))
+    return sock.getsockname()[1]
+
+
+def _run_layout(child: dict, processes: int) -> dict:
+  """One recjax configuration in `processes` processes (jax.distributed when > 1).
+
+  Process 0's record is returned; with several processes, ``peak_gb`` and
+  ``base_gb`` are the sums over them (each one's peak under ``peaks_gb``).
+  """
+  cmd = lambda args: [sys.executable, "-m", "benchmarks.bench_als", "--child",
+                      f"--child_args={json.dumps(args)}"]
+  if processes == 1:
+    return _run(cmd(child), FLAGS.child_timeout)
+  port = _free_port()
+  with concurrent.futures.ThreadPoolExecutor(processes) as pool:
+    futures = [pool.submit(_run, cmd(dict(child, processes=processes, process_id=i, port=port)),
+                           FLAGS.child_timeout) for i in range(processes)]
+    recs = [f.result() for f in futures]
+  bad = [r for r in recs if "error" in r]
+  if bad:
+    return bad[0]
+  return {**recs[0], "peaks_gb": [r["peak_gb"] for r in recs],
+          "peak_gb": sum(r["peak_gb"] for r in recs), "base_gb": sum(r["base_gb"] for r in recs)}
+
+
+def _add_objective(rec: dict, path: str, matrix) -> None:
+  """The weighted loss of the factors a configuration wrote (when --objective)."""
+  if FLAGS.objective and os.path.exists(path):
+    from recjax.ops import als  # pylint: disable=import-outside-toplevel
+    f = np.load(path)
+    rec["objective"] = als.implicit_objective(f["U"], f["V"], matrix, a=FLAGS.alpha, b=1.0,
+                                              reg_x=FLAGS.reg, reg_y=FLAGS.reg, chunk=1 << 18)
+
+
 def _summarize(rec: dict) -> dict:
   """Adds first_s and median_s (of the later iterations) to a child's record."""
   if "error" in rec:
@@ -187,6 +238,10 @@ def _child(args: dict) -> None:
   import jax  # pylint: disable=import-outside-toplevel
   if args.get("n_devices", 1) > 1:
     jax.config.update("jax_num_cpu_devices", args["n_devices"])
+  if args.get("processes", 1) > 1:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{args['port']}",
+                               num_processes=args["processes"], process_id=args["process_id"])
   from recjax.data import batching  # pylint: disable=import-outside-toplevel
   from recjax.ops import als  # pylint: disable=import-outside-toplevel
   from recjax.train.sharding import make_mesh  # pylint: disable=import-outside-toplevel
@@ -205,8 +260,11 @@ def _child(args: dict) -> None:
             cg_steps=args["cg_steps"], rows_per_call=args["rows_per_call"],
             max_bytes_per_call=args.get("max_bytes_per_call") or None,
             cache_bytes=args.get("cache_bytes") or None,
-            mesh=make_mesh(args["n_devices"]) if args.get("n_devices", 1) > 1 else None)
-  u, v = jax.block_until_ready(jax.device_put((u0, v0)))
+            mesh=make_mesh(jax.device_count()) if jax.device_count() > 1 else None)
+  if args.get("processes", 1) > 1:  # half_sweep places them on the global mesh.
+    u, v = u0, v0
+  else:
+    u, v = jax.block_until_ready(jax.device_put((u0, v0)))
   del u0, v0
   iter_s, u_s, v_s = [], [], []
   for _ in range(1 + args["n_iters"]):
@@ -220,7 +278,8 @@ def _child(args: dict) -> None:
     iter_s.append(t2 - t0)
   peak = _proc_status_gb("VmHWM")
   maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-  np.savez(args["factors_out"], U=np.asarray(u), V=np.asarray(v))
+  if jax.process_index() == 0:
+    np.savez(args["factors_out"], U=np.asarray(u), V=np.asarray(v))
   print("RESULT " + json.dumps({
       "library": f"recjax (jax {jax.__version__})", "iter_s": iter_s, "user_half_s": u_s,
       "item_half_s": v_s, "buckets_s": buckets_s,
@@ -300,65 +359,57 @@ def main(argv):
       for solver in FLAGS.solvers:
         common = {"matrix": mpath, "init": ipath, "k": k, "reg": FLAGS.reg,
                   "cg_steps": FLAGS.cg_steps, "n_iters": FLAGS.n_iters}
-        ours_out = os.path.join(tmp, f"recjax_{k}_{solver}.npz")
-        child = dict(common, a=FLAGS.alpha, solver=solver, rows_per_call=FLAGS.rows_per_call,
-                     max_bytes_per_call=FLAGS.max_bytes_per_call, bucket_growth=FLAGS.bucket_growth,
-                     cache_bytes=FLAGS.cache_bytes, n_devices=FLAGS.n_devices,
-                     factors_out=ours_out)
-        ours = _summarize(_run([sys.executable, "-m", "benchmarks.bench_als", "--child",
-                                f"--child_args={json.dumps(child)}"], FLAGS.child_timeout))
-        ours.update(side="recjax", k=k, solver=solver)
-        records.append(ours)
-        if "error" in ours:
-          print(f"recjax K={k} {solver}: FAILED {ours['error']}")
-        else:
-          u_med = statistics.median(ours["user_half_s"][1:] or ours["user_half_s"])
-          v_med = statistics.median(ours["item_half_s"][1:] or ours["item_half_s"])
-          print(f"recjax K={k} {solver}: first {ours['first_s']:.2f}s, "
-                f"median {ours['median_s']:.2f}s (user {u_med:.2f}s + item {v_med:.2f}s),"
-                f" buckets {ours['buckets_s']:.2f}s, padding {ours['padding_ratio']:.2f},"
-                f" peak {ours['peak_gb']:.2f} GB (base {ours['base_gb']:.2f}),"
-                f" {ours['compiled_chunks']} compiled chunk shapes,"
-                f" load {ours['loadavg_1m_before']:.1f} -> {ours['loadavg_1m_after']:.1f}",
-                flush=True)
-        peer = None
+        peer, peer_out = None, os.path.join(tmp, f"implicit_{k}_{solver}.npz")
         if FLAGS.peer_python:
-          peer_out = os.path.join(tmp, f"implicit_{k}_{solver}.npz")
           pargs = dict(common, alpha=FLAGS.alpha, use_cg=solver == "cg", factors_out=peer_out,
                        threads=FLAGS.peer_threads)
           peer = _summarize(_run([FLAGS.peer_python, "-c", _PEER_SCRIPT, json.dumps(pargs)],
                                  FLAGS.child_timeout))
-          peer.update(side="implicit", k=k, solver=solver)
+          peer.update(side="implicit", k=k, solver=solver, threads=FLAGS.peer_threads)
           if "error" not in peer:
             peer["fit_setup_s"] = peer["fit_s"] - sum(peer["iter_s"])
+            _add_objective(peer, peer_out, matrix)
           records.append(peer)
           if "error" in peer:
             print(f"implicit K={k} {solver}: FAILED {peer['error']}")
           else:
-            print(f"implicit K={k} {solver}: first {peer['first_s']:.2f}s, median "
-                  f"{peer['median_s']:.2f}s, fit setup {peer['fit_setup_s']:.2f}s, "
-                  f"peak {peer['peak_gb']:.2f} GB (base {peer['base_gb']:.2f}), load "
-                  f"{peer['loadavg_1m_before']:.1f} -> {peer['loadavg_1m_after']:.1f}", flush=True)
-        if FLAGS.objective:
-          from recjax.ops import als  # pylint: disable=import-outside-toplevel
-          for rec, path in ((ours, ours_out), (peer, peer_out if peer else None)):
-            if rec is not None and "error" not in rec and path and os.path.exists(path):
-              f = np.load(path)
-              rec["objective"] = als.implicit_objective(
-                  f["U"], f["V"], matrix, a=FLAGS.alpha, b=1.0, reg_x=FLAGS.reg,
-                  reg_y=FLAGS.reg, chunk=1 << 18)
-          if "objective" in ours:
-            line = f"loss after {1 + FLAGS.n_iters} iterations: recjax {ours['objective']:.6g}"
-            if peer is not None and "objective" in peer:
-              line += (f", implicit {peer['objective']:.6g} (relative difference "
-                       f"{(ours['objective'] - peer['objective']) / abs(peer['objective']):+.2e})")
-            print(line, flush=True)
-        rows.append((k, solver, ours, peer))
+            print(f"implicit K={k} {solver} ({FLAGS.peer_threads} threads): first "
+                  f"{peer['first_s']:.2f}s, median {peer['median_s']:.2f}s, fit setup "
+                  f"{peer['fit_setup_s']:.2f}s, peak {peer['peak_gb']:.2f} GB (base "
+                  f"{peer['base_gb']:.2f}), loss {peer.get('objective', float('nan')):.6g}, "
+                  f"load {peer['loadavg_1m_before']:.1f} -> {peer['loadavg_1m_after']:.1f}",
+                  flush=True)
+        for layout in FLAGS.layouts:
+          processes, devices = (int(x) for x in layout.split("x"))
+          ours_out = os.path.join(tmp, f"recjax_{k}_{solver}_{layout}.npz")
+          child = dict(common, a=FLAGS.alpha, solver=solver, rows_per_call=FLAGS.rows_per_call,
+                       max_bytes_per_call=FLAGS.max_bytes_per_call,
+                       bucket_growth=FLAGS.bucket_growth, cache_bytes=FLAGS.cache_bytes,
+                       n_devices=devices, factors_out=ours_out)
+          ours = _summarize(_run_layout(child, processes))
+          ours.update(side="recjax", k=k, solver=solver, layout=layout)
+          if "error" not in ours:
+            _add_objective(ours, ours_out, matrix)
+          records.append(ours)
+          if "error" in ours:
+            print(f"recjax K={k} {solver} {layout}: FAILED {ours['error']}")
+          else:
+            u_med = statistics.median(ours["user_half_s"][1:] or ours["user_half_s"])
+            v_med = statistics.median(ours["item_half_s"][1:] or ours["item_half_s"])
+            print(f"recjax K={k} {solver} {layout}: first {ours['first_s']:.2f}s, "
+                  f"median {ours['median_s']:.2f}s (user {u_med:.2f}s + item {v_med:.2f}s),"
+                  f" buckets {ours['buckets_s']:.2f}s, padding {ours['padding_ratio']:.2f},"
+                  f" peak {ours['peak_gb']:.2f} GB (base {ours['base_gb']:.2f}),"
+                  f" {ours['compiled_chunks']} compiled chunk shapes,"
+                  f" loss {ours.get('objective', float('nan')):.6g},"
+                  f" load {ours['loadavg_1m_before']:.1f} -> {ours['loadavg_1m_after']:.1f}",
+                  flush=True)
+          rows.append((k, f"{solver} {layout}", ours, peer))
         harness.write_json(FLAGS.out, records, **extra)  # after every configuration
 
   # The side-by-side table.
   print()
-  head = (f"{'K':>4} {'solver':8} {'recjax 1st s':>12} {'recjax s/it':>11} {'buckets s':>9} "
+  head = (f"{'K':>4} {'solver':12} {'recjax 1st s':>12} {'recjax s/it':>11} {'buckets s':>9} "
           f"{'pad':>5} {'recjax GB':>9}")
   if FLAGS.peer_python:
     head += (f" | {'implicit s/it':>13} {'impl GB':>7} | {'time ratio':>10} {'mem ratio':>9} "
@@ -368,7 +419,7 @@ def main(argv):
   verdicts = []
   for k, solver, ours, peer in rows:
     ok = "error" not in ours
-    line = (f"{k:>4} {solver:8} {_fmt(ours.get('first_s', 'FAIL'), '12.2f'):>12} "
+    line = (f"{k:>4} {solver:12} {_fmt(ours.get('first_s', 'FAIL'), '12.2f'):>12} "
             f"{_fmt(ours.get('median_s', 'FAIL'), '11.2f'):>11} "
             f"{_fmt(ours.get('buckets_s', '-'), '9.2f'):>9} "
             f"{_fmt(ours.get('padding_ratio', '-'), '5.2f'):>5} "

@@ -151,7 +151,7 @@ def test_four_device_sweeps_split_their_rows(runs):
   """The 4-device run compiled its chunk programs (both half sweeps) for 4 partitions."""
   dump = runs[1]
   chunks = {f.name: f.read_text().split("\n", 1)[0]
-            for pattern in ("*implicit_chunk*", "*weighted_lambda_chunk*")
+            for pattern in ("*implicit_rows*", "*weighted_lambda_chunk*")
             for f in dump.glob(pattern + "after_optimizations.txt")}
   assert chunks, sorted(p.name for p in dump.iterdir())[:5]
   assert all("num_partitions=4" in head for head in chunks.values()), chunks

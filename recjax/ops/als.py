@@ -79,10 +79,14 @@ K = 64, 18% more at K = 200, and ~0.065 s more compilation per chunk shape
 (WORKSPACE.md, "Multi-device ALS").  On GPU/TPU the systems are factored in one
 batched call (`platform_dependent`).
 
-Sharding: with a 1-D mesh (axis "data", `recjax.ops.mesh`), the rows of each
-chunk are split over the devices (the chunk is padded to a multiple of the
-device count), Y and the Gram are replicated, and the Gram is computed from a
-row-sharded Y with `jax.shard_map` + `psum` over "data".
+Sharding: on a mesh (`recjax.ops.mesh`; the models get the run's from
+`prepare`), the rows of each chunk are split over the devices of its "data"
+axis (the chunk is padded to a multiple of their count; a "model" axis holds
+replicas), Y and the Gram are replicated, and the Gram is computed from a
+row-sharded Y with `jax.shard_map` + `psum` over "data".  The chunks'
+solutions stay on their devices until the end of the half sweep, when one
+call writes them all into X (one all-gather, not one per chunk).  The same
+code runs on several processes (`jax.distributed`): the mesh is global.
 
 Layout.  This module is the interface: every name a caller uses is imported
 from it (``from recjax.ops import als; als.half_sweep(...)``).  The code lives
