@@ -24,7 +24,7 @@ from jax.sharding import Mesh, PartitionSpec as P
 
 from recjax.data.batching import Bucket, bucketed_rows, default_bucket_edges
 from recjax.ops import mesh as mesh_lib
-from recjax.ops.mesh import DATA_AXIS, replicate, shard_rows
+from recjax.ops.mesh import DATA_AXIS, data_shards, replicate, shard_rows
 from recjax.ops.als_rows import (SOLVERS, check_confidence, confidence_of, implicit_gram,
                                  per_entry, shared_inverse, solve_bucket, use_woodbury,
                                  weighted_lambda_bucket)
@@ -101,11 +101,6 @@ def bucketed_sides(matrix: sp.spmatrix, growth: float = 1.25,
       edges = fewest_slot_edges(lengths, edges, max_buckets)
     out[side] = bucketed_rows(part, edges)
   return out
-
-
-def data_shards(mesh: Mesh | None) -> int:
-  """How many parts a chunk's rows are split into: the size of the mesh's "data" axis (1: none)."""
-  return 1 if mesh is None else int(mesh.shape[DATA_AXIS])
 
 
 def _split_rows(x: np.ndarray, mesh: Mesh | None):
