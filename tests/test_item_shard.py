@@ -9,7 +9,7 @@ evaluates through the runner on a (4 / m) x m mesh for m = 1, 2, 4:
   stops after 2 epochs and resumes from its checkpoint (the restore keeps each
   array's layout);
 * EASE: the same weights and metrics for m = 1 and 2; the weights are split by
-  columns;
+  columns, also when restored from the checkpoint of a finished run;
 * serving (`recjax.serve.topk.rank_rows`) recommends the same top 10 from the
   item-sharded state (Mult-VAE m = 4 dense rows, EASE m = 2 padded item lists);
 * the top k merged across item shards (`ops.ranking.top_k_over_shards`, with
@@ -100,7 +100,9 @@ for m in (1, 4):
   out["vae"][m]["recommended"] = recommend("mult-vae", VAE, m, params, factors)
 for m in (1, 2):
   with tempfile.TemporaryDirectory() as d:
-    results, _, factors = run("ease", {"l2": 10.0}, m, d, 1, checkpoint=False)
+    run("ease", {"l2": 10.0}, m, d, 1)
+    # Run again: the finished run's checkpoint is restored (no block step) into the layout.
+    results, _, factors = run("ease", {"l2": 10.0}, m, d, 1)
   out["ease"][m] = {"test": results["test"], "spec": spec(factors["weights"]),
                     "weights": np.asarray(factors["weights"]).tolist(),
                     "recommended": recommend("ease", {"l2": 10.0}, m, {}, factors)}

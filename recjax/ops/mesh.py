@@ -113,17 +113,18 @@ def place(tree, specs, mesh: Mesh | None):
   (one spec for a whole subtree), or None (everything replicated).  Specs naming
   an axis the mesh lacks (``model`` on a 1-D mesh) drop that axis.  Like
   `replicate`, an array already placed keeps its buffer where it can
-  (``may_alias``); None leaves and `jax.ShapeDtypeStruct` leaves pass through;
-  no mesh: jnp arrays.
+  (``may_alias``); None leaves pass through, a `jax.ShapeDtypeStruct` leaf (a
+  factor the block step fills later, e.g. EASE's weights) gains the sharding,
+  so a checkpoint restored into it lands in the same layout; no mesh: jnp arrays.
   """
   if mesh is None or specs is None:
     return replicate(tree, mesh)
   def put_subtree(spec, sub):
     sharding = NamedSharding(mesh, _fit(spec, mesh))
     def put(x):
-      if isinstance(x, jax.ShapeDtypeStruct):
-        return x
       _check_divisible(x.shape, sharding)
+      if isinstance(x, jax.ShapeDtypeStruct):  # A shape to fill later: it carries its layout.
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
       return put_on(x, sharding)
     return jax.tree.map(put, sub)
   return jax.tree.map(put_subtree, specs, tree, is_leaf=lambda x: x is None or is_spec(x))

@@ -132,6 +132,8 @@ def state_shardings(model, params, factors, mesh: Mesh):
 
 
 def sharding_of(mesh: Mesh):
-  """leaf -> its sharding: a placed array's own, else replicated on `mesh` (checkpoint restore)."""
+  """leaf -> its sharding: a placed array's (or a ShapeDtypeStruct's) own, else replicated on
+  `mesh` (checkpoint restore into the layout `place_state` gave the template)."""
   rep = replicated(mesh)
-  return lambda x: x.sharding if isinstance(x, jax.Array) else rep
+  return lambda x: (x.sharding if isinstance(x, (jax.Array, jax.ShapeDtypeStruct))
+                    and x.sharding is not None else rep)
