@@ -5,10 +5,12 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+import pytest
 
 from recjax.data import sequences
 from recjax.models import crnn
-from recjax.nn import recurrent
+from recjax.nn import full_softmax, recurrent
 
 
 _update = jax.jit(crnn.update, static_argnums=4)  # As the runner jits it.
@@ -176,3 +178,90 @@ def test_sequence_windows_cover_every_event_once():
   # The order is a function of (seed, epoch): the same epoch gives the same batches.
   again = list(source.epoch(None, {"pairs": pairs}, 2, 3, 0)[1])
   assert all(np.array_equal(a["users"], b["users"]) for a, b in zip(batches, again))
+
+
+def _reference_update(params, nu, batch, key, config):
+  """The step as plain autodiff + dense optax.rmsprop (the pre-issue-19 arithmetic), for comparison."""
+  users, inputs, targets, mask = batch["users"], batch["inputs"], batch["targets"], batch["events"]
+  n_users = params["carry"]["hidden"].shape[0]
+  h0 = jnp.where(batch["reset"][:, None], config.h0,
+                 params["carry"]["hidden"].at[users].get(mode="clip"))
+  k_drop, k_samp = jax.random.split(key)
+  samples = (jax.random.randint(k_samp, (config.sampled,), 0, params["shared"]["w_x"].shape[0])
+             if config.sampled else None)
+  rows = params["user"]["w_h"].at[users].get(mode="clip")
+
+  def loss(shared, rows):
+    nll, h_last = crnn.forward_nll(shared, rows, h0, inputs, targets, mask, config,
+                                   dropout_key=k_drop, samples=samples)
+    return nll.sum() / jnp.maximum(mask.sum(), 1.0), h_last
+
+  (g_shared, g_rows), h_last = jax.grad(loss, argnums=(0, 1), has_aux=True)(params["shared"], rows)
+  rms = optax.rmsprop(config.learning_rate, decay=config.decay, eps=config.eps)
+  updates, nu["shared"] = rms.update(g_shared, nu["shared"])
+  ids = jnp.where((mask.sum(1) > 0) & (users < n_users), users, n_users)
+  nu_rows = config.decay * nu["user"].at[ids].get(mode="clip") + (1 - config.decay) * g_rows ** 2
+  new_rows = rows - config.learning_rate * g_rows / (jnp.sqrt(nu_rows) + config.eps)
+  nu["user"] = nu["user"].at[ids].set(nu_rows, mode="drop")
+  return {"shared": optax.apply_updates(params["shared"], updates),
+          "user": {"w_h": params["user"]["w_h"].at[ids].set(new_rows, mode="drop")},
+          "carry": {"hidden": params["carry"]["hidden"].at[ids].set(h_last, mode="drop")}}, nu
+
+
+@pytest.mark.parametrize("sampled", [0, 5])
+def test_update_equals_autodiff_and_dense_rmsprop(monkeypatch, sampled):
+  # Item chunks of 4 over 13 items (the last chunk overlaps the one before), windows that leave
+  # most input rows untouched for several steps (their ν decays lazily), padding slots.
+  monkeypatch.setattr(full_softmax, "CHUNK", 4)
+  config = crnn.Config(dim=4, window=8, sampled=sampled, learning_rate=2e-2)
+  rng = np.random.default_rng(7)
+  seqs = [rng.integers(0, 13, size=n) for n in (3, 11, 6, 20, 2, 9)]
+  pairs = sequences.next_item_pairs(seqs, [np.zeros(0, np.int64)] * 6, multiple=8)
+  params = crnn.init(jax.random.key(2), 6, 13, config)
+  opt = crnn.make_optimizer(config).init(params)
+  ref, nu = params, {"shared": optax.rmsprop(1.0).init(params["shared"]),
+                     "user": jnp.zeros_like(params["user"]["w_h"])}
+  update = jax.jit(crnn.update, static_argnums=4)  # Not donating: `ref` shares the arrays.
+  reference = jax.jit(_reference_update, static_argnums=4)
+  _, batches = sequences.SequenceWindows(window=8).epoch(None, {"pairs": pairs}, 4, 0, 0)
+  for k, b in enumerate(list(batches) * 2):
+    b = {k_: jnp.asarray(v) for k_, v in b.items()}
+    params, opt, sums, _ = update(params, opt, b, jax.random.key(k), config)
+    ref, nu = reference(ref, nu, b, jax.random.key(k), config)
+  for a, r in zip(jax.tree.leaves(params), jax.tree.leaves(ref)):
+    np.testing.assert_allclose(a, r, rtol=2e-5, atol=1e-6)
+  # The lazily stored ν of w_x, decayed to the current step, is optax's.
+  stale = opt["step"] - opt["x_seen"]
+  lazy = opt["shared"]["w_x"] * config.decay ** np.asarray(stale, np.float64)[:, None]
+  assert np.any(np.asarray(stale) > 0)
+  np.testing.assert_allclose(lazy, nu["shared"][0].nu["w_x"], rtol=1e-4, atol=1e-12)
+
+
+def test_packed_softmax_layer_skips_zero_weight_rows():
+  rng = np.random.default_rng(3)
+  h = jnp.asarray(rng.normal(size=(16, 3)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 10, 16))
+  weight = jnp.asarray(np.where(rng.random(16) < 0.3, 0.25, 0.0), jnp.float32)  # <= 4 rows used.
+  w = jnp.asarray(rng.normal(size=(10, 3)), jnp.float32)
+  kw = dict(learning_rate=0.1, decay=0.9, eps=1e-6, chunk=3)
+  full = full_softmax.nll_and_rmsprop(h, y, weight, w, jnp.ones_like(w), **kw)
+  packed = full_softmax.nll_and_rmsprop_packed(h, y, weight, w, jnp.ones_like(w), **kw)
+  logits = np.asarray(h) @ np.asarray(w).T
+  nll = np.log(np.exp(logits).sum(1)) - logits[np.arange(16), np.asarray(y)]
+  np.testing.assert_allclose(full[0], nll, rtol=1e-5)
+  np.testing.assert_allclose(packed[0], np.where(np.asarray(weight) > 0, nll, 0), rtol=1e-5)
+  for a, b in zip(full[1:], packed[1:]):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_log_probs_at_scored_positions_only():
+  config = crnn.Config(dim=5, window=4)
+  pairs = _toy_pairs(window=4)
+  params = crnn.init(jax.random.key(4), 5, 9, config)
+  batch = _batch(pairs, [0, 1, 2, 3, 4])
+  every = crnn.log_probs(params, batch, config)
+  scored = crnn.log_probs(params, {**batch, "scored": pairs["mask"][:5] * (np.arange(
+      pairs["mask"].shape[1]) % 3 == 1)}, config)
+  pick = (pairs["mask"][:5] > 0) & (np.arange(pairs["mask"].shape[1]) % 3 == 1)
+  np.testing.assert_allclose(scored[pick], every[pick], rtol=1e-6)
+  assert np.all(scored[~pick] == 0) and np.all(every[pick] < 0)

@@ -27,8 +27,8 @@ import jax.numpy as jnp
 CHUNK = 4096  # Items per chunk: a [4096, N] float32 block is 2 MiB at N = 128.
 
 
-def _chunks(n_items: int, chunk: int) -> tuple[int, int]:
-  chunk = min(chunk, n_items)
+def _chunks(n_items: int, chunk: int | None) -> tuple[int, int]:
+  chunk = min(chunk or CHUNK, n_items)
   return chunk, -(-n_items // chunk)
 
 
@@ -39,7 +39,7 @@ def _slice(a: jax.Array, k, chunk: int):
   return start, jax.lax.dynamic_slice_in_dim(a, start, chunk), fresh
 
 
-def logsumexp(h: jax.Array, w: jax.Array, chunk: int = CHUNK) -> jax.Array:
+def logsumexp(h: jax.Array, w: jax.Array, chunk: int | None = None) -> jax.Array:
   """[N] log Σ_i exp(h_n · w_i) over all I rows of `w` ([I, D]), in item chunks."""
   chunk, n_chunks = _chunks(w.shape[0], chunk)
 
@@ -56,7 +56,7 @@ def logsumexp(h: jax.Array, w: jax.Array, chunk: int = CHUNK) -> jax.Array:
   return m + jnp.log(s)
 
 
-def nll_and_rmsprop(h, targets, weight, w, nu, *, learning_rate, decay, eps, chunk: int = CHUNK):
+def nll_and_rmsprop(h, targets, weight, w, nu, *, learning_rate, decay, eps, chunk: int | None = None):
   """One step of the softmax layer on the loss Σ_n weight_n · NLL_n.
 
   Args:
@@ -65,7 +65,7 @@ def nll_and_rmsprop(h, targets, weight, w, nu, *, learning_rate, decay, eps, chu
     weight: [N] the loss weight of each row (mask / number of events).
     w, nu: [I, D] the output matrix and its RMSprop second moment.
     learning_rate, decay, eps: optax.rmsprop's settings (ε inside the square root).
-    chunk: items per chunk.
+    chunk: items per chunk (default `CHUNK`).
 
   Returns:
     (nll [N] = logsumexp - logit of the target, g_h [N, D] = d loss / d h,
@@ -93,7 +93,7 @@ def nll_and_rmsprop(h, targets, weight, w, nu, *, learning_rate, decay, eps, chu
 
 
 def nll_and_rmsprop_packed(h, targets, weight, w, nu, *, learning_rate, decay, eps,
-                           chunk: int = CHUNK, levels: int = 3):
+                           chunk: int | None = None, levels: int = 3):
   """`nll_and_rmsprop` on the rows of nonzero weight only, packed to one of a few sizes.
 
   The rows are reordered nonzero-weight first and the layer runs on the N/2^j
