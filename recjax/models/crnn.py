@@ -312,9 +312,8 @@ def hidden_window(params, user_ids, h0, inputs, mask, config: Config):
 
 
 @jax.jit
-def _picked_log_probs(w_out, hs, rows, cols, targets):
-  """log softmax(W_out h)[target] at positions (rows, cols) of hs [B, T, D]."""
-  h = hs[rows, cols]
+def _row_log_probs(w_out, h, targets):
+  """log softmax(W_out h_n)[target_n] of rows h [N, D] (compiled once per row bucket)."""
   return jnp.sum(h * w_out[targets], axis=-1) - full_softmax.logsumexp(h, w_out)
 
 
@@ -341,7 +340,7 @@ def log_probs(params, batch, config: Config) -> np.ndarray:
     h, hs_w = hidden_window(params, users, h, jnp.asarray(sequences.columns(inputs, cols)),
                             jnp.asarray(sequences.columns(events, cols, 0.0)), config)
     hs.append(hs_w)
-  hs = jnp.concatenate(hs, axis=1) if len(hs) > 1 else hs[0]
+  hs = np.concatenate(jax.device_get(hs), axis=1)  # [B, T, D]: small next to the logits.
   wanted = np.asarray(batch.get("scored", events)) > 0
   rows, cols = np.nonzero(wanted & (events > 0))
   out = np.zeros((b, t), np.float32)
@@ -349,9 +348,9 @@ def log_probs(params, batch, config: Config) -> np.ndarray:
     r, c = rows[start:start + EVAL_ROWS], cols[start:start + EVAL_ROWS]
     size = sequences.bucket_width(len(r), EVAL_ROWS)
     pad = size - len(r)
-    lp = _picked_log_probs(params["shared"]["w_out"], hs, jnp.asarray(np.pad(r, (0, pad))),
-                           jnp.asarray(np.pad(c, (0, pad))),
-                           jnp.asarray(np.pad(targets[r, c], (0, pad))))
+    h_rows = np.pad(hs[r, c], ((0, pad), (0, 0)))
+    lp = _row_log_probs(params["shared"]["w_out"], jnp.asarray(h_rows),
+                        jnp.asarray(np.pad(targets[r, c], (0, pad))))
     out[r, c] = np.asarray(lp)[:len(r)]
   return out
 
