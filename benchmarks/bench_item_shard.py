@@ -38,6 +38,10 @@ What is measured, per case:
   apart, one warm-up call, then the median of --steps calls each ended by
   `block_until_ready`.  The 8 devices share the machine's cores, so these are not
   speed-ups, only the cost of each layout on the same hardware;
+* ``batch_ab``: in the item-sharded case with the batch split over (data, model), the same
+  step compiled for the batch split over data only, the two called alternately (same
+  process, same state, same load) for --steps rounds after a warm-up round: the medians
+  of each, and their ratio;
 * for the 1M-item item-sharded case, one evaluation of --batch users through
   `recjax.eval.ranking.evaluate_ranking` (top-100 merged across the item shards): its
   wall time after a first compiling call.
@@ -70,7 +74,7 @@ def _args(argv=None):
   p.add_argument("--hidden", type=int, default=128)
   p.add_argument("--latent", type=int, default=64)
   p.add_argument("--batch", type=int, default=64, help="Users per training step.")
-  p.add_argument("--steps", type=int, default=4, help="Timed steps per case.")
+  p.add_argument("--steps", type=int, default=5, help="Timed steps per case.")
   p.add_argument("--case", default=None, help=argparse.SUPPRESS)  # A subprocess's one case.
   return p.parse_args(argv)
 
@@ -155,6 +159,10 @@ def _case(args) -> dict:
   for x in jax.live_arrays():
     for shard in x.addressable_shards:
       live[shard.device] = live.get(shard.device, 0) + shard.data.nbytes
+  if spec.get("compare_batch"):
+    out["batch_ab"] = _batch_ab(args, compiled, step, params, opt_state, factors, batch, key,
+                                phase, mesh)
+    params, opt_state = out["batch_ab"].pop("state")
   spec_of = lambda x: str(tuple(x.sharding.spec))
   out.update(step_s=statistics.median(times), step_s_all=times, loss=float(sums["loss"]) / b,
              live_per_device_gb=max(live.values()) / 2**30,
@@ -179,6 +187,28 @@ def _case(args) -> dict:
     out.update(eval_first_s=first, eval_s=time.perf_counter() - t0, eval_metrics=metrics)
   out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   return out
+
+
+def _batch_ab(args, compiled, step, params, opt_state, factors, batch, key, phase, mesh) -> dict:
+  """Seconds per step with the [B, I] batch split over (data, model) against split over data
+  only, the two steps called alternately in this one process (same state, same load)."""
+  import jax
+  from jax.sharding import NamedSharding, PartitionSpec as P
+
+  rows_only = dict(batch, rows=jax.device_put(batch["rows"], NamedSharding(mesh, P("data"))))
+  other = step.lower(params, opt_state, factors, rows_only, key, phase).compile()
+  times = {"data/model": [], "data": []}
+  for i in range(args.steps + 1):
+    for name, fn, b in (("data/model", compiled, batch), ("data", other, rows_only)):
+      t0 = time.perf_counter()
+      params, opt_state, sums, _ = fn(params, opt_state, factors, b, jax.random.fold_in(key, i),
+                                      phase)
+      jax.block_until_ready((params, opt_state, sums))
+      if i:
+        times[name].append(time.perf_counter() - t0)
+  med = {k: statistics.median(v) for k, v in times.items()}
+  return {"step_s": med, "all_s": times, "data_over_data_model": med["data"] / med["data/model"],
+          "state": (params, opt_state)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,7 +253,8 @@ def main(argv=None):
     cases.append({"items": n, "layout": "replicated", "model_shards": 1, "batch": ["data"],
                   "run": None})
     cases.append({"items": n, "layout": "item-sharded", "model_shards": N_DEVICES,
-                  "batch": ["data", "model"], "run": True, "evaluate": n == max(sizes)})
+                  "batch": ["data", "model"], "run": True, "evaluate": n == max(sizes),
+                  "compare_batch": True})
     cases.append({"items": n, "layout": "item-sharded", "model_shards": N_DEVICES,
                   "batch": ["data"], "run": True})
   # A 2 x 4 mesh on the largest catalog: items over 4 devices, batch rows over 2.
@@ -265,6 +296,12 @@ def main(argv=None):
           f"{cell('peak_rss_gb', '.2f'):>11} {cell('step_s', '.3f'):>8} "
           f"{r['compile_s']:>9.1f} {r['loadavg_before'][0]:>5.1f}"
           + ("" if r["fits_device_share"] else "  > one device's share: not run"))
+  for r in results:
+    if "batch_ab" in r:
+      ab = r["batch_ab"]["step_s"]
+      print(f"{r['items']} items, {mesh_of(r)} mesh, the two batch layouts alternated in one "
+            f"process: data/model {ab['data/model']:.3f} s/step, data {ab['data']:.3f} s/step "
+            f"(x{r['batch_ab']['data_over_data_model']:.2f})")
   for r in results:
     if "eval_s" in r:
       print(f"evaluation of {args.batch} users at {r['items']} items ({mesh_of(r)} mesh, top 100 "
