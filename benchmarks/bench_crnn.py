@@ -70,6 +70,7 @@ def _data():
 
 
 def _worker():
+  os.sched_setaffinity(0, [int(c) for c in FLAGS.cpus.split(",")])  # Before XLA sizes its pools.
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -146,7 +147,7 @@ def _worker():
 def _run_worker(tree: str) -> dict:
   env = dict(os.environ, PYTHONPATH=tree, JAX_PLATFORMS="cpu")
   argv = [a for a in sys.argv[1:] if not a.startswith(("--old_tree", "--out", "--rounds"))]
-  cmd = ["taskset", "-c", FLAGS.cpus, sys.executable, os.path.abspath(__file__), "--worker", *argv]
+  cmd = [sys.executable, os.path.abspath(__file__), "--worker", *argv]
   done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=False)
   lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
   if done.returncode or not lines:

@@ -16,16 +16,22 @@ window; scoring starts from h0 instead).  One step per window keeps
 Algorithm 2's updates (the parameters move after every window) with a few
 compiled window widths; carrying the state inside one call per user batch
 would compile once per number of windows.  Time runs under `lax.scan`.
-RMSprop (Tieleman and Hinton); the shared parameters go through optax, the
-per-user rows through the same RMSprop rule applied to the gathered rows only
-(a user's matrix moves only when that user is processed, as in Algorithm 2, and
-the step costs O(batch D²), not O(U D²)).  Dropout on the non-recurrent
+RMSprop (Tieleman and Hinton): the shared parameters by optax.rmsprop's rule,
+the per-user rows by the RMSprop rule applied to the gathered rows only (a
+user's matrix moves only when that user is processed, as in Algorithm 2, and
+the step costs O(batch D²), not O(U D²)).  A step touches the catalog only
+where the full softmax must: the output layer runs in item chunks with W_out's
+update fused in (`nn.full_softmax`, on the window's real events only), and of
+W_in only the rows of the window's items are updated, the second moment of the
+others decaying lazily (`make_optimizer`); the result is that of ``jax.grad``
+of `forward_nll` plus dense optax (tests/test_crnn.py).  Dropout on the non-recurrent
 connections (input term and the state fed to the output layer, Zaremba et al.
 2014); weights drawn from N(0, 1/D); the runner keeps the epoch of the best
 validation-tail error and stops early.
 
 ``score`` answers the sequence protocol only (`recjax.eval.sequence`): log P of
-each next item given the user's history, the state carried across windows.  A
+each next item given the user's history, the state carried across windows, the
+softmax computed only at the positions the protocol scores.  A
 model of sequences cannot rank items for an unordered row, so the item-row
 queries of serving are refused with one line.
 """
@@ -314,10 +320,11 @@ def hidden_window(params, user_ids, h0, inputs, mask, config: Config):
 @jax.jit
 def _row_log_probs(w_out, h, targets):
   """log softmax(W_out h_n)[target_n] of rows h [N, D] (compiled once per row bucket)."""
-  return jnp.sum(h * w_out[targets], axis=-1) - full_softmax.logsumexp(h, w_out)
+  return jnp.sum(h * w_out[targets], axis=-1) - full_softmax.logsumexp(h, w_out, EVAL_CHUNK)
 
 
-EVAL_ROWS = 2048  # Scored positions per output-layer call of `log_probs`.
+EVAL_ROWS = 256  # Scored positions per output-layer call of `log_probs`; with EVAL_CHUNK items
+EVAL_CHUNK = 1024  # a block of logits is 1 MiB (2-3x the GFLOP/s of 2048 x 4096 blocks on CPU).
 
 
 def log_probs(params, batch, config: Config) -> np.ndarray:
