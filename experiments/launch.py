@@ -85,10 +85,12 @@ def launch(command: list[str], processes: int, cpu_devices: int | None = None,
       relays.append(t)
   failed = None
   try:
-    while failed is None and any(p.poll() is None for p in procs):
-      failed = next((p for p in procs if p.returncode not in (None, 0)), None)
+    while True:
+      codes = [p.poll() for p in procs]  # Every process, every round (no short-circuit).
+      failed = next((p for p, c in zip(procs, codes) if c not in (None, 0)), None)
+      if failed is not None or all(c is not None for c in codes):
+        break
       time.sleep(0.2)
-    failed = failed or next((p for p in procs if p.returncode != 0), None)
   except KeyboardInterrupt:
     failed = procs[0]
   if failed is not None:

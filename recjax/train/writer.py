@@ -23,11 +23,18 @@ from typing import Any
 # Test hook (tests/test_durability.py): with RECJAX_TEST_KILL_AT=POINT:EPOCH in the
 # environment, `kill_if_asked(POINT, EPOCH)` SIGKILLs the process, so a test can kill a
 # run at an exact point: after_record (writer.py), during_save and after_save
-# (checkpoint.py).  Unset, it does nothing.
+# (checkpoint.py).  Unset, it does nothing.  With RECJAX_TEST_KILL_PROCESS=i as well,
+# only process i of a multi-process run is killed.
 KILL_AT_ENV = "RECJAX_TEST_KILL_AT"
 
 
+KILL_PROCESS_ENV = "RECJAX_TEST_KILL_PROCESS"  # Multi-process runs: only this JAX_PROCESS_ID.
+
+
 def kill_if_asked(point: str, epoch: int) -> None:
+  only = os.environ.get(KILL_PROCESS_ENV)
+  if only is not None and only != os.environ.get("JAX_PROCESS_ID", "0"):
+    return
   if os.environ.get(KILL_AT_ENV) == f"{point}:{epoch}":
     os.kill(os.getpid(), signal.SIGKILL)
 
