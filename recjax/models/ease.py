@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from recjax.models.base import Model, check_config
 from recjax.ops import ease as ease_ops
 from recjax.ops import item_weights
+from recjax.ops import mesh as mesh_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +41,10 @@ def make(config: Config) -> Model:
       return "host" if host else "device" if on_cpu else "accelerator"
 
     ease_ops.check_memory(train, solver)
-    return {"gram": ease_ops.sparse_gram(train)}
+    # Several processes: each adds up the Gram of its own block of users, then the blocks'
+    # Grams are summed over the processes (one process: the whole matrix, as before).
+    lo, hi = mesh_lib.process_block(train.shape[0])
+    return {"gram": mesh_lib.sum_over_processes(ease_ops.sparse_gram(train[lo:hi]))}
 
   def block_step(params, factors, aux: dict, key):
     """Solves for B once; the solve consumes the Gram matrix (its memory is reused).

@@ -201,3 +201,28 @@ def shard_rows(x, mesh: Mesh | None):
   if mesh is None:
     return jnp.asarray(x)
   return jax.device_put(x, row_sharded(mesh))
+
+
+def process_block(n_rows: int) -> tuple[int, int]:
+  """Rows ``(lo, hi)`` of an even split of `n_rows` over the processes that is this process's
+  (all of them on one process): the users whose sums this process adds up (EASE's Gram)."""
+  p, n = jax.process_index(), jax.process_count()
+  return n_rows * p // n, n_rows * (p + 1) // n
+
+
+def sum_over_processes(x: np.ndarray) -> np.ndarray:
+  """The sum over the processes of their host arrays `x` (same shape and dtype everywhere), on
+  every process; `x` itself on one process.
+
+  One device per process holds its process's `x`; a jitted sum over them is XLA's
+  all-reduce (gloo on CPU), so no process holds more than its `x` and the result.
+  """
+  n = jax.process_count()
+  if n == 1:
+    return x
+  devices = np.array([jax.local_devices(process_index=p)[0] for p in range(n)])
+  mesh = Mesh(devices, ("processes",))
+  stacked = jax.make_array_from_process_local_data(
+      NamedSharding(mesh, P("processes")), np.asarray(x)[None], (n,) + np.shape(x))
+  total = jax.jit(lambda a: a.sum(0), out_shardings=NamedSharding(mesh, P()))(stacked)
+  return np.asarray(total)
