@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from jax.sharding import NamedSharding, PartitionSpec
 
+from recjax.ops import mesh as mesh_lib
 from recjax.ops.mesh import MODEL_AXIS
 
 
@@ -70,7 +71,7 @@ def placement(sharding: NamedSharding | None, batch_size: int) -> Placement:
   shards = data_shards(sharding)
   row_sharding = NamedSharding(sharding.mesh, PartitionSpec(*tuple(sharding.spec)[:1]))
   replicated = NamedSharding(sharding.mesh, PartitionSpec())
-  model_shards = dict(sharding.mesh.shape).get(MODEL_AXIS, 1)
+  model_shards = mesh_lib.model_shards(sharding.mesh)
   item_sharding = None if model_shards == 1 else NamedSharding(
       sharding.mesh, PartitionSpec(*tuple(sharding.spec)[:1], MODEL_AXIS))
 

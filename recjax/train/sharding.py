@@ -73,7 +73,7 @@ def batch_shardings(batch: dict, mesh: Mesh) -> dict:
   """
   rows = batch_sharding(mesh)
   out = {k: rows for k in batch}
-  m = dict(mesh.shape).get(MODEL_AXIS, 1)
+  m = mesh_lib.model_shards(mesh)
   dense = batch.get("rows")
   if m > 1 and dense is not None and dense.ndim == 2 and dense.shape[1] % m == 0:
     out["rows"] = NamedSharding(mesh, P(DATA_AXIS, MODEL_AXIS))
