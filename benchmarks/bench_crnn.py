@@ -63,7 +63,7 @@ def _data():
   rng = np.random.default_rng(0)
   pop = 1.0 / np.arange(1, FLAGS.items + 1) ** 0.8
   pop /= pop.sum()
-  lengths = rng.geometric(1.0 / (FLAGS.mean_events - 1.0), size=FLAGS.users) + 3
+  lengths = rng.geometric(1.0 / (FLAGS.mean_events - 1.0), size=FLAGS.users) + 1 + 3
   items = rng.choice(FLAGS.items, size=int(lengths.sum()), p=pop).astype(np.int32)
   seqs = np.split(items, np.cumsum(lengths)[:-1])
   return [s[:-3] for s in seqs], [s[-3:] for s in seqs], FLAGS.items

@@ -93,17 +93,19 @@ def nll_and_rmsprop(h, targets, weight, w, nu, *, learning_rate, decay, eps, chu
 
 
 def nll_and_rmsprop_packed(h, targets, weight, w, nu, *, learning_rate, decay, eps,
-                           chunk: int | None = None, levels: int = 3):
+                           chunk: int | None = None, steps: int = 8):
   """`nll_and_rmsprop` on the rows of nonzero weight only, packed to one of a few sizes.
 
-  The rows are reordered nonzero-weight first and the layer runs on the N/2^j
-  leading rows (j < `levels`, the smallest size that holds them all, chosen at
-  run time by ``lax.switch``): a window whose slots are half padding pays half
-  the softmax.  Rows of weight 0 add nothing to any gradient, so the result is
-  `nll_and_rmsprop`'s up to the order of floating-point sums; their nll is 0.
+  The rows are reordered nonzero-weight first and the layer runs on the k·N/`steps`
+  leading rows (the smallest k that holds them all, chosen at run time by
+  ``lax.switch``; sizes are multiples of 8): a window whose slots are mostly
+  padding pays for its events, not its slots.  Rows of weight 0 add nothing to
+  any gradient, so the result is `nll_and_rmsprop`'s up to the order of
+  floating-point sums; their nll is 0.
   """
   n = h.shape[0]
-  sizes = [n >> j for j in range(levels) if n % (1 << j) == 0 and (n >> j) >= 8][::-1]
+  step = max(8, -(-n // steps))
+  sizes = sorted({min(n, k * step) for k in range(1, -(-n // step) + 1)})
   order = jnp.argsort(weight == 0, stable=True)
   hp, yp, wp = h[order], targets[order], weight[order]
   used = jnp.sum(weight != 0)
