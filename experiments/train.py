@@ -214,7 +214,7 @@ def run_experiment(experiment: dict, workdir: str, data_dir: str | None = None,
   data_config = _make_config(pipeline.DataConfig, experiment.get("data", {}), "data")
   train_config = _make_config(TrainConfig, experiment.get("train", {}), "train")
   runner.check_metrics(train_config, evaluation_protocol(data_config.protocol))
-  runner.check_devices(train_config.n_devices)
+  runner.check_devices(train_config.n_devices, train_config.model_shards)
   t0 = time.perf_counter()
   dataset = load_dataset(experiment["dataset"], data_dir=data_dir, cache_dir=cache_dir,
                          download=download)

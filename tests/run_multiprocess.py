@@ -27,10 +27,10 @@ from recjax.train import distributed  # noqa: E402
 
 CASES = {  # case: (model, config overrides, epochs)
     "ease": ("ease", {"l2": 50.0}, 1),
-    "wmf-cholesky": ("wmf", {"dim": 8, "solver": "cholesky"}, 3),
-    "wmf-cg": ("wmf", {"dim": 8, "solver": "cg"}, 3),
-    "mult-vae": ("mult-vae", {"hidden_dims": (24,), "latent_dim": 8}, 3),
-    "cdl": ("cdl", {"dim": 8, "hidden": (16,), "pretrain_epochs": 1}, 3),
+    "wmf-cholesky": ("wmf", {"dim": 8, "solver": "cholesky"}, 2),
+    "wmf-cg": ("wmf", {"dim": 8, "solver": "cg"}, 2),
+    "mult-vae": ("mult-vae", {"hidden_dims": (24,), "latent_dim": 8}, 2),
+    "cdl": ("cdl", {"dim": 8, "hidden": (16,), "pretrain_epochs": 1}, 2),
 }
 
 
@@ -66,7 +66,7 @@ def main():
     name, overrides, epochs = CASES[case]
     split, side = _data(case)
     model = get_model(name, overrides)
-    config = TrainConfig(epochs=epochs, batch_size=32, eval_batch_size=24,
+    config = TrainConfig(epochs=epochs, batch_size=32, eval_batch_size=64,
                          n_devices=len(jax.devices()), progress=False, checkpoint_every_s=0.0,
                          metrics=("recall@20", "ndcg@20"))
     out = train_and_evaluate(model, split, config, os.path.join(args.out, case), side=side,

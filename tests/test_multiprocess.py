@@ -37,12 +37,23 @@ def _results(stdout: str) -> dict:
   return json.loads(lines[0][len("RESULTS "):])
 
 
+# One persistent compilation cache for the module's launches: the relaunch of the kill test
+# and both processes of a run reuse programs compiled before (compiling is most of the time).
+CACHE = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compilation_cache(tmp_path_factory):
+  CACHE["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax_cache"))
+
+
 def _launch(out: Path, processes: int, cpu_devices: int, models: str | None = None, **env):
   cmd = [sys.executable, "-m", "experiments.launch", f"--processes={processes}",
          f"--cpu_devices={cpu_devices}", "--", sys.executable, str(SCRIPT), str(out)]
   if models:
     cmd.append(f"--models={models}")
-  return subprocess.run(cmd, cwd=REPO, env=_env(**env), capture_output=True, text=True,
+  return subprocess.run(cmd, cwd=REPO, env=_env(**CACHE, **env), capture_output=True, text=True,
                         timeout=TIMEOUT_S)
 
 
@@ -69,7 +80,7 @@ def test_two_processes_give_the_metrics_of_one_process_with_as_many_devices(tmp_
                                  err_msg=f"{case} {metric}")
   # Process 0 alone wrote the run's files, once: one record per epoch, the state exported.
   records = [json.loads(l) for l in (out / "mult-vae" / "metrics.jsonl").read_text().splitlines()]
-  assert [r["epoch"] for r in records] == [1, 2, 3]
+  assert [r["epoch"] for r in records] == [1, 2]
   config = json.loads((out / "mult-vae" / "config.json").read_text())
   assert config["devices"].startswith("4 x") and "(2 processes)" in config["devices"]
   assert (out / "mult-vae" / "model" / "model.json").exists()
@@ -78,7 +89,7 @@ def test_two_processes_give_the_metrics_of_one_process_with_as_many_devices(tmp_
 def test_a_killed_process_stops_the_run_and_the_relaunch_resumes_to_the_same_result(
     tmp_path, two_by_two):
   killed = _launch(tmp_path, processes=2, cpu_devices=2, models="mult-vae",
-                   **{writer.KILL_AT_ENV: "after_save:2", writer.KILL_PROCESS_ENV: "1"})
+                   **{writer.KILL_AT_ENV: "after_save:1", writer.KILL_PROCESS_ENV: "1"})
   assert killed.returncode != 0
   assert "process 1 exited with code -9" in killed.stderr, killed.stderr[-3000:]
   assert not (tmp_path / "mult-vae" / "results.json").exists()
@@ -87,7 +98,7 @@ def test_a_killed_process_stops_the_run_and_the_relaunch_resumes_to_the_same_res
   _, uninterrupted = two_by_two
   assert _results(resumed.stdout)["mult-vae"] == uninterrupted["mult-vae"]
   records = (tmp_path / "mult-vae" / "metrics.jsonl").read_text().splitlines()
-  assert [json.loads(l)["epoch"] for l in records] == [1, 2, 3]
+  assert [json.loads(l)["epoch"] for l in records] == [1, 2]
 
 
 def test_settings_come_from_flags_or_environment_and_refuse_half_a_description():

@@ -64,10 +64,45 @@ class Placement:
       object.__setattr__(self, "items", self.full)
 
 
+class LazyRows:
+  """``matrix[rows]`` as a dense [batch_size, n_cols] batch (zero rows below), densified only
+  where it is read: `np.asarray` builds all of it; indexing with slices (what
+  `jax.make_array_from_callback` asks for each device) builds those rows only.
+  """
+
+  def __init__(self, matrix: sp.csr_matrix, rows: np.ndarray, batch_size: int, dtype=None):
+    self.matrix, self.rows, self.batch_size = matrix, np.asarray(rows), batch_size
+    self.dtype = np.dtype(matrix.dtype if dtype is None else dtype)
+    self.shape = (batch_size, matrix.shape[1])
+
+  def __getitem__(self, index) -> np.ndarray:
+    index = index if isinstance(index, tuple) else (index,)
+    start, stop, _ = index[0].indices(self.batch_size)
+    block = dense_rows(self.matrix, self.rows[start:min(stop, len(self.rows))], stop - start,
+                       self.dtype)
+    return block[(slice(None),) + tuple(index[1:])]
+
+  def __array__(self, dtype=None, copy=None):
+    out = dense_rows(self.matrix, self.rows, self.batch_size, self.dtype)
+    return out if dtype is None else out.astype(dtype)
+
+
+def _put(x, sharding: NamedSharding) -> jax.Array:
+  """`x` placed by `sharding`; a `LazyRows` batch bound for a mesh of several processes has
+  each process densify only the rows its devices hold."""
+  if isinstance(x, LazyRows):
+    if not sharding.is_fully_addressable:
+      return jax.make_array_from_callback(x.shape, sharding, x.__getitem__)
+    x = np.asarray(x)
+  return jax.device_put(x, sharding)
+
+
 def placement(sharding: NamedSharding | None, batch_size: int) -> Placement:
   """The `Placement` of batches of `batch_size` rows: plain `device_put` without a sharding."""
   if sharding is None:
-    return Placement(batch_size, jax.device_put, jax.device_put, jax.device_put)
+    def local(x):
+      return jax.device_put(np.asarray(x) if isinstance(x, LazyRows) else x)
+    return Placement(batch_size, local, jax.device_put, jax.device_put)
   shards = data_shards(sharding)
   row_sharding = NamedSharding(sharding.mesh, PartitionSpec(*tuple(sharding.spec)[:1]))
   replicated = NamedSharding(sharding.mesh, PartitionSpec())
@@ -77,11 +112,11 @@ def placement(sharding: NamedSharding | None, batch_size: int) -> Placement:
 
   def items(x):
     if item_sharding is not None and x.shape[-1] % model_shards == 0:
-      return jax.device_put(x, item_sharding)
-    return jax.device_put(x, sharding)
+      return _put(x, item_sharding)
+    return _put(x, sharding)
 
   return Placement(batch_size=-(-batch_size // shards) * shards,
-                   full=lambda x: jax.device_put(x, sharding),
+                   full=lambda x: _put(x, sharding),
                    rows=lambda x: jax.device_put(x, row_sharding),
                    replicated=lambda x: jax.device_put(x, replicated), items=items)
 

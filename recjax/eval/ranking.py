@@ -193,8 +193,8 @@ def evaluate_ranking(
     n_held_out[:len(batch_rows)] = n_held_out_all[batch_rows]
     totals = step(
         state,
-        put.items(batches.dense_rows(fold_in, batch_rows, batch_size)),
-        put.full(batches.dense_rows(held_out, batch_rows, batch_size)),
+        put.items(batches.LazyRows(fold_in, batch_rows, batch_size)),
+        put.full(batches.LazyRows(held_out, batch_rows, batch_size)),
         put.rows(n_held_out),
         put.rows(row_mask),
         candidates,

@@ -146,9 +146,9 @@ def evaluate_rating(
   for start in range(0, len(rows), batch_size):
     batch_rows = rows[start:start + batch_size]
     totals = step(state,
-                  put.full(batches.dense_rows(fold_in, batch_rows, batch_size, np.float32)),
-                  put.full(batches.dense_rows(held_out, batch_rows, batch_size, np.float32)),
-                  put.full(batches.dense_rows(pattern, batch_rows, batch_size, bool)),
+                  put.full(batches.LazyRows(fold_in, batch_rows, batch_size, np.float32)),
+                  put.full(batches.LazyRows(held_out, batch_rows, batch_size, np.float32)),
+                  put.full(batches.LazyRows(pattern, batch_rows, batch_size, bool)),
                   rating_range, totals)
     dispatch.submitted(totals)  # At most one batch ahead: memory set by batch_size.
   dispatch.drain()

@@ -53,5 +53,5 @@ def make(config: Config) -> Model:
   return Model(name="slim", config=config, init=item_weights.init, prepare=prepare,
                block_step=block_step, score=item_weights.score,
                score_padded=item_weights.score_padded, train_defaults={"epochs": 1},
-               item_vectors=item_weights.item_vectors,
+               item_vectors=item_weights.item_vectors, partition=item_weights.partition,
                item_vectors_doc="SLIM weight columns W[:, j]")

@@ -9,6 +9,8 @@ before any data is read.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+from typing import Any
 
 import jax
 
@@ -17,6 +19,8 @@ from recjax.eval import sequence as sequence_eval
 from recjax.models.base import check_config
 from recjax.ops import ranking as ranking_ops
 from recjax.train.sharding import check_model_shards
+from recjax.train.workdir import previous_epochs
+from recjax.train.writer import ensure_writable_dir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,3 +154,40 @@ def check_devices(n_devices: int | None, model_shards: int = 1) -> None:
     raise ValueError(f"train: n_devices={n_devices}, but there {'is' if len(available) == 1 else 'are'} "
                      f"only {len(available)} {available[0].platform} device"
                      f"{'' if len(available) == 1 else 's'} (leave n_devices unset to use all)")
+
+
+def resolve_run(model, split, config: TrainConfig, workdir: Path, side: dict, overwrite: bool,
+                log) -> tuple[Any, TrainConfig, int]:
+  """Checks everything that can be checked before any work; resolves epochs, metrics, schedules."""
+  missing = [k for k in model.side_keys if side.get(k) is None]
+  if missing:
+    raise ValueError(f"model {model.name!r} needs side information {missing}; "
+                     f"this dataset provides {sorted(k for k, v in side.items() if v is not None)}")
+  epochs = config.epochs if config.epochs is not None else model.train_defaults.get("epochs", 1)
+  if not (isinstance(epochs, int) and epochs >= 1):
+    raise ValueError(f"train: epochs must be an integer >= 1, got {epochs!r}")
+  eval_kind = PROTOCOL_OF_EVAL_SET.get(type(split.validation).__name__)
+  if eval_kind is not None and (split.validation.n_users or split.test.n_users):
+    # Before any work, not after the first epoch (no evaluated user: the metrics are unused).
+    items = getattr(split.validation, "items", None)
+    check_metrics(config, eval_kind, n_candidates=(
+        int(items.shape[1]) if eval_kind == "sampled" and getattr(items, "ndim", 0) == 2 else None),
+        n_items=int(split.train.shape[1]))
+  check_devices(config.n_devices, config.model_shards)
+  ensure_writable_dir(workdir)
+  if config.select_metric is None:
+    config = dataclasses.replace(config, select_metric=config.metrics[-1])
+  elif config.select_metric not in config.metrics:
+    config = dataclasses.replace(config, metrics=tuple(config.metrics) + (config.select_metric,))
+  if model.with_run_length is not None and model.loss is not None:
+    # Schedules defined in updates (Mult-VAE's β) follow the run's length.  The length is that
+    # of the run that started this workdir (a resumed run with more epochs derives the same).
+    length_epochs = epochs if overwrite else previous_epochs(workdir, model.name, epochs)
+    resolved = model.with_run_length(split.train, config.batch_size, length_epochs)
+    before, after = dataclasses.asdict(model.config), dataclasses.asdict(resolved.config)
+    changed = {k: after[k] for k in after if before.get(k) != after[k]}
+    if changed:
+      log(f"{model.name}: derived from the run's length ({length_epochs} epochs of batches of "
+          f"{config.batch_size}): " + ", ".join(f"{k}={v}" for k, v in changed.items()))
+    model = resolved
+  return model, config, epochs

@@ -40,17 +40,17 @@ from recjax.eval import evaluate as evaluate_protocol
 from recjax.eval.cold_start import cold_items
 from recjax.models.base import Model, gradient_update
 from recjax.train import artifact
-from recjax.train import distributed
+from recjax.train import distributed, feed
 from recjax.train.artifact import split_ids
 from recjax.train import sharding as shd
 from recjax.train.checkpoint import Checkpointer
 from recjax.train.config import (PROTOCOL_OF_EVAL_SET, TrainConfig, check_devices,
-                                 check_metrics)
+                                 check_metrics, resolve_run)
 from recjax.train.progress import Heartbeat, ProgressBar
 from recjax.train.state import TrainState
 from recjax.train.workdir import (RUN_FILES, RUNTIME_FIELDS, WorkdirMismatch, check_workdir,
-                                  experiment_identity, previous_epochs)
-from recjax.train.writer import MetricWriter, ensure_writable_dir, write_json
+                                  experiment_identity)
+from recjax.train.writer import MetricWriter, write_json
 
 __all__ = ["TrainConfig", "check_metrics", "check_devices", "WorkdirMismatch", "check_workdir",
            "experiment_identity", "RUN_FILES", "RUNTIME_FIELDS", "cold_items", "make_train_step",
@@ -140,47 +140,10 @@ class _Run:
         on_batch=on_batch, **kw)
 
 
-def _resolve(model: Model, split, config: TrainConfig, workdir: Path, side: dict, overwrite: bool,
-             log) -> tuple[Model, TrainConfig, int]:
-  """Checks everything that can be checked before any work; resolves epochs, metrics, schedules."""
-  missing = [k for k in model.side_keys if side.get(k) is None]
-  if missing:
-    raise ValueError(f"model {model.name!r} needs side information {missing}; "
-                     f"this dataset provides {sorted(k for k, v in side.items() if v is not None)}")
-  epochs = config.epochs if config.epochs is not None else model.train_defaults.get("epochs", 1)
-  if not (isinstance(epochs, int) and epochs >= 1):
-    raise ValueError(f"train: epochs must be an integer >= 1, got {epochs!r}")
-  eval_kind = PROTOCOL_OF_EVAL_SET.get(type(split.validation).__name__)
-  if eval_kind is not None and (split.validation.n_users or split.test.n_users):
-    # Before any work, not after the first epoch (no evaluated user: the metrics are unused).
-    items = getattr(split.validation, "items", None)
-    check_metrics(config, eval_kind, n_candidates=(
-        int(items.shape[1]) if eval_kind == "sampled" and getattr(items, "ndim", 0) == 2 else None),
-        n_items=int(split.train.shape[1]))
-  check_devices(config.n_devices)
-  ensure_writable_dir(workdir)
-  if config.select_metric is None:
-    config = dataclasses.replace(config, select_metric=config.metrics[-1])
-  elif config.select_metric not in config.metrics:
-    config = dataclasses.replace(config, metrics=tuple(config.metrics) + (config.select_metric,))
-  if model.with_run_length is not None and model.loss is not None:
-    # Schedules defined in updates (Mult-VAE's β) follow the run's length.  The length is that
-    # of the run that started this workdir (a resumed run with more epochs derives the same).
-    length_epochs = epochs if overwrite else previous_epochs(workdir, model.name, epochs)
-    resolved = model.with_run_length(split.train, config.batch_size, length_epochs)
-    before, after = dataclasses.asdict(model.config), dataclasses.asdict(resolved.config)
-    changed = {k: after[k] for k in after if before.get(k) != after[k]}
-    if changed:
-      log(f"{model.name}: derived from the run's length ({length_epochs} epochs of batches of "
-          f"{config.batch_size}): " + ", ".join(f"{k}={v}" for k, v in changed.items()))
-    model = resolved
-  return model, config, epochs
-
-
 def _build(model, split, config, workdir, run_info, side, overwrite, log) -> _Run:
   """Resolves and checks the run, refuses a foreign workdir, writes config.json."""
   workdir, side = Path(workdir), dict(side or {})
-  model, config, epochs = _resolve(model, split, config, workdir, side, overwrite, log)
+  model, config, epochs = resolve_run(model, split, config, workdir, side, overwrite, log)
   mesh = shd.make_mesh(config.n_devices, config.model_shards)
   train = split.train
   processes = jax.process_count()
@@ -253,39 +216,17 @@ def _prepare(run: _Run) -> None:
   if model.loss is not None:
     run.train_step = make_train_step(model)
     if model.schedule_report is not None:
-      planned = _batch_source(run, 1)[0]
+      planned = feed.host_batches(run.model.batch_source, run.split.train, run.aux,
+                                  feed.global_batch_size(run.config.batch_size, run.mesh), 1,
+                                  run.config.seed)[0]
       report = model.schedule_report(run.epochs * planned, False)
       if report:
         run.log(report)
 
 
-def _batch_source(run: _Run, epoch: int, window: tuple[int, int] | None = None):
-  """(n_batches, batches) of `epoch`; with `window`, each batch cut to those rows (see
-  `batching.BatchSource.local_epoch`)."""
-  batch_size = shd.round_up_to_devices(run.config.batch_size, run.mesh)
-  source = run.model.batch_source
-  if window is not None:
-    return source.local_epoch(run.split.train, run.aux, batch_size, epoch, run.config.seed,
-                              window)
-  return source.epoch(run.split.train, run.aux, batch_size, epoch, run.config.seed)
-
-
-def _epoch_batches(run: _Run, epoch: int, sharding):
-  """(n_batches, iterator of batches placed on the mesh) of `epoch`.
-
-  A multi-process run whose batch source can cut its batches builds on each
-  process only the rows that process's devices hold, and assembles the global
-  batch from those pieces; otherwise every process builds whole batches (the
-  same ones: their order is a function of seed and epoch) and places them.
-  """
-  batch_size = shd.round_up_to_devices(run.config.batch_size, run.mesh)
-  window = distributed.process_rows(sharding, batch_size)
-  if window is None or not hasattr(run.model.batch_source, "local_epoch"):
-    n, batches = _batch_source(run, epoch)
-    return n, (jax.device_put(b, sharding) for b in batches)
-  n, batches = _batch_source(run, epoch, window)
-  return n, ({k: jax.make_array_from_process_local_data(sharding, v, (batch_size,) + v.shape[1:])
-              for k, v in b.items()} for b in batches)
+def _epoch_batches(run: _Run, epoch: int):
+  return feed.epoch_batches(run.model, run.split.train, run.aux, run.config.batch_size, epoch,
+                            run.config.seed, run.mesh)
 
 
 def _phase(model: Model, epoch: int) -> dict:
@@ -299,7 +240,7 @@ def _phase(model: Model, epoch: int) -> dict:
 def _gradient_pass(run: _Run, state: TrainState, params, opt_state, factors, epoch: int,
                    first: bool):
   """One pass of jitted optimization steps over the epoch's batches."""
-  n_batches, source = _epoch_batches(run, epoch, shd.batch_sharding(run.mesh))
+  n_batches, source = _epoch_batches(run, epoch)
   phase = _phase(run.model, epoch)
   step = state.step
   bar = ProgressBar(n_batches, f"epoch {epoch}", enabled=run.config.progress)

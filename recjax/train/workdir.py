@@ -23,7 +23,7 @@ class WorkdirMismatch(ValueError):
 # TrainConfig fields that change how a run goes, not what it computes: a workdir
 # may be resumed with other values.  `epochs` is checked on its own (it may grow).
 RUNTIME_FIELDS = ("epochs", "progress", "checkpoint", "checkpoint_every_s", "keep_checkpoints",
-                  "n_devices", "eval_batch_size", "item_chunk")
+                  "n_devices", "model_shards", "eval_batch_size", "item_chunk")
 # Files a run owns under its workdir (removed by `overwrite`).
 RUN_FILES = ("config.json", "metrics.jsonl", "results.json", "checkpoints", artifact.MODEL_DIR,
              artifact.MODEL_DIR + ".tmp", artifact.MODEL_DIR + ".old")
