@@ -88,7 +88,7 @@ class ALSConfig:
   init_scale: float = 0.01  # Standard deviation of the random initial factors.
   bucket_growth: float = 1.25  # Ratio of successive padded row lengths (finer: less padding, more compiles).
   max_buckets: int | None = None  # At most this many of those lengths per side, the least padding (fewer compiles); None: all.
-  max_bytes_per_call: int = 256 << 20  # Memory of one jitted solve (sets the rows per call of each bucket).
+  max_bytes_per_call: int = 8 << 20  # Memory of one jitted solve (sets the rows per call of each bucket); 8 MB: K=200 exact sweeps ~2x faster than 256 MB on gowalla, 0.3 GB lower peak, same factors.
   fold_in_chunk: int = 512  # Items per step when folding users in (bounds a [batch, chunk, K] temporary).
 
 
