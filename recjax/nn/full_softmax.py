@@ -4,19 +4,21 @@ The rows h [N, D] are scored against every item of W [I, D] (logits h Wᵀ),
 but the [N, I] logits are never held whole: the items are swept in chunks of
 `chunk` rows of W (a `lax.fori_loop`; the last chunk is shifted back to end at
 item I and its columns that the previous chunk already covered are masked),
-so each chunk's block of logits stays in cache between its matrix products.
-The blocks are laid out [chunk, N] (items major): XLA's CPU dots run the
-three products of a block 2–3x faster that way than with [N, chunk] blocks,
-whose item-gradient product contracts over the leading axis.
+so each chunk's block of logits stays in cache between its operations.  The
+gradient sweep lays its blocks out [chunk, N] (items major): both of its
+products are then plain (non-transposed) dots, which XLA's CPU backend runs
+2–3x faster than the [N, chunk] layout, whose product for W's gradient
+contracts over the leading axis.
 
 * `logsumexp` — log Σ_i exp(h·w_i) per row (one sweep, running max).
 * `nll_and_rmsprop` — the training step of the layer: the per-row NLL, the
-  gradient with respect to h, and W and its RMSprop second moment updated
-  chunk by chunk in the second sweep (the gradient of W is never stored
-  whole).  The rule is optax's ``rmsprop`` (``scale_by_rms`` with ε inside the
-  square root, then ``-learning_rate``): with the same gradient it gives the
-  same W and ν, so the model's arithmetic is that of autodiff plus optax,
-  done in 8·N·D·I FLOPs (the logits twice, the two gradient products once).
+  gradient with respect to h, and W and its RMSprop second moment updated from
+  W's gradient (gathered chunk by chunk in the second sweep, then one
+  elementwise pass).  The rule is optax's ``rmsprop`` (``scale_by_rms`` with ε
+  inside the square root, then ``-learning_rate``): with the same gradient it
+  gives the same W and ν, so the model's arithmetic is that of autodiff plus
+  optax, done in 8·N·D·I FLOPs (the logits twice, the two gradient products once).
+* `nll_and_rmsprop_packed` — the same on the rows of nonzero weight only.
 """
 
 from __future__ import annotations
