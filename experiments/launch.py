@@ -35,7 +35,7 @@ flags.DEFINE_integer("processes", 2, "How many processes to start.")
 flags.DEFINE_integer("cpu_devices", None, "CPU devices per process (sets JAX_NUM_CPU_DEVICES); "
                      "default: JAX's (one on CPU).")
 flags.DEFINE_integer("port", None, "Coordinator port on 127.0.0.1 (default: a free one).")
-flags.DEFINE_float("grace_s", 10.0, "After one process fails, seconds the others get to stop "
+flags.DEFINE_float("stop_grace_s", 10.0, "After one process fails, seconds the others get to stop "
                    "on SIGTERM before they are killed.")
 FLAGS = flags.FLAGS
 
@@ -122,7 +122,7 @@ def main(argv):
   command = argv[1:]
   if command and command[0] == "--":
     command = command[1:]
-  sys.exit(launch(command, FLAGS.processes, FLAGS.cpu_devices, FLAGS.port, FLAGS.grace_s))
+  sys.exit(launch(command, FLAGS.processes, FLAGS.cpu_devices, FLAGS.port, FLAGS.stop_grace_s))
 
 
 if __name__ == "__main__":
