@@ -53,6 +53,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
+  experiment_flags.join_processes()  # Multi-process runs and the compilation cache.
   from experiments import train
   from recjax.data import pipeline
   from recjax.data.registry import load_dataset

@@ -262,6 +262,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO.
+  experiment_flags.join_processes()  # Multi-process runs and the compilation cache.
   from experiments import train  # pylint: disable=import-outside-toplevel
 
   config_file = FLAGS.config or str(Path(__file__).resolve().parent / "configs"

@@ -46,6 +46,24 @@ def define(config_help: str = "Optional experiments/configs/*.py file with get_c
   flags.DEFINE_integer("process_id", None, "Multi-process runs: this process's id in "
                        "[0, num_processes) (default $JAX_PROCESS_ID). Process 0 writes the "
                        "workdir's files.")
+  flags.DEFINE_string("compilation_cache", "~/.cache/recjax/xla",
+                      "JAX's persistent compilation cache: compiled programs are kept here and "
+                      "reloaded by later runs (a WMF fit's first iteration is mostly compiling). "
+                      "'' turns it off; $JAX_COMPILATION_CACHE_DIR, when set, wins.")
+
+
+def use_compilation_cache(path: str | None) -> str | None:
+  """Points JAX's persistent compilation cache at `path` (every program, however quick to
+  compile); returns the folder used, None when off."""
+  import os  # pylint: disable=import-outside-toplevel
+  import jax  # pylint: disable=import-outside-toplevel
+  folder = os.environ.get("JAX_COMPILATION_CACHE_DIR") or (
+      os.path.expanduser(path) if path else None)
+  if folder:
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  return folder
 
 
 def join_processes() -> bool:
@@ -55,6 +73,7 @@ def join_processes() -> bool:
   """
   from recjax.train import distributed  # pylint: disable=import-outside-toplevel
   FLAGS = flags.FLAGS
+  use_compilation_cache(FLAGS.compilation_cache)
   return distributed.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
 
 

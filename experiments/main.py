@@ -42,9 +42,9 @@ def main(argv):
 def _main(argv, verbose: bool):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  experiment_flags.join_processes()  # Before any device is touched; nothing on one process.
   if not verbose:
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO.
+  experiment_flags.join_processes()  # Before any device is touched; nothing on one process.
   from experiments import train
   from recjax.data.registry import list_datasets
   from recjax.models.registry import list_models
