@@ -1,4 +1,4 @@
-"""ALS models on 1, 2 and 4 CPU devices: they end, agree with 1 device, really split
+"""ALS models on 1 and 4 CPU devices: they end, agree with 1 device, really split
 their rows over the mesh, and no compiled program holds a batched LAPACK call.
 
 jaxlib's batched LAPACK kernels block a thread of the pool that runs the program
@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DEVICE_COUNTS = (1, 2, 4)
+DEVICE_COUNTS = (1, 4)  # 2 x 2 devices over two processes: tests/test_multiprocess.py (WMF, CDL).
 # (case of test_item_vectors.CASES, extra overrides): one per path into the ALS half sweeps.
 MODELS = (("wmf", {}), ("wmf", {"solver": "cg"}), ("cmf", {}), ("mf-logcount", {}),
           ("svdfeature", {}), ("cdl", {}))
