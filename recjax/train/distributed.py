@@ -28,7 +28,6 @@ import os
 from typing import Any
 
 import jax
-import numpy as np
 
 ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"
 ENV_PROCESSES = "JAX_NUM_PROCESSES"
@@ -108,17 +107,6 @@ def barrier(name: str) -> None:
   if multi_process():
     from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
     multihost_utils.sync_global_devices(name)
-
-
-def fetch(tree):
-  """`tree`'s arrays as numpy on this host, whatever their sharding (a collective: every
-  process must call it, with the same tree)."""
-  def get(x):
-    if not isinstance(x, jax.Array) or x.is_fully_addressable or x.is_fully_replicated:
-      return np.asarray(x)
-    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-  return jax.tree.map(get, tree)
 
 
 def process_rows(sharding, n_rows: int) -> tuple[int, int] | None:
