@@ -258,3 +258,69 @@ def test_four_devices_match_one_device():
     if name.startswith("sharded/"):
       assert_results_close(got, out["one_device/" + name[len("sharded/"):]], tol=1e-6)
     assert_results_close(got, want)
+
+
+# ---- recall_train_test@k: the CVAE authors' evaluatePaper.m ----------------------------------
+
+
+def test_recall_train_test_hand_worked():
+  """3 users, 6 items, worked by hand.
+
+  user 0: scores .9 .8 .1 .7 .2 .3, training {0}, test {3, 5}: every item ranked,
+          top 2 = {0, 1} -> 1 hit of 3; top 3 = {0, 1, 3} -> 2 of 3.
+  user 1: scores .1 .2 .3 .4 .5 .6, training {5}, no test item (still counted):
+          top 2 = {5, 4} -> 1 of 1; top 3 -> 1 of 1.
+  user 2: scores .6 .5 .4 .3 .2 .1, training {4}, test {2}:
+          top 2 = {0, 1} -> 0 of 2; top 3 = {0, 1, 2} -> 1 of 2.
+  recall_train_test@2 = (1/3 + 1 + 0) / 3 = 4/9; @3 = (2/3 + 1 + 1/2) / 3 = 13/18.
+  recall_cdl (training items removed, users without a test item skipped):
+  user 0 top 2 = {1, 3} -> 1/2, top 3 = {1, 3, 5} -> 1; user 2 top 2 = {0, 1} -> 0,
+  top 3 = {0, 1, 2} -> 1: @2 = 1/4, @3 = 1.
+  """
+  # Each user's one training item selects its row of W: scores = inputs @ W.
+  weights = np.zeros((6, 6), np.float32)
+  weights[0] = [.9, .8, .1, .7, .2, .3]
+  weights[5] = [.1, .2, .3, .4, .5, .6]
+  weights[4] = [.6, .5, .4, .3, .2, .1]
+  fold_in = np.zeros((3, 6), np.float32)
+  fold_in[0, 0] = fold_in[1, 5] = fold_in[2, 4] = 1
+  held_out = np.zeros((3, 6), np.float32)
+  held_out[0, [3, 5]] = held_out[2, 2] = 1
+  eval_set = EvalSet(sp.csr_matrix(fold_in), sp.csr_matrix(held_out), np.arange(3))
+  metrics = ("recall_train_test@2", "recall_train_test@3", "recall_cdl@2", "recall_cdl@3")
+  for batch_size in (3, 2):  # Padding rows in the second batch of 2 must not count.
+    got = eval_ranking.evaluate_ranking(linear_scores, jnp.asarray(weights), eval_set, metrics,
+                                        batch_size=batch_size)
+    assert got["recall_train_test@2"] == pytest.approx(4 / 9, abs=1e-6)
+    assert got["recall_train_test@3"] == pytest.approx(13 / 18, abs=1e-6)
+    assert got["recall_cdl@2"] == pytest.approx(1 / 4, abs=1e-6)
+    assert got["recall_cdl@3"] == pytest.approx(1.0, abs=1e-6)
+    assert got["users_train_test"] == 3 and got["users"] == 2
+
+
+def evaluate_paper(scores, fold_in, held_out, m):
+  """A line-by-line numpy port of evaluatePaper.m: sort every item, relevant = train | test,
+  mean over all users of cumsum(hits)[m-1] / (number relevant)."""
+  order = np.argsort(-scores, axis=1, kind="stable")
+  gt = ((fold_in != 0) | (held_out != 0)).astype(np.float64)
+  re = np.take_along_axis(gt, order, axis=1)
+  return float(np.mean(np.cumsum(re[:, :m], axis=1)[:, -1] / re.sum(axis=1)))
+
+
+@pytest.mark.parametrize("item_chunk", [None, 7])
+def test_recall_train_test_matches_evaluate_paper(item_chunk):
+  eval_set, weights = make_case(seed=4)
+  fold_in = eval_set.fold_in.toarray()
+  fold_in[fold_in.sum(axis=1) == 0, 0] = 1  # evaluatePaper.m divides by |train| + |test| > 0.
+  eval_set = dataclasses.replace(eval_set, fold_in=sp.csr_matrix(fold_in))
+  weights = weights + np.random.default_rng(1).random(weights.shape).astype(np.float32) * 1e-3
+  held_out = eval_set.held_out.toarray()
+  got = eval_ranking.evaluate_ranking(linear_scores, jnp.asarray(weights), eval_set,
+                                      ("recall_train_test@5", "recall_train_test@12", "recall@5"),
+                                      batch_size=8, item_chunk=item_chunk)
+  scores = np.asarray(fold_in @ weights)
+  for m in (5, 12):
+    assert got[f"recall_train_test@{m}"] == pytest.approx(
+        evaluate_paper(scores, fold_in, held_out, m), abs=1e-6)
+  assert got["users_train_test"] == N_USERS  # User 3 (no held-out item) counts here ...
+  assert got["users"] == N_USERS - 1  # ... and not for recall@5.

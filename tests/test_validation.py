@@ -223,6 +223,10 @@ def test_check_metrics_per_protocol():
   runner.check_metrics(sampled, "sampled", n_candidates=100)
   with pytest.raises(ValueError, match="needs k <= 100"):
     runner.check_metrics(TrainConfig(metrics=("hr@200",)), "sampled", n_candidates=100)
+  runner.check_metrics(TrainConfig(metrics=("recall_train_test@300",)), "ranking", n_items=400)
+  with pytest.raises(ValueError, match="'recall_train_test@10' ranks the whole catalog"):
+    runner.check_metrics(TrainConfig(metrics=("recall_train_test@10",)), "sampled",
+                         n_candidates=100)
 
 
 def test_evaluation_protocol_of_data_protocols():

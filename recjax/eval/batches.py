@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from jax.sharding import NamedSharding, PartitionSpec
 
 from recjax.ops import mesh as mesh_lib
+from recjax.ops import ranking as ranking_ops
 from recjax.ops.mesh import MODEL_AXIS
 
 
@@ -130,16 +131,25 @@ def dense_rows(matrix: sp.csr_matrix, rows: np.ndarray, batch_size: int,
 
 
 def zero_totals(metrics: tuple[str, ...], put: Callable[[Any], jax.Array]) -> dict:
-  """Device totals of per-user metric sums: float32 zeros per metric, int32 ``"users"``."""
+  """Device totals of per-user metric sums: float32 zeros per metric, int32 ``"users"``
+  (and ``"users_train_test"`` when a metric is divided by it: `ranking_ops.denominator`)."""
   totals = {m: np.zeros((), np.float32) for m in metrics}
-  totals["users"] = np.zeros((), np.int32)
+  for key in {"users", *(ranking_ops.denominator(m) for m in metrics)}:
+    totals[key] = np.zeros((), np.int32)
   return jax.tree.map(put, totals)
 
 
 def mean_metrics(totals: dict, metrics: tuple[str, ...]) -> dict[str, float]:
-  """Fetches `totals` and returns {metric: mean per user (NaN without users), "users": n}."""
+  """Fetches `totals` and returns {metric: mean per user (NaN without users), "users": n}.
+
+  Each metric is divided by its own count (`ranking_ops.denominator`);
+  ``"users_train_test"`` is returned too when a metric used it.
+  """
   totals = jax.device_get(totals)
-  users = int(totals["users"])
-  result = {m: float(totals[m]) / users if users else float("nan") for m in metrics}
-  result["users"] = users
+  counts = {key: int(totals[key]) for key in totals if key.startswith("users")}
+  result = {}
+  for m in metrics:
+    n = counts[ranking_ops.denominator(m)]
+    result[m] = float(totals[m]) / n if n else float("nan")
+  result.update(counts)
   return result

@@ -41,9 +41,12 @@ def clear_cache() -> None:
 
 def _batch_step(score_fn: ScoreFn, metrics: tuple[str, ...], item_chunk: int | None,
                 exclude_fold_in: bool = True, mesh=None):
-  """The jitted `(state, inputs, held_out, n_held_out, row_mask, candidates, totals) -> totals`.
+  """The jitted `(state, inputs, held_out, n_held_out, n_fold_in, row_mask, candidates, totals)
+  -> totals`.
 
-  `candidates` ([n_items] bool) are the items that may be ranked at all.  On a
+  `candidates` ([n_items] bool) are the items that may be ranked at all.
+  Metrics of `ranking_ops.TRAIN_TEST_KINDS` get a second top k, over every
+  candidate (fold-in items included), and their own user count.  On a
   `mesh` with a ``model`` axis the top k runs per item shard and merges the
   shards' candidates (`ranking_ops.top_k_over_shards`), so no device gathers a
   whole [B, I] score block.
@@ -55,14 +58,28 @@ def _batch_step(score_fn: ScoreFn, metrics: tuple[str, ...], item_chunk: int | N
   step = _BATCH_STEPS.get(key)
   if step is None:
     select = lambda s, e, kk: ranking_ops.top_k_excluding(s, e, kk, item_chunk)
+    kinds = {m: ranking_ops.parse_metric(m)[0] for m in metrics}
+    standard = tuple(m for m in metrics if kinds[m] not in ranking_ops.TRAIN_TEST_KINDS)
+    train_test = tuple(m for m in metrics if kinds[m] in ranking_ops.TRAIN_TEST_KINDS)
+    k_standard = max((ranking_ops.parse_metric(m)[1] for m in standard), default=0)
+    k_train_test = max((ranking_ops.parse_metric(m)[1] for m in train_test), default=0)
 
-    def step_fn(state, inputs, held_out, n_held_out, row_mask, candidates, totals):
+    def step_fn(state, inputs, held_out, n_held_out, n_fold_in, row_mask, candidates, totals):
       scores = score_fn(state, inputs)
-      exclude = inputs != 0 if exclude_fold_in else jnp.zeros(inputs.shape, bool)
-      exclude = exclude | ~candidates[None, :]
-      _, top = ranking_ops.top_k_over_shards(select, k, mesh, scores, exclude)
-      sums = ranking_ops.ranking_metric_sums(top, held_out, row_mask, metrics, n_held_out)
-      return jax.tree.map(jnp.add, totals, sums)
+      outside = jnp.broadcast_to(~candidates[None, :], inputs.shape)
+      sums = {}
+      if standard:
+        exclude = inputs != 0 if exclude_fold_in else jnp.zeros(inputs.shape, bool)
+        _, top = ranking_ops.top_k_over_shards(select, k_standard, mesh, scores,
+                                               exclude | outside)
+        sums.update(ranking_ops.ranking_metric_sums(top, held_out, row_mask, standard,
+                                                    n_held_out))
+      if train_test:  # evaluatePaper.m: rank every item; training and held-out items count.
+        _, top = ranking_ops.top_k_over_shards(select, k_train_test, mesh, scores, outside)
+        relevant = ((inputs != 0) & ~outside) | (held_out != 0)
+        sums.update(ranking_ops.train_test_recall_sums(top, relevant, n_fold_in + n_held_out,
+                                                       row_mask, train_test))
+      return {name: total + sums.get(name, 0) for name, total in totals.items()}
 
     step = _BATCH_STEPS[key] = jax.jit(step_fn)
   return step
@@ -127,8 +144,9 @@ def evaluate_ranking(
       same mesh (replicated, or item-sharded over a ``model`` axis: the top k
       then reduces across the item shards).
     exclude_fold_in: remove the fold-in items from the ranking (the default);
-      False ranks every item, fold-in items included (a convention some
-      published hybrid-model results use).
+      False ranks every item, fold-in items included.  (``recall_train_test@k``
+      always ranks every item and counts the fold-in items as relevant, the
+      CVAE authors' evaluatePaper.m; see `recjax.ops.ranking`.)
     candidates: optional [n_items] bool, the only items ranked (e.g. the cold
       items for cold-start recall); held-out items outside it are dropped
       before the metrics, so recall counts over the user's held-out
@@ -141,7 +159,9 @@ def evaluate_ranking(
 
   Returns:
     {metric name (lower-case): mean over evaluated users, "users": their
-    number}.  Means are NaN when no user has a held-out item.
+    number (and "users_train_test", the users with a fold-in or held-out
+    item, when a ``recall_train_test`` metric is asked for)}.  Means are NaN
+    when no user counts.
   """
   metrics = batches.metric_names(metrics)
   if not metrics:
@@ -172,6 +192,12 @@ def evaluate_ranking(
   rows = _rows_to_evaluate(eval_set)
   # Counted on the host: a row sum over a dense bool batch is slow on XLA:CPU.
   n_held_out_all = np.diff(held_out.indptr).astype(np.int32)
+  # recall_train_test's fold-in items: those among the candidates, counted the same way.
+  fold_in_ranked = sp.csr_matrix(fold_in != 0)  # A new matrix: the caller's is not touched.
+  if not candidates.all():
+    fold_in_ranked = sp.csr_matrix(fold_in_ranked.multiply(candidates[None, :]))
+    fold_in_ranked.eliminate_zeros()
+  n_fold_in_all = np.diff(fold_in_ranked.indptr).astype(np.int32)
 
   put = batches.placement(sharding, batch_size)
   batch_size = put.batch_size
@@ -191,11 +217,14 @@ def evaluate_ranking(
     row_mask[:len(batch_rows)] = True
     n_held_out = np.zeros((batch_size,), np.int32)
     n_held_out[:len(batch_rows)] = n_held_out_all[batch_rows]
+    n_fold_in = np.zeros((batch_size,), np.int32)
+    n_fold_in[:len(batch_rows)] = n_fold_in_all[batch_rows]
     totals = step(
         state,
         put.items(batches.LazyRows(fold_in, batch_rows, batch_size)),
         put.full(batches.LazyRows(held_out, batch_rows, batch_size)),
         put.rows(n_held_out),
+        put.rows(n_fold_in),
         put.rows(row_mask),
         candidates,
         totals,

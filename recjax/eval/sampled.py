@@ -69,6 +69,9 @@ def metric_sums(scores: jax.Array, row_mask: jax.Array, metrics: tuple[str, ...]
   out = {}
   for name in metrics:
     kind, k = ranking_ops.parse_metric(name)
+    if kind in ranking_ops.TRAIN_TEST_KINDS:
+      raise ValueError(f"sampled evaluation: {name!r} needs the whole catalog ranked with the "
+                       f"training items (evaluate_ranking); use hr@K or ndcg@K")
     hit = (rank < k).astype(jnp.float32)
     if kind in ("hr", "recall", "recall_cdl"):
       value = hit

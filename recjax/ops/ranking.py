@@ -19,6 +19,20 @@ for Collaborative Filtering"; for a user u with held-out set I_u, top-k list
 
 Users without held-out items are skipped (they count neither in the sums nor in
 ``"users"``).
+
+One kind follows a different protocol, the CVAE authors' ``lib/evaluatePaper.m``
+(eelxpeng/CollaborativeVAE; its README says it produced the CVAE paper's
+figures, and the CDL/CRAE comparisons there share it):
+
+* ``recall_train_test@k``  Σ_r 1[ω(r) ∈ T_u ∪ I_u] / (|T_u| + |I_u|), where
+  T_u are the user's fold-in (training) items and the top-k list ω ranks
+  **every** item, training items included; averaged over every user with at
+  least one training or held-out item, so users without held-out items
+  count (they score their training items).  A model that ranks a user's
+  training items high scores well here with no held-out hit at all; it is
+  reported only to compare with figures computed that way.
+  `train_test_recall_sums` computes it, with its own denominator
+  ``"users_train_test"`` (`denominator`).
 """
 
 from __future__ import annotations
@@ -32,7 +46,15 @@ from jax.sharding import PartitionSpec as P
 
 from recjax.ops import mesh as mesh_lib
 
-METRIC_KINDS = ("recall", "recall_cdl", "ndcg", "precision", "map", "hr")
+METRIC_KINDS = ("recall", "recall_cdl", "ndcg", "precision", "map", "hr", "recall_train_test")
+# Kinds that rank every item and count the fold-in items as relevant (`train_test_recall_sums`).
+TRAIN_TEST_KINDS = ("recall_train_test",)
+
+
+def denominator(name: str) -> str:
+  """The totals key a metric's sum is divided by: ``"users_train_test"`` for
+  `TRAIN_TEST_KINDS`, else ``"users"``."""
+  return "users_train_test" if parse_metric(name)[0] in TRAIN_TEST_KINDS else "users"
 
 _METRIC_RE = re.compile(r"^([a-z_]+)@(\d+)$")
 
@@ -241,6 +263,10 @@ def ranking_metric_sums(
      "users": int32 number of valid rows}.
   """
   parsed = {name: parse_metric(name) for name in metrics}
+  wrong = [name for name, (kind, _) in parsed.items() if kind in TRAIN_TEST_KINDS]
+  if wrong:
+    raise ValueError(f"ranking_metric_sums: {wrong[0]!r} ranks every item and counts the "
+                     f"fold-in items; compute it with train_test_recall_sums")
   max_k = max((k for _, k in parsed.values()), default=0)
   if max_k > top_indices.shape[-1]:
     raise ValueError(
@@ -282,6 +308,47 @@ def ranking_metric_sums(
       raise AssertionError(kind)
     out[name] = jnp.sum(jnp.where(valid, per_row, 0.0))
   out["users"] = jnp.sum(valid, dtype=jnp.int32)
+  return out
+
+
+def train_test_recall_sums(
+    top_indices: jax.Array,
+    relevant: jax.Array,
+    n_relevant: jax.Array,
+    row_mask: jax.Array,
+    metrics: tuple[str, ...],
+) -> dict[str, jax.Array]:
+  """Per-batch sums of ``recall_train_test@k`` (the CVAE authors' evaluatePaper.m).
+
+  Args:
+    top_indices: [B, K] ranked item indices, best first, from a ranking of
+      every item (the fold-in items are NOT excluded).
+    relevant: [B, I] bool, the user's fold-in items OR held-out items.
+    n_relevant: [B] int, the number of True entries of each `relevant` row
+      (|T_u| + |I_u| when the two sets are disjoint, as a split makes them).
+    row_mask: [B] bool, False for padding rows.
+    metrics: static names, every kind in `TRAIN_TEST_KINDS`.
+
+  Returns:
+    {name: float32 Σ over valid rows of hits@k / n_relevant,
+     "users_train_test": int32 rows with row_mask and n_relevant > 0}.
+  """
+  parsed = {name: parse_metric(name) for name in metrics}
+  wrong = [name for name, (kind, _) in parsed.items() if kind not in TRAIN_TEST_KINDS]
+  if wrong:
+    raise ValueError(f"train_test_recall_sums: {wrong[0]!r} is not one of {TRAIN_TEST_KINDS}")
+  max_k = max((k for _, k in parsed.values()), default=0)
+  if max_k > top_indices.shape[-1]:
+    raise ValueError(f"train_test_recall_sums: metrics need the top {max_k} items, "
+                     f"got {top_indices.shape[-1]}")
+  n_relevant = jnp.asarray(n_relevant, jnp.int32)
+  valid = jnp.logical_and(row_mask, n_relevant > 0)
+  rel = jnp.take_along_axis(relevant, top_indices[:, :max_k], axis=-1).astype(jnp.float32)
+  cum_hits = jnp.cumsum(rel, axis=-1)
+  n_rel = jnp.maximum(n_relevant.astype(jnp.float32), 1.0)
+  out = {name: jnp.sum(jnp.where(valid, cum_hits[:, k - 1] / n_rel, 0.0))
+         for name, (_, k) in parsed.items()}
+  out["users_train_test"] = jnp.sum(valid, dtype=jnp.int32)
   return out
 
 

@@ -132,7 +132,11 @@ def check_metrics(config: TrainConfig, protocol: str, n_candidates: int | None =
           f"train: {field}: {m!r} is a {kind} metric, but this run's protocol ranks items "
           f"({protocol}); use ranking metrics such as recall@20, ndcg@100"
           + (", hr@10" if protocol == "sampled" else ""))
-    _, k = ranking_ops.parse_metric(m)
+    kind, k = ranking_ops.parse_metric(m)
+    if protocol == "sampled" and kind in ranking_ops.TRAIN_TEST_KINDS:
+      raise ValueError(f"train: {field}: {m!r} ranks the whole catalog with the training items "
+                       f"(the CVAE authors' evaluatePaper.m); the sampled protocol ranks one "
+                       f"held-out item among sampled negatives: use hr@K or ndcg@K")
     if protocol == "sampled" and n_candidates is not None and k > n_candidates:
       raise ValueError(f"train: {field}: {m!r} needs k <= {n_candidates}, the candidates each "
                        f"user's held-out item is ranked among (sampled protocol)")
