@@ -150,7 +150,8 @@ class Model:
       raise ValueError(f"model {self.name!r} has its own update step but no loss")
 
 
-def gradient_update(loss: Callable[..., tuple[Any, dict]], optimizer: optax.GradientTransformation):
+def gradient_update(loss: Callable[..., tuple[Any, dict]], optimizer: optax.GradientTransformation,
+                    extra_args: Callable[[dict], dict] | None = None):
   """The default optimization step: ``value_and_grad`` of `loss`, then one optax update.
 
   Returns ``update(params, opt_state, factors, batch, key, phase) -> (params,
@@ -158,12 +159,15 @@ def gradient_update(loss: Callable[..., tuple[Any, dict]], optimizer: optax.Grad
   parameters and optimizer state; a benchmark may jit it without donation).
   ``sums`` holds the loss and every aux metric times the batch's real rows
   ``n`` (rows whose ``mask`` is True), so an epoch's mean is sum / count.
+  `extra_args` (phase -> keyword arguments) feeds an
+  `optax.GradientTransformationExtraArgs` the schedule, e.g. which stage runs.
   """
 
   def update(params, opt_state, factors, batch, key, phase):
     (value, aux), grads = jax.value_and_grad(loss, has_aux=True)(
         params, factors, batch, key, phase)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
+    extra = extra_args(phase) if extra_args is not None else {}
+    updates, opt_state = optimizer.update(grads, opt_state, params, **extra)
     params = optax.apply_updates(params, updates)
     n = jnp.sum(batch["mask"].astype(jnp.float32))
     sums = {"loss": value * n, **{k: v * n for k, v in aux.items()}}

@@ -101,6 +101,7 @@ import scipy.sparse as sp
 
 from recjax.data import batching
 from recjax.data import content as content_lib
+from recjax.models import base
 from recjax.models.base import Model, check_config
 from recjax.nn import content as content_nn
 from recjax.nn import cvae as cvae_nn
@@ -110,6 +111,7 @@ from recjax.ops import als, als_core
 
 CONTENT_SCALES = ("word_max", "binary", "none")
 LIKELIHOODS = ("bernoulli", "gaussian")
+OBJECTIVES = ("paper", "authors_code")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,14 +133,32 @@ class Config(als_core.PriorALSConfig):
   kl_warmup_epochs: int = 0  # In each VAE pretraining stage, the KL weight rises linearly from 0 to 1 over this many epochs; 0: always 1.
   learning_rate: float = 1e-3  # Adam (the authors' code).
   encode_batch: int = 1024  # Items per jitted call when the block step encodes every item.
+  # Options that follow the authors' code where it departs from the paper or leaves it open
+  # (eelxpeng/CollaborativeVAE; issue 20).  The defaults are the paper's (or recjax's) choice.
+  map_learning_rate: float | None = None  # A fresh Adam at this rate from the first MAP epoch (authors: 1e-3 after pretraining at 1e-2); None: one Adam at learning_rate throughout.
+  pretrain_fraction: float = 1.0  # Pretraining stages train on this random fraction of the items (authors: 0.8; the rest carry weight 0); the MAP stage on all.
+  pretrain_weight_decay: bool = True  # Weight decay in the pretraining stages (the authors' pretraining has none).
+  bias_layout: str = "untied"  # "untied" or "authors_code": tied middle biases, DAE biases discarded, output bias from 0 (recjax.nn.cvae.BIAS_LAYOUTS).
+  objective: str = "paper"  # MAP-stage network loss: "paper" (λ_r(−log p + KL) + λ_v/2 E||v−z||² + λ_w/(2N)||θ||²) or "authors_code" (−log p + KL + λ_v/λ_r E||v−z||² + kernel_decay Σ_l ||W_l||² per item).
+  kernel_decay: float = 2e-4  # The authors' per-item weight decay on the tied kernels (objective="authors_code" only).
+  user_gram: str = "all"  # User solve's b VᵀV over "all" items (the paper) or only items with a training click ("clicked", the authors' code).
+  score_unclicked: str = "prior"  # Items without a training click are scored by "prior" (μ_j: no v† term, §2.4) or "factor" (their ALS v_j = (bUᵀU + λ_v I)⁻¹ λ_v μ_j, the authors' code).
 
   def __post_init__(self):
     check_config(self, "cvae", **als_core.merge_rules(als_core.PRIOR_ALS_RULES, {
         "at_least": {"dim": 1, "reg_r": 0.0, "reg_w": 0.0, "layerwise_epochs": 0,
-                     "pretrain_epochs": 0, "kl_warmup_epochs": 0, "encode_batch": 1},
-        "above": {"gaussian_precision": 0.0, "learning_rate": 0.0},
+                     "pretrain_epochs": 0, "kl_warmup_epochs": 0, "encode_batch": 1,
+                     "kernel_decay": 0.0},
+        "above": {"gaussian_precision": 0.0, "learning_rate": 0.0, "map_learning_rate": 0.0},
         "fractions": ("layerwise_noise",),
-        "choices": {"likelihood": LIKELIHOODS, "content_scale": CONTENT_SCALES}}))
+        "choices": {"likelihood": LIKELIHOODS, "content_scale": CONTENT_SCALES,
+                    "bias_layout": cvae_nn.BIAS_LAYOUTS, "objective": OBJECTIVES,
+                    "user_gram": als_core.USER_GRAMS,
+                    "score_unclicked": als_core.UNCLICKED_SCORES}}))
+    if not 0.0 < self.pretrain_fraction <= 1.0:
+      raise ValueError(f"cvae: pretrain_fraction must be in (0, 1], got {self.pretrain_fraction}")
+    if self.objective == "authors_code" and self.reg_r <= 0:
+      raise ValueError("cvae: objective='authors_code' divides by reg_r; it must be > 0")
 
 
 def network(config: Config, params) -> cvae_nn.TiedVAE:
@@ -177,9 +197,41 @@ def item_terms(config: Config, params, x: sparse.Rows, v: jax.Array, key: jax.Ar
 LATENT_PARAMETERS = ("mu", "logvar", "latent_in")
 
 
-def layer_parameters(l: int) -> tuple[str, ...]:
-  """The parameters layer l's denoising autoencoder trains (and decays): W_l, c_l, d_l."""
-  return (f"kernel_{l}", f"enc_bias_{l}", f"dec_bias_{l}")
+def layer_parameters(l: int, bias_layout: str = "untied") -> tuple[str, ...]:
+  """The parameters layer l's denoising autoencoder trains (and decays): W_l, c_l and its
+  decoder bias (d_l, or its own ``dae_bias_l`` under the authors' bias layout)."""
+  decoder = f"dae_bias_{l}" if bias_layout == "authors_code" else f"dec_bias_{l}"
+  return (f"kernel_{l}", f"enc_bias_{l}", decoder)
+
+
+def two_stage_adam(learning_rate: float, map_learning_rate: float
+                   ) -> optax.GradientTransformationExtraArgs:
+  """Adam at `learning_rate` in pretraining, then a fresh Adam at `map_learning_rate`.
+
+  The state holds both Adams; ``update(..., map_stage=b)`` steps the one of
+  the stage (b a traced bool), so the MAP Adam starts from zero moments and
+  count at the first MAP step, as the authors' code starts a new optimizer
+  after pretraining.
+  """
+  pre, post = optax.adam(learning_rate), optax.adam(map_learning_rate)
+
+  def init(params):
+    return {"pretrain": pre.init(params), "map": post.init(params)}
+
+  def update(grads, state, params=None, *, map_stage=False, **unused):
+    del unused
+
+    def step_pretrain():
+      updates, s = pre.update(grads, state["pretrain"], params)
+      return updates, {"pretrain": s, "map": state["map"]}
+
+    def step_map():
+      updates, s = post.update(grads, state["map"], params)
+      return updates, {"pretrain": state["pretrain"], "map": s}
+
+    return jax.lax.cond(map_stage, step_map, step_pretrain)
+
+  return optax.GradientTransformationExtraArgs(init, update)
 
 
 def phase(config: Config, epoch: int) -> dict:
@@ -225,11 +277,17 @@ def make(config: Config) -> Model:
   def init(key, train: sp.csr_matrix, item_content: sp.spmatrix):
     n_words = item_content.shape[1]
     k_net, k_fac = jax.random.split(key)
-    module = cvae_nn.TiedVAE(n_inputs=n_words, hidden=tuple(config.hidden), latent=config.dim)
+    module = cvae_nn.TiedVAE(n_inputs=n_words, hidden=tuple(config.hidden), latent=config.dim,
+                             bias_layout=config.bias_layout)
     params = module.init(k_net, jnp.zeros((1, n_words)), jnp.zeros((1, config.dim)))
-    params = content_nn.with_param(params, ("dec_bias_0",), content_lib.marginal_output_bias(
-        content_lib.scale(item_content, config.content_scale), config.likelihood))
-    return params, als_core.init_factors(k_fac, train, config, prior="mu")
+    if config.bias_layout == "untied":  # The authors' output bias starts at 0.
+      params = content_nn.with_param(params, ("dec_bias_0",), content_lib.marginal_output_bias(
+          content_lib.scale(item_content, config.content_scale), config.likelihood))
+    factors = als_core.init_factors(k_fac, train, config, prior="mu")
+    if config.pretrain_fraction < 1.0:  # The items pretraining sees (fixed for the run).
+      factors["pretrain"] = jax.random.uniform(
+          jax.random.fold_in(k_fac, 1), (train.shape[1],)) < config.pretrain_fraction
+    return params, factors
 
   def prepare(train: sp.csr_matrix, item_content: sp.spmatrix, mesh=None):
     if item_content.shape[0] != train.shape[1]:
@@ -247,7 +305,16 @@ def make(config: Config) -> Model:
     net = network(config, params)
     k_noise, k_eps = jax.random.split(key)
     zeros = jnp.zeros(batch["mask"].shape, jnp.float32)
-    decay = functools.partial(content_nn.weight_decay, params, config.reg_w, factors["V"].shape[0])
+    full_decay = functools.partial(content_nn.weight_decay, params, config.reg_w,
+                                   factors["V"].shape[0])
+    pretraining = phase["prior_weight"] == 0
+    # Pretraining stages: decay only when pretrain_weight_decay; the items of the
+    # pretraining subset only when pretrain_fraction < 1.
+    decay = full_decay if config.pretrain_weight_decay else lambda names=None: 0.0
+    rows_used = batch["mask"]
+    if "pretrain" in factors:
+      in_subset = factors["pretrain"][jnp.maximum(batch["index"], 0)]
+      rows_used = rows_used & jnp.where(pretraining, in_subset, True)
 
     def layer_dae(l):  # Stage l: layer l's tied denoising autoencoder; lower layers fixed.
       def branch():
@@ -256,7 +323,7 @@ def make(config: Config) -> Model:
         noisy = sdae_nn.masking_noise(k_noise, h, config.layerwise_noise)
         logits = net.apply(params, noisy, l, method=cvae_nn.TiedVAE.layer_reconstruction)
         return (-cvae_nn.bernoulli_log_likelihood(logits, h), zeros, zeros,
-                decay(layer_parameters(l)))
+                decay(layer_parameters(l, config.bias_layout)))
       return branch
 
     def latent_vae():  # Stage n_layers: the latent heads as a VAE of the top features.
@@ -269,25 +336,40 @@ def make(config: Config) -> Model:
               zeros, decay(LATENT_PARAMETERS))
 
     def whole():  # Stage n_layers + 1: the whole network (pretraining, then the MAP terms).
+      if config.objective == "authors_code":
+        # lib/cvae.py: gen_loss + latent_loss + λ_v/λ_r mean||v − z||² + 2e-4 reg_loss, where
+        # reg_loss counts each tied kernel twice with tf.nn.l2_loss (½||W||²).
+        nll, kl, prior = item_terms(config, params, rows, v, k_eps, 1.0)
+        prior = prior * (2.0 / config.reg_r)
+        kernels = sum(jnp.sum(jnp.square(params["params"][f"kernel_{l}"]))
+                      for l in range(n_layers))
+        return nll, kl, prior, jnp.where(pretraining, decay(), config.kernel_decay * kernels)
       # λ_r weighs the content against the rating coupling, so it applies only once the
       # coupling does (prior weight > 0); the whole-VAE pretraining runs at weight 1.
       content_weight = jnp.where(phase["prior_weight"] > 0, config.reg_r, 1.0)
-      return (*item_terms(config, params, rows, v, k_eps, content_weight), decay())
+      return (*item_terms(config, params, rows, v, k_eps, content_weight),
+              jnp.where(pretraining, decay(), full_decay()))
 
     branches = [layer_dae(l) for l in range(n_layers)] + [latent_vae, whole]
     nll, kl, prior, weights = jax.lax.switch(
         phase["stage"], [lambda _, f=f: f() for f in branches], None)
     per_item = nll + phase["kl_weight"] * kl + phase["prior_weight"] * prior
-    mean = lambda t: content_nn.masked_mean(t, batch["mask"])
+    mean = lambda t: content_nn.masked_mean(t, rows_used)
     return mean(per_item) + weights, {"neg_log_lik": mean(nll), "kl": mean(kl),
                                     "prior": mean(prior),
                                     "stage": phase["stage"].astype(jnp.float32)}
 
   # The block step's prior mean is the inference network's mean μ_j of each item's content.
   mean_codes = lambda params, aux: encode_items(config, params, aux["content"])
+  if config.map_learning_rate is None:
+    optimizer, update = optax.adam(config.learning_rate), None
+  else:
+    optimizer = two_stage_adam(config.learning_rate, config.map_learning_rate)
+    update = base.gradient_update(loss, optimizer,
+                                  lambda phase: {"map_stage": phase["prior_weight"] > 0})
   return Model(
       name="cvae", config=config, init=init, prepare=prepare, loss=loss,
-      optimizer=optax.adam(config.learning_rate), train_defaults={"epochs": 100},
+      optimizer=optimizer, update=update, train_defaults={"epochs": 100},
       side_keys=("item_content",), batch_source=batching.ContentRows("content"),
       phase=functools.partial(phase, config),
       item_vectors_doc="CVAE item factors: v_j if clicked in training, else the encoder mean μ_j",

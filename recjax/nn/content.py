@@ -190,8 +190,10 @@ def prior_mean_parts(config, encode: Callable[[Any, Any], jax.Array], key: str) 
   K] of the current network and runs one ALS sweep with it
   (`als_core.prior_step`, m kept as ``factors[key]``); ``item_vectors`` are
   v_j for items with a training click and m_j for the others
-  (`als_core.prior_item_vectors`); ``score``, ``score_padded`` and
-  ``serving_factors`` fold users in against V (`als_core.scorers`).  The model
+  (`als_core.prior_item_vectors`; V itself when ``config.score_unclicked`` is
+  "factor"); ``score``, ``score_padded`` and ``serving_factors`` fold users in
+  against V (`als_core.scorers`; against the clicked items' V when
+  ``config.user_gram`` is "clicked").  The model
   adds its network's init, prepare, loss and batches.
 
   Args:
@@ -205,7 +207,12 @@ def prior_mean_parts(config, encode: Callable[[Any, Any], jax.Array], key: str) 
     del rng
     return als_core.prior_step(factors, aux, config, encode(params, aux), key=key)
 
-  item_vectors = als_core.prior_item_vectors(key)
-  score, score_padded, serving_factors = als_core.scorers(config, item_vectors)
+  # The authors'-code options (CVAE's Config; other hybrids keep the paper's defaults).
+  if getattr(config, "score_unclicked", "prior") == "factor":
+    item_vectors = als_core.factor_v
+  else:
+    item_vectors = als_core.prior_item_vectors(key)
+  score, score_padded, serving_factors = als_core.scorers(
+      config, item_vectors, clicked_gram=getattr(config, "user_gram", "all") == "clicked")
   return {"block_step": block_step, "item_vectors": item_vectors, "score": score,
           "score_padded": score_padded, "serving_factors": serving_factors}

@@ -46,6 +46,15 @@ import jax.numpy as jnp
 from recjax.nn import sparse
 from recjax.nn.likelihoods import gaussian_kl
 
+# Bias layouts.  "untied" (default): every generation layer has its own bias d_l, and
+# layer l's layerwise denoising autoencoder decodes with that same d_l, so pretraining
+# carries it into the whole network.  "authors_code" (eelxpeng/CollaborativeVAE,
+# lib/vae.py run_all and lib/cvae.py): the generation layer that rebuilds hidden layer
+# l - 1 uses the inference bias c_{l-1} ("gen b1 = rec b1"), the layerwise autoencoders
+# decode with biases of their own (``dae_bias_l``, discarded after their stage), and the
+# output bias d_0 is trained only from the whole-network stage on (their b_x starts at 0
+# there).
+BIAS_LAYOUTS = ("untied", "authors_code")
 KERNEL_INIT = nn.initializers.xavier_uniform()
 ZEROS = nn.initializers.zeros
 
@@ -56,10 +65,14 @@ class TiedVAE(nn.Module):
   n_inputs: int
   hidden: Sequence[int] = (200, 100)
   latent: int = 50
+  bias_layout: str = "untied"  # See BIAS_LAYOUTS.
 
   def setup(self):
     if not self.hidden:
       raise ValueError("TiedVAE: needs at least one hidden layer")
+    if self.bias_layout not in BIAS_LAYOUTS:
+      raise ValueError(f"TiedVAE: bias_layout must be one of {BIAS_LAYOUTS}, "
+                       f"got {self.bias_layout!r}")
     dims = (self.n_inputs, *self.hidden)
     # kernel_l [dims[l], dims[l+1]]: x-side layer l of the inference network, and
     # (transposed) the layer that produces dims[l] in the generation network.
@@ -67,8 +80,15 @@ class TiedVAE(nn.Module):
                     for l in range(len(self.hidden))]
     self.enc_biases = [self.param(f"enc_bias_{l}", ZEROS, (dims[l + 1],))
                        for l in range(len(self.hidden))]
-    self.dec_biases = [self.param(f"dec_bias_{l}", ZEROS, (dims[l],))
-                       for l in range(len(self.hidden))]
+    if self.bias_layout == "untied":
+      self.dec_biases = [self.param(f"dec_bias_{l}", ZEROS, (dims[l],))
+                         for l in range(len(self.hidden))]
+      self.dae_biases = self.dec_biases
+    else:  # authors_code: generation layer l >= 1 reuses enc_bias_{l-1}; DAE biases apart.
+      self.dec_biases = [self.param("dec_bias_0", ZEROS, (dims[0],))] + [
+          self.enc_biases[l - 1] for l in range(1, len(self.hidden))]
+      self.dae_biases = [self.param(f"dae_bias_{l}", ZEROS, (dims[l],))
+                         for l in range(len(self.hidden))]
     self.mu_head = nn.Dense(self.latent, kernel_init=KERNEL_INIT, name="mu")
     self.logvar_head = nn.Dense(self.latent, kernel_init=KERNEL_INIT, name="logvar")
     self.latent_in = nn.Dense(self.hidden[-1], kernel_init=KERNEL_INIT, name="latent_in")
@@ -96,7 +116,7 @@ class TiedVAE(nn.Module):
 
   def layer_reconstruction(self, h: sparse.Rows, l: int) -> jax.Array:
     """Logits of layer l's own tied autoencoder, σ(h W_l + c_l) W_lᵀ + d_l (layerwise pretraining)."""
-    return self.layer(h, l) @ self.kernels[l].T + self.dec_biases[l][None, :]
+    return self.layer(h, l) @ self.kernels[l].T + self.dae_biases[l][None, :]
 
   def latent_reconstruction(self, h: jax.Array, eps: jax.Array):
     """The latent layer as a VAE of the top features h [B, hidden[-1]] (layerwise pretraining).
@@ -123,8 +143,9 @@ class TiedVAE(nn.Module):
   @staticmethod
   def for_params(params, hidden: Sequence[int], latent: int) -> "TiedVAE":
     """The module whose parameters `params` ({"params": ...}) are."""
+    layout = "authors_code" if "dae_bias_0" in params["params"] else "untied"
     return TiedVAE(n_inputs=params["params"]["kernel_0"].shape[0], hidden=tuple(hidden),
-                   latent=latent)
+                   latent=latent, bias_layout=layout)
 
 
 def _sum_x_times(f: jax.Array, x: sparse.Rows) -> jax.Array:

@@ -111,6 +111,14 @@ class ConfidenceConfig:
   epsilon: float = 1.0  # ε of "log" confidence (> 0); unused otherwise.
 
 
+# Options of the hybrids whose authors' code departs from their paper (CVAE, issue 20):
+# the user solve's b VᵀV over every item ("all", the paper's objective) or only over items
+# with a training click ("clicked", eelxpeng/CollaborativeVAE lib/cvae.py pmf_estimate);
+# items without a click scored by their prior mean ("prior", §2.4 of the CVAE paper) or by
+# their ALS factor v_j = (b UᵀU + λ_v I)⁻¹ λ_v m_j ("factor", the authors' code).
+USER_GRAMS = ("all", "clicked")
+UNCLICKED_SCORES = ("prior", "factor")
+
 ALS_RULES = {"at_least": {"cg_steps": 1, "max_bytes_per_call": 1, "fold_in_chunk": 1,
                           "max_buckets": 1},
              "above": {"init_scale": 0.0, "bucket_growth": 1.0},
@@ -177,8 +185,19 @@ def prepare(train: sp.spmatrix, config, mesh=None) -> dict:
   return {**als.bucketed_sides(train, config.bucket_growth, config.max_buckets), "mesh": mesh}
 
 
+def user_side(v: jax.Array, clicked: jax.Array | None) -> jax.Array:
+  """V as the user solve sees it: unchanged, or with the rows of items outside `clicked`
+  (bool [n_items]) zeroed, so b VᵀV covers only the clicked items (``user_gram="clicked"``).
+
+  A user's own terms Σ_{j∈x} (c_j − b) v_j v_jᵀ and Σ_{j∈x} c_j v_j read only the user's
+  items; in training those all have a click, so only the shared Gram changes.
+  """
+  return v if clicked is None else jnp.where(clicked[:, None], v, jnp.zeros_like(v))
+
+
 def sweep(u, v, sides: dict, config, *, prior=None, extra_gram=None, reg_u: float | None = None,
-          reg_v: float | None = None) -> tuple[jax.Array, jax.Array]:
+          reg_v: float | None = None, user_items: jax.Array | None = None
+          ) -> tuple[jax.Array, jax.Array]:
   """One block step of implicit ALS: U against V (no prior), then V against the new U.
 
   Args:
@@ -191,6 +210,8 @@ def sweep(u, v, sides: dict, config, *, prior=None, extra_gram=None, reg_u: floa
     extra_gram: optional [K, K] added to every item's system (CMF's μ ZᵀZ).
     reg_u, reg_v: λ of each side; default ``config.reg_u`` / ``config.reg_v``
       (WMF passes its one ``reg`` as both).
+    user_items: optional bool [n_items]: the U half sweep's b VᵀV covers only these
+      items (`user_side`); None: all (the objective above).
 
   Returns:
     (U, V), each half sweep exact in its block (or `cg_steps` CG steps).
@@ -199,7 +220,7 @@ def sweep(u, v, sides: dict, config, *, prior=None, extra_gram=None, reg_u: floa
   reg_u = config.reg_u if reg_u is None else reg_u
   reg_v = config.reg_v if reg_v is None else reg_v
   kw["mesh"] = sides.get("mesh")
-  u = als.half_sweep(u, v, sides["users"], reg=reg_u, **kw)
+  u = als.half_sweep(u, user_side(v, user_items), sides["users"], reg=reg_u, **kw)
   v = als.half_sweep(v, u, sides["items"], reg=reg_v, prior=prior, extra_gram=extra_gram, **kw)
   return u, v
 
@@ -208,9 +229,11 @@ def prior_step(factors: dict, sides: dict, config, prior: jax.Array, key: str = 
   """`sweep` with item prior mean `prior`, kept as ``factors[key]`` beside the new U and V.
 
   The other entries of `factors` (``rated``) pass through unchanged, so the
-  scores always pair V with the prior mean it was solved against.
+  scores always pair V with the prior mean it was solved against.  A config
+  with ``user_gram="clicked"`` solves U against the clicked items' Gram only.
   """
-  u, v = sweep(factors["U"], factors["V"], sides, config, prior=prior)
+  clicked = factors["rated"] if getattr(config, "user_gram", "all") == "clicked" else None
+  u, v = sweep(factors["U"], factors["V"], sides, config, prior=prior, user_items=clicked)
   return {**factors, "U": u, "V": v, key: prior}
 
 
@@ -251,7 +274,8 @@ def prior_item_vectors(key: str = "mu") -> ItemVectors:
   return vectors
 
 
-def scorers(config, vectors: ItemVectors = factor_v, *, reg: float | None = None):
+def scorers(config, vectors: ItemVectors = factor_v, *, reg: float | None = None,
+            clicked_gram: bool = False):
   """``(score, score_padded, serving_factors)`` of a model that folds users in against V.
 
   A user x (a dense row [I], or a padded item list for serving) is solved
@@ -267,6 +291,10 @@ def scorers(config, vectors: ItemVectors = factor_v, *, reg: float | None = None
       unless `reg` is given).
     vectors: ``(params, factors) -> [I, K]``, what the user factor multiplies.
     reg: λ of the fold-in; default ``config.reg_u``.
+    clicked_gram: fold in against `user_side` (V with the rows of items
+      without a training click, ``factors["rated"]``, zeroed), as a block step
+      with ``user_gram="clicked"`` solves U; such an item in a served user's
+      list then adds nothing to the user's factor.
 
   Returns:
     score(params, factors, inputs [B, I]) -> [B, I] (pure, jittable);
@@ -277,18 +305,21 @@ def scorers(config, vectors: ItemVectors = factor_v, *, reg: float | None = None
   conf = confidence_kwargs(config)
   a, b = config.a, config.b
 
+  def against(factors):
+    return user_side(factors["V"], factors["rated"] if clicked_gram else None)
+
   def score(params, factors, inputs):
-    u = als.fold_in_dense(factors["V"], inputs, a=a, b=b, reg=reg,
+    u = als.fold_in_dense(against(factors), inputs, a=a, b=b, reg=reg,
                           item_chunk=config.fold_in_chunk, **conf)
     return u @ vectors(params, factors).T
 
   def score_padded(params, factors, items, values, mask):
-    u = als.fold_in_padded(factors["V"], items, values, mask, a=a, b=b, reg=reg,
+    u = als.fold_in_padded(against(factors), items, values, mask, a=a, b=b, reg=reg,
                            constants=factors.get("serving"), **conf)
     return u @ vectors(params, factors).T
 
   def serving_factors(params, factors):
     del params
-    return {**factors, "serving": als.fold_in_constants(factors["V"], b, reg)}
+    return {**factors, "serving": als.fold_in_constants(against(factors), b, reg)}
 
   return score, score_padded, serving_factors
