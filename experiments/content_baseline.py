@@ -41,7 +41,8 @@ def define_flags():
 
 
 METRICS = (tuple(f"recall@{m}" for m in range(50, 301, 50))
-           + tuple(f"recall_cdl@{m}" for m in range(50, 301, 50)) + ("map@500",))
+           + tuple(f"recall_cdl@{m}" for m in range(50, 301, 50))
+           + tuple(f"recall_train_test@{m}" for m in range(50, 301, 50)) + ("map@500",))
 
 
 def item_vectors(content: sp.spmatrix, weighting: str = "tfidf") -> sp.csr_matrix:
