@@ -101,3 +101,43 @@ def test_citeulike_a_random_p1_has_one_training_item_per_user(shared_data):
   assert info["split"]["evaluated_users"] == 5551
   shipped = dataset.predefined_splits["P1"][0].to_csr()
   assert shipped.nnz == 5551 and (shipped != split.train).nnz > 0  # A fresh draw, same size.
+
+
+@pytest.mark.parametrize("p,folds", [(2, 5), (5, 5), (10, 3)])
+def test_cv_folds_partition_the_training_clicks_and_never_read_the_test(p, folds):
+  dataset = _dataset()
+  base, _ = _split(dataset, p, seed=3)
+  seen = [set() for _ in range(60)]
+  per_fold = []
+  for fold in range(1, folds + 1):
+    split, info = pipeline.ranking_split(dataset, pipeline.DataConfig(
+        protocol=psplits.cv_name(p, fold, folds), split_seed=3))
+    assert split.validation is split.test
+    per_fold.append([len(h) for h in _rows(split.test.held_out)])
+    for u, (tr, held, full_train, test) in enumerate(zip(
+        _rows(split.train), _rows(split.test.held_out), _rows(base.train),
+        _rows(base.test.held_out))):
+      assert tr | held == full_train and not tr & held  # Fold f out of random-P's train.
+      assert not (tr | held) & test  # random-P's test clicks are nowhere.
+      if full_train:
+        assert tr  # Nobody loses their last training click.
+      assert not held & seen[u]  # Folds are disjoint ...
+      seen[u] |= held
+    assert info["split"]["left_out_test_interactions"] == base.test.held_out.nnz
+  for u, full_train in enumerate(_rows(base.train)):
+    n = len(full_train)
+    if n >= 2:  # ... and cover every click of a user who has two or more, spread evenly.
+      assert seen[u] == full_train
+      assert {c[u] for c in per_fold} <= {n // folds, -(-n // folds)}
+    else:
+      assert not seen[u]
+
+
+def test_cv_at_p1_is_refused_and_names_are_checked():
+  with pytest.raises(ValueError, match="cross-validation needs P >= 2"):
+    pipeline.ranking_split(_dataset(), pipeline.DataConfig(protocol="random-P1-cv1of5"))
+  assert psplits.cv_of("random-P3-cv2of5") == (3, 2, 5)
+  assert psplits.cv_of("random-P3") is None
+  for bad in ("random-P3-cv0of5", "random-P3-cv6of5", "random-P11-cv1of5", "random-P3-cv1of1"):
+    with pytest.raises(ValueError, match="random-P<P>-cv<f>of<k>"):
+      pipeline.ranking_split(_dataset(), pipeline.DataConfig(protocol=bad))

@@ -25,6 +25,7 @@ import scipy.sparse as sp
 
 from recjax.data import preprocess, splits
 from recjax.data.loo import loo_split
+from recjax.data import psplits
 from recjax.data.psplits import random_p_split
 from recjax.data.ratings import item_rating_split, user_rating_split
 from recjax.data.sequences import tail_split
@@ -102,7 +103,7 @@ def resolve(config: DataConfig, dataset: Dataset) -> DataConfig:
   protocol = config.protocol
   if protocol == AUTO:
     protocol = GIVEN_SPLIT if GIVEN_SPLIT in dataset.predefined_splits else "strong"
-  predefined = (protocol != "strong" and protocol not in PROTOCOLS
+  predefined = (protocol != "strong" and protocol_function(protocol) is None
                 and protocol in dataset.predefined_splits)
   explicit = dataset.kind == "explicit"
   values = {}
@@ -154,6 +155,24 @@ PROTOCOLS: dict[str, Callable[..., Any]] = {
     # Ko et al.'s held-out tails of time-ordered sequences (with / without a validation tail).
     **{name: tail_split for name in ("sequence-tail", "sequence-tail-novalid")},
 }
+
+
+# Protocol families named by a pattern (their parameters are in the name): the pattern
+# shown to users -> (parse: name -> parameters or None, function as in PROTOCOLS).
+PROTOCOL_FAMILIES: dict[str, tuple[Callable[[str], Any], Callable[..., Any]]] = {
+    # Fold f of k of random-P<P>'s training clicks (cross-validation), e.g. random-P3-cv2of5.
+    psplits.CV_PATTERN: (psplits.cv_of, psplits.random_p_cv_split),
+}
+
+
+def protocol_function(name: str) -> Callable[..., Any] | None:
+  """The split function of a protocol in `PROTOCOLS` or `PROTOCOL_FAMILIES`; None otherwise."""
+  if name in PROTOCOLS:
+    return PROTOCOLS[name]
+  for parse, function in PROTOCOL_FAMILIES.values():
+    if parse(name) is not None:
+      return function
+  return None
 
 
 # ---------------------------------------------------------------------------
@@ -228,8 +247,9 @@ def ranking_split(dataset: Dataset, config: DataConfig) -> tuple[splits.RankingS
                           "raw": {"users": inter.n_users, "items": inter.n_items,
                                   "events": inter.n_events}}
   with preprocess.recording() as conversions:
-    if config.protocol in PROTOCOLS:
-      split = PROTOCOLS[config.protocol](dataset, config, info)
+    function = protocol_function(config.protocol)
+    if function is not None:
+      split = function(dataset, config, info)
       split = _after_protocol(dataset, config, split, conversions)
       _check_evaluable(dataset, config, split)
       info.setdefault("summary", f"protocol {config.protocol}: {split.train.shape[0]} train "
@@ -242,7 +262,8 @@ def ranking_split(dataset: Dataset, config: DataConfig) -> tuple[splits.RankingS
     elif config.protocol in dataset.predefined_splits:
       split = _predefined(dataset, config, conversions)
     else:
-      valid = ["strong", *sorted(PROTOCOLS), *sorted(dataset.predefined_splits)]
+      valid = ["strong", *sorted(PROTOCOLS), *PROTOCOL_FAMILIES,
+               *sorted(dataset.predefined_splits)]
       raise ValueError(f"dataset {dataset.name!r} has no protocol {config.protocol!r}; "
                        f"valid: {valid}")
   _check_evaluable(dataset, config, split)

@@ -1,0 +1,182 @@
+r"""K-fold cross-validation of one hyperparameter per P on the random-P protocols.
+
+The CRAE paper (§4.3) picks its hyperparameters by 5-fold cross-validation on
+the training data; its values per P are in supplementary material we do not
+have.  This binary does that for any model config and any one field:
+
+  # 1. the fold runs, as a jobs file for experiments.pool (resumable, N at a time)
+  python -m experiments.cross_validate --mode=jobs --config=experiments/configs/crae_citeulike_a_random.py \
+      --field=reg_v --values=1,10 --p=2,3,4,5 --folds=5 --split_seed=1 --data_dir=../shared/data \
+      --root=workdirs/cv/crae --jobs_out=cv_jobs.txt [--set epochs=80]
+  python -m experiments.pool --jobs=cv_jobs.txt --parallel=2 --logs=workdirs/cv/crae/pool
+  # 2. the choice per P (mean over folds of --metric), and the final runs with it
+  python -m experiments.cross_validate --mode=select --config=... --field=reg_v --values=1,10 \
+      --p=2,3,4,5 --folds=5 --split_seed=1 --root=workdirs/cv/crae --final_seeds=1,2,3,4,5 \
+      --final_root=workdirs/crae-cv --jobs_out=final_jobs.txt
+
+Fold f of k at P is the data protocol "random-P<P>-cv<f>of<k>"
+(`recjax.data.psplits`): random-P<P>'s training clicks (the same draw as
+``--split_seed``'s random-P<P>) without fold f; fold f is both validation and
+test of that run, and random-P<P>'s test clicks are left out, so the choice
+never reads the test set.  Each fold run's ``results.json`` "test" entry is
+therefore a validation score.  P = 1 cannot be cross-validated this way (a
+user's only training click cannot be held out); ``--select`` says so and
+``--p1_from`` names the P whose choice P = 1 borrows (default: none, P = 1
+keeps the config's value).
+
+``--mode=select`` prints one line per (P, value): mean ± std over the folds
+and how many folds finished; a P with an unfinished fold is reported and not
+chosen.  It writes ``<root>/selection.json`` and, with ``--final_seeds``, the
+jobs of the final runs (the chosen value, ``random-P<P>`` with each seed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from pathlib import Path
+
+from absl import app, flags
+
+from experiments import errors
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Defined only when run as a program (absl's flag registry is global)."""
+  flags.DEFINE_enum("mode", "jobs", ["jobs", "select"], "Write the fold jobs, or choose per P.")
+  flags.DEFINE_string("config", None, "The experiment config file (its protocol is replaced).")
+  flags.DEFINE_string("field", None, "The config field to choose (e.g. reg_v).")
+  flags.DEFINE_list("values", None, "Its candidate values.")
+  flags.DEFINE_list("p", ["2", "3", "4", "5"], "The P of the random-P protocols to choose for.")
+  flags.DEFINE_integer("folds", 5, "k of the k-fold cross-validation.")
+  flags.DEFINE_integer("split_seed", 1, "The random-P draw whose training clicks are folded.")
+  flags.DEFINE_string("root", "workdirs/cv", "Folder of the fold runs' workdirs.")
+  flags.DEFINE_string("data_dir", None, "Passed on to experiments.main.")
+  flags.DEFINE_multi_string("set", [], "Further key=value overrides for every run.")
+  flags.DEFINE_string("metric", "recall_cdl@300", "What the choice maximizes (mean over folds).")
+  flags.DEFINE_string("jobs_out", None, "Where the jobs file goes (mode jobs: the fold runs; "
+                      "mode select: the final runs).")
+  flags.DEFINE_list("final_seeds", [], "Mode select: split seeds of the final runs.")
+  flags.DEFINE_string("final_root", "workdirs/cv-final", "Mode select: their workdirs' folder.")
+  flags.DEFINE_integer("p1_from", 0, "Mode select: P = 1 takes the choice of this P (0: none).")
+
+
+def fold_workdir(root: str, p: int, field: str, value: str, fold: int, folds: int) -> Path:
+  return Path(root) / f"P{p}" / f"{field}={value}" / f"fold{fold}of{folds}"
+
+
+def _command(config: str, workdir: Path, protocol: str, seed: int, sets: list[str],
+             data_dir: str | None) -> str:
+  args = ["python", "-m", "experiments.main", f"--config={config}", f"--workdir={workdir}",
+          "--set", f"protocol={protocol}", "--set", f"split_seed={seed}"]
+  if data_dir:
+    args.append(f"--data_dir={data_dir}")
+  for item in sets:
+    args += ["--set", item]
+  return " ".join(shlex.quote(a) for a in args)
+
+
+def fold_jobs(config: str, field: str, values: list[str], ps: list[int], folds: int, seed: int,
+              root: str, sets: list[str] = (), data_dir: str | None = None) -> list[str]:
+  """One ``NAME COMMAND`` line (experiments.pool) per (P, value, fold)."""
+  from recjax.data import psplits  # pylint: disable=import-outside-toplevel
+  lines = []
+  for p in ps:
+    if p < 2:
+      raise ValueError(f"P = {p}: a user's only training click cannot be held out, so P = 1 "
+                       f"is not cross-validated (see --p1_from)")
+    for value in values:
+      for fold in range(1, folds + 1):
+        name = f"cv-P{p}-{field}{value}-f{fold}of{folds}"
+        workdir = fold_workdir(root, p, field, value, fold, folds)
+        lines.append(f"{name} " + _command(config, workdir, psplits.cv_name(p, fold, folds), seed,
+                                           [f"{field}={value}", *sets], data_dir))
+  return lines
+
+
+def _mean_std(xs: list[float]) -> tuple[float, float]:
+  mean = sum(xs) / len(xs)
+  std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+  return mean, std
+
+
+def select(field: str, values: list[str], ps: list[int], folds: int, root: str, metric: str,
+           log=print) -> dict:
+  """{"P<p>": {"scores": {value: {"mean", "std", "folds"}}, "chosen": value or None}}."""
+  out = {}
+  for p in ps:
+    scores, complete = {}, True
+    for value in values:
+      got = []
+      for fold in range(1, folds + 1):
+        path = fold_workdir(root, p, field, value, fold, folds) / "results.json"
+        if path.is_file():
+          test = json.loads(path.read_text()).get("test", {})
+          if metric not in test:
+            raise ValueError(f"{path}: no {metric!r} in its test metrics "
+                             f"({', '.join(sorted(test))})")
+          got.append(float(test[metric]))
+      complete &= len(got) == folds
+      mean, std = _mean_std(got) if got else (float("nan"), float("nan"))
+      scores[value] = {"mean": mean, "std": std, "folds": len(got)}
+      log(f"P={p} {field}={value}: {metric} {mean:.4f} ± {std:.4f} over {len(got)} of {folds} "
+          f"folds")
+    chosen = max(values, key=lambda v: scores[v]["mean"]) if complete else None
+    log(f"P={p}: " + (f"chosen {field}={chosen}" if complete
+                      else "not chosen (unfinished folds)"))
+    out[f"P{p}"] = {"scores": scores, "chosen": chosen}
+  return out
+
+
+def final_jobs(config: str, field: str, selection: dict, seeds: list[int], root: str,
+               sets: list[str] = (), data_dir: str | None = None) -> list[str]:
+  """The final runs: random-P<P> at each seed with the chosen value (chosen P only)."""
+  lines = []
+  for key, entry in selection.items():
+    if entry["chosen"] is None:
+      continue
+    p = int(key[1:])
+    for seed in seeds:
+      workdir = Path(root) / f"P{p}-{field}={entry['chosen']}-s{seed}"
+      lines.append(f"final-P{p}-s{seed} " + _command(
+          config, workdir, f"random-P{p}", seed, [f"{field}={entry['chosen']}", *sets], data_dir))
+  return lines
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  for name in ("config", "field", "values"):
+    if not FLAGS[name].value:
+      raise app.UsageError(f"--{name} is required")
+  ps = [int(p) for p in FLAGS.p]
+  with errors.one_line_errors({"config": FLAGS.config, "root": FLAGS.root}, False):
+    if FLAGS.mode == "jobs":
+      lines = fold_jobs(FLAGS.config, FLAGS.field, FLAGS.values, ps, FLAGS.folds,
+                        FLAGS.split_seed, FLAGS.root, FLAGS.set, FLAGS.data_dir)
+    else:
+      selection = select(FLAGS.field, FLAGS.values, ps, FLAGS.folds, FLAGS.root, FLAGS.metric)
+      if FLAGS.p1_from:
+        borrowed = selection.get(f"P{FLAGS.p1_from}", {}).get("chosen")
+        selection["P1"] = {"scores": {}, "chosen": borrowed, "from": f"P{FLAGS.p1_from}"}
+        print(f"P=1: {FLAGS.field}={borrowed} (P={FLAGS.p1_from}'s choice; P = 1 has no folds)")
+      Path(FLAGS.root).mkdir(parents=True, exist_ok=True)
+      (Path(FLAGS.root) / "selection.json").write_text(json.dumps(
+          {"field": FLAGS.field, "metric": FLAGS.metric, "folds": FLAGS.folds,
+           "split_seed": FLAGS.split_seed, "selection": selection}, indent=2) + "\n")
+      lines = final_jobs(FLAGS.config, FLAGS.field, selection,
+                         [int(s) for s in FLAGS.final_seeds], FLAGS.final_root, FLAGS.set,
+                         FLAGS.data_dir) if FLAGS.final_seeds else []
+    if FLAGS.jobs_out and (lines or FLAGS.mode == "jobs"):
+      Path(FLAGS.jobs_out).write_text("\n".join(lines) + "\n")
+      print(f"{len(lines)} jobs -> {FLAGS.jobs_out}")
+    elif lines:
+      print("\n".join(lines))
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main, flags_parser=errors.parse_flags)
