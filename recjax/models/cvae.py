@@ -78,6 +78,35 @@ scored from their content alone, u_iᵀμ_j (`recjax.ops.als_core.item_vectors`)
 folded in by one exact implicit-ALS solve against V (`recjax.ops.als_core.scorers`):
 the same update the block step gives u_i.
 
+The authors' code (eelxpeng/CollaborativeVAE: citeulike-t/test_vae.py and
+test_cvae.py, lib/vae.py, lib/cvae.py), where it departs from the paper or
+fills what the paper leaves open, is a set of labelled Config options, all off
+by default (the paper, or recjax's choice, stays the default); the config
+``experiments/configs/cvae_authors_citeulike_*_p1.py`` turns them all on:
+
+* ``map_learning_rate``: a fresh Adam at this rate for the MAP stage
+  (`two_stage_adam`: both Adam states live in the optimizer state, the stage
+  picks one), as their test_cvae.py builds a new model at lr 1e-3 after
+  pretraining at 1e-2;
+* ``pretrain_fraction``: their pretraining reads a random 80% of the items
+  (test_vae.py); here the other items stay in the batches with weight 0
+  (``factors["pretrain"]``), so an epoch has the same number of steps as a
+  MAP epoch;
+* ``pretrain_weight_decay=False``: their pretraining has no weight decay;
+* ``bias_layout="authors_code"`` (`recjax.nn.cvae.BIAS_LAYOUTS`): the middle
+  generation bias tied to the first inference bias, the layerwise
+  autoencoders' decoder biases discarded after their stage, the output bias
+  from 0 at the whole-network stage;
+* ``objective="authors_code"``: per item −log p + KL + λ_v/λ_r E||v − z||²
+  (their v_loss has no ½) + ``kernel_decay`` (2e-4) Σ_l ||W_l||² per item on
+  the tied kernels only (tf.nn.l2_loss of each use of W_1, W_2);
+* ``user_gram="clicked"``: their user solve's b VᵀV sums only the items with
+  a training click (`recjax.ops.als_core.user_side`), a departure from the
+  objective above, which has b on every unobserved (user, item) pair;
+* ``score_unclicked="factor"``: they score every item by u_iᵀv_j, so an item
+  with no click is scored by its ALS solution v_j = (b UᵀU + λ_v I)⁻¹ λ_v μ_j
+  (a shrunk μ_j) rather than μ_j itself.
+
 Content: bag-of-words rows; by default each word's counts are divided by its
 largest count over all items (the paper's normalization), which puts them in
 [0, 1] for the Bernoulli likelihood (the cross-entropy of the authors' code).
