@@ -158,6 +158,7 @@ from recjax.eval import batches as eval_batches
 inputs = eval_batches.placement(rows, B).items(np.asarray(train))  # As evaluate_ranking places them.
 assert inputs.addressable_shards[0].data.shape == (B, I // 4)
 texts["eval"] = step.lower((params, factors), inputs, batch["rows"] > 0,
+                           jax.device_put(np.ones(B, np.int32), rows),
                            jax.device_put(np.ones(B, np.int32), rows), batch["mask"],
                            jax.device_put(np.ones(I, bool), rep), totals).compile().as_text()
 moved = {}
