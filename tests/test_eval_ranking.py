@@ -296,6 +296,12 @@ def test_recall_train_test_hand_worked():
     assert got["recall_cdl@2"] == pytest.approx(1 / 4, abs=1e-6)
     assert got["recall_cdl@3"] == pytest.approx(1.0, abs=1e-6)
     assert got["users_train_test"] == 3 and got["users"] == 2
+  # Alone, recall_train_test reports its own count as "users" (callers read it as "anyone
+  # scored?"): the runner would otherwise drop a run whose metrics are all of this kind.
+  alone = eval_ranking.evaluate_ranking(linear_scores, jnp.asarray(weights), eval_set,
+                                        ("recall_train_test@2",), batch_size=3)
+  assert alone["users"] == alone["users_train_test"] == 3
+  assert alone["recall_train_test@2"] == pytest.approx(4 / 9, abs=1e-6)
 
 
 def evaluate_paper(scores, fold_in, held_out, m):

@@ -152,4 +152,8 @@ def mean_metrics(totals: dict, metrics: tuple[str, ...]) -> dict[str, float]:
     n = counts[ranking_ops.denominator(m)]
     result[m] = float(totals[m]) / n if n else float("nan")
   result.update(counts)
+  if all(ranking_ops.denominator(m) != "users" for m in metrics):
+    # Only recall_train_test asked for: "users" (which callers read as "anyone scored?")
+    # is the count those metrics were averaged over.
+    result["users"] = counts["users_train_test"]
   return result

@@ -87,7 +87,8 @@ def _silent(*args, **kwargs) -> None:
 
 
 def _fmt(metrics: dict) -> str:
-  return " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "users" and not isinstance(v, list))
+  return " ".join(f"{k}={v:.4f}" for k, v in metrics.items()
+                  if not k.startswith("users") and not isinstance(v, list))
 
 
 def _scorable(eval_set) -> bool:
