@@ -157,22 +157,15 @@ PROTOCOLS: dict[str, Callable[..., Any]] = {
 }
 
 
-# Protocol families named by a pattern (their parameters are in the name): the pattern
-# shown to users -> (parse: name -> parameters or None, function as in PROTOCOLS).
-PROTOCOL_FAMILIES: dict[str, tuple[Callable[[str], Any], Callable[..., Any]]] = {
-    # Fold f of k of random-P<P>'s training clicks (cross-validation), e.g. random-P3-cv2of5.
-    psplits.CV_PATTERN: (psplits.cv_of, psplits.random_p_cv_split),
-}
+# Protocols whose parameters are in the name: pattern -> (parse: name -> params or None,
+# function as in PROTOCOLS).  Fold f of k of random-P<P>'s training clicks, e.g. random-P3-cv2of5.
+PROTOCOL_FAMILIES = {psplits.CV_PATTERN: (psplits.cv_of, psplits.random_p_cv_split)}
 
 
 def protocol_function(name: str) -> Callable[..., Any] | None:
   """The split function of a protocol in `PROTOCOLS` or `PROTOCOL_FAMILIES`; None otherwise."""
-  if name in PROTOCOLS:
-    return PROTOCOLS[name]
-  for parse, function in PROTOCOL_FAMILIES.values():
-    if parse(name) is not None:
-      return function
-  return None
+  families = (f for parse, f in PROTOCOL_FAMILIES.values() if parse(name) is not None)
+  return PROTOCOLS.get(name) or next(families, None)
 
 
 # ---------------------------------------------------------------------------
