@@ -171,6 +171,7 @@ def main(argv):
                          [int(s) for s in FLAGS.final_seeds], FLAGS.final_root, FLAGS.set,
                          FLAGS.data_dir) if FLAGS.final_seeds else []
     if FLAGS.jobs_out and (lines or FLAGS.mode == "jobs"):
+      Path(FLAGS.jobs_out).parent.mkdir(parents=True, exist_ok=True)
       Path(FLAGS.jobs_out).write_text("\n".join(lines) + "\n")
       print(f"{len(lines)} jobs -> {FLAGS.jobs_out}")
     elif lines:
