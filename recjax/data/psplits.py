@@ -155,19 +155,13 @@ def random_p_cv_split(dataset: Dataset, config, info: dict[str, Any]) -> splits.
   p, fold, folds = cv_of(config.protocol)
   matrix = binary_matrix(dataset, config.binarize_threshold)
   train, test = splits.p_items_per_user(matrix, p, seed=config.split_seed)
-  train = splits._canonical(train)  # pylint: disable=protected-access
   rng = np.random.default_rng([config.split_seed, 2718])  # Independent of the P draw.
-  rank = splits._random_rank_in_row(train, rng)  # pylint: disable=protected-access
-  rows = splits._row_ids(train)  # pylint: disable=protected-access
-  offset = rng.integers(0, folds, size=train.shape[0])
-  n_train = np.diff(train.indptr)
-  held = ((rank + offset[rows]) % folds == fold - 1) & (n_train[rows] >= 2)
-  if not held.any():
+  fit, validation = splits.row_fold(train, folds, fold, rng)
+  if not validation.nnz:
     raise ValueError(
         f"protocol {config.protocol}: no user has two training clicks, so fold {fold} holds "
         f"nothing (a user's only click is never held out: it would leave nothing to fold "
         f"in); cross-validation needs P >= 2")
-  fit, validation = splits._split_entries(train, held)  # pylint: disable=protected-access
   split = splits.weak_generalization_split(fit, validation, protocol=config.protocol)
   evaluated = int(np.sum(np.diff(validation.indptr) > 0))
   info["preprocessed"] = {"users": matrix.shape[0], "items": matrix.shape[1],

@@ -197,6 +197,25 @@ def p_items_per_user(matrix: sp.spmatrix, p: int, seed: int = 0
   return _split_entries(m, rank >= p)
 
 
+def row_fold(matrix: sp.spmatrix, folds: int, fold: int, rng: np.random.Generator
+             ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+  """Fold `fold` (1-based) of `folds` of each row's entries, held out of `matrix`.
+
+  A row's entries take folds (random rank in the row + a random row offset)
+  mod `folds`, so they spread evenly over the folds; a row with a single
+  entry keeps it (nothing is held out of it).
+
+  Returns:
+    (the rest, fold `fold`), both csr with the shape of `matrix`.
+  """
+  m = _canonical(matrix)
+  rank = _random_rank_in_row(m, rng)
+  rows = _row_ids(m)
+  offset = rng.integers(0, folds, size=m.shape[0])
+  held = ((rank + offset[rows]) % folds == fold - 1) & (np.diff(m.indptr)[rows] >= 2)
+  return _split_entries(m, held)
+
+
 def weak_generalization_split(train: sp.spmatrix, test: sp.spmatrix, *,
                               validation_fraction: float = 0.0, seed: int = 0,
                               protocol: str = "weak",
