@@ -141,6 +141,15 @@ class _Run:
         on_batch=on_batch, **kw)
 
 
+def _defaults(model_config) -> dict | None:
+  """The model's and TrainConfig's default fields (for `check_workdir`), None if unbuildable."""
+  try:
+    return {"model_config": dataclasses.asdict(type(model_config)()),
+            "train_config": dataclasses.asdict(TrainConfig())}
+  except TypeError:  # A config class with a required field has no default for it.
+    return None
+
+
 def _build(model, split, config, workdir, run_info, side, overwrite, log) -> _Run:
   """Resolves and checks the run, refuses a foreign workdir, writes config.json."""
   workdir, side = Path(workdir), dict(side or {})
@@ -158,7 +167,7 @@ def _build(model, split, config, workdir, run_info, side, overwrite, log) -> _Ru
   # Every process checks the workdir (the same files, the same verdict: no process is left
   # waiting for one that failed); process 0 alone clears and writes it.
   if distributed.is_primary() or not overwrite:
-    check_workdir(workdir, info, epochs, overwrite, log)
+    check_workdir(workdir, info, epochs, overwrite, log, _defaults(model.config))
   distributed.barrier("recjax: workdir checked")
   if distributed.is_primary():
     write_json(workdir / "config.json", info)

@@ -56,8 +56,16 @@ def _short(value: Any) -> str:
   return text if len(text) <= 40 else text[:37] + "..."
 
 
-def check_workdir(workdir: Path, info: dict[str, Any], epochs: int, overwrite: bool, log) -> None:
+def check_workdir(workdir: Path, info: dict[str, Any], epochs: int, overwrite: bool, log,
+                  defaults: dict[str, Any] | None = None) -> None:
   """Refuses a workdir that holds another experiment; clears it when `overwrite`.
+
+  `defaults` (``{"model_config": {...}, "train_config": {...}}``, the config
+  classes' defaults) lets a workdir written before a config field existed be
+  resumed or re-scored: a field its config.json lacks is accepted when the run
+  asks for that field's default (every option is added off by default, its
+  default being the behaviour before it existed), and the acceptance is logged.
+  Any other value of a missing field is refused like any other difference.
 
   Raises:
     WorkdirMismatch: one line naming what differs and how to proceed.
@@ -85,8 +93,18 @@ def check_workdir(workdir: Path, info: dict[str, Any], epochs: int, overwrite: b
   if before.get("model") != now.get("model"):  # Another model: its config fields say nothing more.
     before = {k: v for k, v in before.items() if not k.startswith("model_config.")}
     now = {k: v for k, v in now.items() if not k.startswith("model_config.")}
-  diffs = [f"{k}: {_short(before.get(k, '<unset>'))} -> {_short(now.get(k, '<unset>'))}"
-           for k in sorted(set(before) | set(now)) if before.get(k, "<unset>") != now.get(k, "<unset>")]
+  default_of = experiment_identity(defaults) if defaults else {}
+  added = [k for k in sorted(set(now) - set(before))
+           if k in default_of and default_of[k] == now[k]]
+  if added:
+    log(f"{workdir}/config.json predates field{'s' if len(added) > 1 else ''} "
+        + ", ".join(f"{k}={_short(now[k])}" for k in added)
+        + ": the default, the behaviour before the field existed; accepted")
+    before = {**before, **{k: now[k] for k in added}}
+  def shown(view, k):
+    return _short(view[k]) if k in view else "<unset>"
+  diffs = [f"{k}: {shown(before, k)} -> {shown(now, k)}" for k in sorted(set(before) | set(now))
+           if k not in before or k not in now or before[k] != now[k]]
   if diffs:
     shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
     raise WorkdirMismatch(
