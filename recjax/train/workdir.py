@@ -56,13 +56,17 @@ def _short(value: Any) -> str:
   return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _shown(view: dict[str, Any], key: str) -> str:
+  return _short(view[key]) if key in view else "<unset>"
+
+
 def check_workdir(workdir: Path, info: dict[str, Any], epochs: int, overwrite: bool, log,
                   defaults: dict[str, Any] | None = None) -> None:
   """Refuses a workdir that holds another experiment; clears it when `overwrite`.
 
   `defaults` (``{"model_config": {...}, "train_config": {...}}``, the config
   classes' defaults) lets a workdir written before a config field existed be
-  resumed or re-scored: a field its config.json lacks is accepted when the run
+  resumed: a field its config.json lacks is accepted when the run
   asks for that field's default (every option is added off by default, its
   default being the behaviour before it existed), and the acceptance is logged.
   Any other value of a missing field is refused like any other difference.
@@ -101,9 +105,7 @@ def check_workdir(workdir: Path, info: dict[str, Any], epochs: int, overwrite: b
         + ", ".join(f"{k}={_short(now[k])}" for k in added)
         + ": the default, the behaviour before the field existed; accepted")
     before = {**before, **{k: now[k] for k in added}}
-  def shown(view, k):
-    return _short(view[k]) if k in view else "<unset>"
-  diffs = [f"{k}: {shown(before, k)} -> {shown(now, k)}" for k in sorted(set(before) | set(now))
+  diffs = [f"{k}: {_shown(before, k)} -> {_shown(now, k)}" for k in sorted(set(before) | set(now))
            if k not in before or k not in now or before[k] != now[k]]
   if diffs:
     shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
