@@ -25,6 +25,11 @@ What it does for such a grid:
   (expected: the longest finished job with the same ``--config=``; a job with
   no such precedent is started), and at the deadline the running jobs get
   SIGTERM, then SIGKILL after ``--grace_s``.  Their checkpoints stay.
+* Stopping the pool itself (Ctrl-C, ``kill``: SIGINT or SIGTERM) stops its
+  running jobs the same way, and it exits 128 + the signal's number.  The
+  jobs run in sessions of their own (so that a job's whole process tree can be
+  signalled), which a terminal's Ctrl-C does not reach: without this they
+  would run on, orphaned.
 * ``--pin_cores``: slot i runs on CPU core i (``--parallel`` at most the
   number of usable cores), so N single-core runs do not fight over threads.
 * With ``--parallel`` > 1, ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` is set
@@ -33,7 +38,9 @@ What it does for such a grid:
   about 1.6 s per epoch each, against about 21 s on one CPU core.
 
 Every finished, failed, skipped or stopped job is appended to
-``--logs/summary.jsonl`` as {"name", "status", "rc", "seconds"}.
+``--logs/summary.jsonl`` as {"name", "status", "rc", "seconds"}, with "by"
+("deadline", "SIGINT" or "SIGTERM") on a job that was stopped or, after a
+signal, not started.
 """
 
 from __future__ import annotations
@@ -45,7 +52,9 @@ import os
 import re
 import shlex
 import signal
+import contextlib
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -116,6 +125,20 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
     pass
 
 
+@contextlib.contextmanager
+def _stop_requests():
+  """Yields a list that SIGINT and SIGTERM append their number to, instead of killing us."""
+  stop, previous = [], {}
+  if threading.current_thread() is threading.main_thread():  # Handlers only install there.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      previous[sig] = signal.signal(sig, lambda number, _frame: stop.append(number))
+  try:
+    yield stop
+  finally:
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
+
+
 def run_pool(jobs: list[Job], parallel: int, log_dir: str | Path, deadline_s: float = 0.0,
              grace_s: float = 10.0, pin_cores: bool = False, skip_done: bool = True,
              poll_s: float = 0.2, echo=print) -> list[dict]:
@@ -131,79 +154,86 @@ def run_pool(jobs: list[Job], parallel: int, log_dir: str | Path, deadline_s: fl
   env = dict(os.environ)
   if parallel > 1:
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-  start = time.monotonic()
-  deadline = start + deadline_s if deadline_s > 0 else None
-  queue, running, records, took = list(jobs), {}, [], {}
+  with _stop_requests() as stop:
+    start = time.monotonic()
+    deadline = start + deadline_s if deadline_s > 0 else None
+    queue, running, records, took = list(jobs), {}, [], {}
 
-  def record(job, status, rc=None, seconds=0.0):
-    entry = {"name": job.name, "status": status, "rc": rc, "seconds": round(seconds, 1)}
-    records.append(entry)
-    with open(log_dir / "summary.jsonl", "a") as f:
-      f.write(json.dumps(entry) + "\n")
-    echo(f"[{time.monotonic() - start:7.0f}s] {status:11s} {job.name}"
-         + (f" rc={rc}" if rc is not None else "") + (f" ({seconds:.0f}s)" if seconds else ""))
+    def record(job, status, rc=None, seconds=0.0, by=None):
+      entry = {"name": job.name, "status": status, "rc": rc, "seconds": round(seconds, 1)}
+      if by is not None:  # What stopped it: "deadline", "SIGINT" or "SIGTERM".
+        entry["by"] = by
+      records.append(entry)
+      with open(log_dir / "summary.jsonl", "a") as f:
+        f.write(json.dumps(entry) + "\n")
+      echo(f"[{time.monotonic() - start:7.0f}s] {status:11s} {job.name}"
+           + (f" rc={rc}" if rc is not None else "") + (f" ({seconds:.0f}s)" if seconds else ""))
 
-  def fits(job, now):
-    if deadline is None:
-      return True
-    expected = took.get(job.group) if job.group is not None else None
-    return now + (expected or 0.0) < deadline
+    def fits(job, now):
+      if deadline is None:
+        return True
+      expected = took.get(job.group) if job.group is not None else None
+      return now + (expected or 0.0) < deadline
 
-  while queue or running:
-    now = time.monotonic()
-    for slot, (job, proc, t0, log) in list(running.items()):
-      rc = proc.poll()
-      if rc is None:
-        continue
-      log.close()
-      del running[slot]
-      seconds = now - t0
-      if rc == 0 and job.group is not None:
-        took[job.group] = max(took.get(job.group, 0.0), seconds)
-      record(job, "finished" if rc == 0 else "failed", rc, seconds)
-    if deadline is not None and now >= deadline:
-      break
-    free = [s for s in range(parallel) if s not in running]
-    while queue and free:
-      job = queue.pop(0)
-      if skip_done and _is_done(job):
-        record(job, "skipped")
-        continue
-      if not fits(job, now):
-        record(job, "not-started")
-        continue
-      slot = free.pop(0)
-      log = open(log_dir / f"{job.name}.log", "a")  # A rerun (resume) appends.
-      log.write(f"=== experiments.pool: {time.strftime('%Y-%m-%d %H:%M:%S')} {job.command}\n")
-      log.flush()
-      proc = subprocess.Popen(["bash", "-c", job.command], stdout=log, stderr=subprocess.STDOUT,
-                              env=env, start_new_session=True)
-      if pin_cores:  # From the parent: a preexec_fn would fork a process that may hold threads.
-        try:
-          os.sched_setaffinity(proc.pid, {cores[slot]})
-        except ProcessLookupError:  # It has already ended.
-          pass
-      running[slot] = (job, proc, now, log)
-      echo(f"[{now - start:7.0f}s] started     {job.name}"
-           + (f" on core {cores[slot]}" if pin_cores else ""))
-    if running:
-      time.sleep(poll_s)
+    while queue or running:
+      now = time.monotonic()
+      for slot, (job, proc, t0, log) in list(running.items()):
+        rc = proc.poll()
+        if rc is None:
+          continue
+        log.close()
+        del running[slot]
+        seconds = now - t0
+        if rc == 0 and job.group is not None:
+          took[job.group] = max(took.get(job.group, 0.0), seconds)
+        record(job, "finished" if rc == 0 else "failed", rc, seconds)
+      if stop:
+        echo(f"[{now - start:7.0f}s] {signal.Signals(stop[0]).name}: stopping the running jobs")
+        break
+      if deadline is not None and now >= deadline:
+        break
+      free = [s for s in range(parallel) if s not in running]
+      while queue and free:
+        job = queue.pop(0)
+        if skip_done and _is_done(job):
+          record(job, "skipped")
+          continue
+        if not fits(job, now):
+          record(job, "not-started")
+          continue
+        slot = free.pop(0)
+        log = open(log_dir / f"{job.name}.log", "a")  # A rerun (resume) appends.
+        log.write(f"=== experiments.pool: {time.strftime('%Y-%m-%d %H:%M:%S')} {job.command}\n")
+        log.flush()
+        proc = subprocess.Popen(["bash", "-c", job.command], stdout=log, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True)
+        if pin_cores:  # From the parent: a preexec_fn would fork a process that may hold threads.
+          try:
+            os.sched_setaffinity(proc.pid, {cores[slot]})
+          except ProcessLookupError:  # It has already ended.
+            pass
+        running[slot] = (job, proc, now, log)
+        echo(f"[{now - start:7.0f}s] started     {job.name}"
+             + (f" on core {cores[slot]}" if pin_cores else ""))
+      if running:
+        time.sleep(poll_s)
 
-  if running:  # The deadline: stop what still runs; its checkpoints stay for a rerun.
-    for job, proc, _, _ in running.values():
-      _signal_group(proc, signal.SIGTERM)
-    end = time.monotonic() + grace_s
-    while time.monotonic() < end and any(p.poll() is None for _, p, _, _ in running.values()):
-      time.sleep(poll_s)
-    for job, proc, t0, log in running.values():
-      if proc.poll() is None:
-        _signal_group(proc, signal.SIGKILL)
-      proc.wait()
-      log.close()
-      record(job, "stopped", proc.returncode, time.monotonic() - t0)
-  for job in queue:
-    record(job, "not-started")
-  return records
+    if running:  # Deadline or signal: stop what still runs; its checkpoints stay for a rerun.
+      for job, proc, _, _ in running.values():
+        _signal_group(proc, signal.SIGTERM)
+      end = time.monotonic() + grace_s
+      while time.monotonic() < end and any(p.poll() is None for _, p, _, _ in running.values()):
+        time.sleep(poll_s)
+      for job, proc, t0, log in running.values():
+        if proc.poll() is None:
+          _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+        log.close()
+        record(job, "stopped", proc.returncode, time.monotonic() - t0,
+               by=signal.Signals(stop[0]).name if stop else "deadline")
+    for job in queue:
+      record(job, "not-started", by=signal.Signals(stop[0]).name if stop else None)
+    return records
 
 
 def main(argv):
@@ -218,8 +248,11 @@ def main(argv):
   records = run_pool(jobs, FLAGS.parallel, FLAGS.logs, FLAGS.deadline_s, FLAGS.grace_s,
                      FLAGS.pin_cores, FLAGS.skip_done)
   counts = collections.Counter(r["status"] for r in records)
+  signalled = [r["by"] for r in records if r.get("by") not in (None, "deadline")]
   print("pool:", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
         f"(summary in {Path(FLAGS.logs) / 'summary.jsonl'})")
+  if signalled:  # The shell's convention for a process ended by a signal.
+    return 128 + signal.Signals[signalled[0]].value
   return 1 if counts.get("failed") else 0
 
 

@@ -1,7 +1,11 @@
-"""experiments.pool: parsing, parallel runs, failures, skipping finished workdirs, the deadline."""
+"""experiments.pool: parsing, parallel runs, failures, skipping finished workdirs, the deadline,
+stopping the pool itself."""
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -72,6 +76,7 @@ def test_deadline_stops_running_jobs_and_skips_what_cannot_finish(tmp_path):
   assert by["first"]["status"] == "finished"
   assert by["second"]["status"] == "not-started"
   assert by["other"]["status"] == "stopped" and by["other"]["rc"] != 0
+  assert by["other"]["by"] == "deadline" and "by" not in by["first"]
   assert time.monotonic() - t0 < 10
 
 
@@ -83,3 +88,30 @@ def test_pin_cores_runs_slot_i_on_core_i(tmp_path):
   assert (tmp_path / "logs" / "p0.log").read_text().splitlines()[-1] == str([cores[0]])
   with pytest.raises(ValueError, match="only .* cores are usable"):
     _run(tmp_path, f"p0 {script}\n", parallel=len(cores) + 1, pin_cores=True)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signalled_pool_stops_its_jobs_and_exits_128_plus_the_signal(tmp_path, sig):
+  # The jobs run in sessions of their own, which a terminal's Ctrl-C does not reach: the pool
+  # must stop them itself, or they run on as orphans after it is gone.
+  jobs = tmp_path / "jobs.txt"
+  jobs.write_text(f"long echo $$ > {tmp_path}/pid; exec sleep 60\nnext echo never\n")
+  logs = tmp_path / "logs"
+  proc = subprocess.Popen([sys.executable, "-m", "experiments.pool", f"--jobs={jobs}",
+                           f"--logs={logs}", "--grace_s=5"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  pid_file = tmp_path / "pid"
+  end = time.monotonic() + 60
+  while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < end:
+    time.sleep(0.05)
+  job_pid = int(pid_file.read_text())
+  proc.send_signal(sig)
+  out, _ = proc.communicate(timeout=30)
+  assert proc.returncode == 128 + sig.value, out
+  assert f"{sig.name}: stopping the running jobs" in out
+  with pytest.raises(ProcessLookupError):  # the job is gone, not orphaned
+    os.kill(job_pid, 0)
+  summary = [json.loads(l) for l in (logs / "summary.jsonl").read_text().splitlines()]
+  assert [(r["name"], r["status"], r.get("by")) for r in summary] == [
+      ("long", "stopped", sig.name), ("next", "not-started", sig.name)]
+  assert not (logs / "next.log").exists()
