@@ -218,6 +218,7 @@ def run_pool(jobs: list[Job], parallel: int, log_dir: str | Path, deadline_s: fl
       if running:
         time.sleep(poll_s)
 
+    signalled = signal.Signals(stop[0]).name if stop else None  # "SIGINT" or "SIGTERM".
     if running:  # Deadline or signal: stop what still runs; its checkpoints stay for a rerun.
       for job, proc, _, _ in running.values():
         _signal_group(proc, signal.SIGTERM)
@@ -230,9 +231,9 @@ def run_pool(jobs: list[Job], parallel: int, log_dir: str | Path, deadline_s: fl
         proc.wait()
         log.close()
         record(job, "stopped", proc.returncode, time.monotonic() - t0,
-               by=signal.Signals(stop[0]).name if stop else "deadline")
+               by=signalled or "deadline")
     for job in queue:
-      record(job, "not-started", by=signal.Signals(stop[0]).name if stop else None)
+      record(job, "not-started", by=signalled)
     return records
 
 
