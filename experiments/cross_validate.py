@@ -26,7 +26,10 @@ keeps the config's value).
 
 ``--mode=select`` prints one line per (P, value): mean ± std over the folds
 and how many folds finished; a P with an unfinished fold is reported and not
-chosen.  It writes ``<root>/selection.json`` and, with ``--final_seeds``, the
+chosen.  ``--ledger=F`` reads a fold whose workdir is gone from its
+`experiments.ledger` record (so that folds run in different sessions, on
+machines whose workdirs did not survive, make one choice); the count of such
+folds is printed.  It writes ``<root>/selection.json`` and, with ``--final_seeds``, the
 jobs of the final runs (the chosen value, ``random-P<P>`` with each seed).
 """
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 from pathlib import Path
 
@@ -62,6 +66,8 @@ def define_flags():
   flags.DEFINE_list("final_seeds", [], "Mode select: split seeds of the final runs.")
   flags.DEFINE_string("final_root", "workdirs/cv-final", "Mode select: their workdirs' folder.")
   flags.DEFINE_integer("p1_from", 0, "Mode select: P = 1 takes the choice of this P (0: none).")
+  flags.DEFINE_string("ledger", None, "Mode select: an experiments.ledger file, read for a fold "
+                      "whose workdir is gone (e.g. experiments/results/ledger.jsonl).")
 
 
 def fold_workdir(root: str, p: int, field: str, value: str, fold: int, folds: int) -> Path:
@@ -103,27 +109,69 @@ def _mean_std(xs: list[float]) -> tuple[float, float]:
   return mean, std
 
 
+def _same_value(recorded, value: str) -> bool:
+  try:
+    return float(recorded) == float(value)
+  except (TypeError, ValueError):
+    return str(recorded) == value
+
+
+def _from_ledger(records: dict, workdir: Path, p: int, field: str, value: str, fold: int,
+                 folds: int, seed: int, ledger: str) -> dict | None:
+  """The fold's test metrics from its ledger record (None: not recorded); checks it is that fold."""
+  record = records.get(os.path.normpath(str(workdir)))
+  if record is None:
+    return None
+  ident = record["identity"]
+  protocol = f"random-P{p}-cv{fold}of{folds}"
+  fields = {k: v for k, v in ident.items() if k.rsplit(".", 1)[-1] == field}
+  problems = []
+  if ident.get("data_config.protocol") != protocol:
+    problems.append(f"protocol {ident.get('data_config.protocol')!r}, expected {protocol!r}")
+  if ident.get("data_config.split_seed") != seed:
+    problems.append(f"split_seed {ident.get('data_config.split_seed')!r}, expected {seed}")
+  if not fields or not all(_same_value(v, value) for v in fields.values()):
+    problems.append(f"{field} {list(fields.values()) or '<unset>'}, expected {value}")
+  if problems:
+    raise ValueError(f"{ledger}: the record of {workdir} is not that fold: {'; '.join(problems)}")
+  return record["test"]
+
+
 def select(field: str, values: list[str], ps: list[int], folds: int, root: str, metric: str,
-           log=print) -> dict:
-  """{"P<p>": {"scores": {value: {"mean", "std", "folds"}}, "chosen": value or None}}."""
+           log=print, ledger: str | None = None, split_seed: int = 1) -> dict:
+  """{"P<p>": {"scores": {value: {"mean", "std", "folds"}}, "chosen": value or None}}.
+
+  A fold is read from its workdir's results.json, or, when that is absent and
+  `ledger` is given, from its `experiments.ledger` record (checked to be that
+  fold: protocol, `split_seed`, value of `field`).
+  """
+  from experiments import ledger as ledger_lib  # pylint: disable=import-outside-toplevel
+
+  records = ledger_lib.load(ledger) if ledger else {}
   out = {}
   for p in ps:
     scores, complete = {}, True
     for value in values:
-      got = []
+      got, from_ledger = [], 0
       for fold in range(1, folds + 1):
-        path = fold_workdir(root, p, field, value, fold, folds) / "results.json"
+        workdir = fold_workdir(root, p, field, value, fold, folds)
+        path = workdir / "results.json"
         if path.is_file():
-          test = json.loads(path.read_text()).get("test", {})
-          if metric not in test:
-            raise ValueError(f"{path}: no {metric!r} in its test metrics "
-                             f"({', '.join(sorted(test))})")
-          got.append(float(test[metric]))
+          test, where = json.loads(path.read_text()).get("test", {}), path
+        else:
+          test = _from_ledger(records, workdir, p, field, value, fold, folds, split_seed, ledger)
+          if test is None:
+            continue
+          where, from_ledger = f"{ledger} ({workdir})", from_ledger + 1
+        if metric not in test:
+          raise ValueError(f"{where}: no {metric!r} in its test metrics "
+                           f"({', '.join(sorted(test))})")
+        got.append(float(test[metric]))
       complete &= len(got) == folds
       mean, std = _mean_std(got) if got else (float("nan"), float("nan"))
-      scores[value] = {"mean": mean, "std": std, "folds": len(got)}
+      scores[value] = {"mean": mean, "std": std, "folds": len(got), "from_ledger": from_ledger}
       log(f"P={p} {field}={value}: {metric} {mean:.4f} ± {std:.4f} over {len(got)} of {folds} "
-          f"folds")
+          f"folds" + (f" ({from_ledger} from the ledger)" if from_ledger else ""))
     chosen = max(values, key=lambda v: scores[v]["mean"]) if complete else None
     log(f"P={p}: " + (f"chosen {field}={chosen}" if complete
                       else "not chosen (unfinished folds)"))
@@ -158,7 +206,8 @@ def main(argv):
       lines = fold_jobs(FLAGS.config, FLAGS.field, FLAGS.values, ps, FLAGS.folds,
                         FLAGS.split_seed, FLAGS.root, FLAGS.set, FLAGS.data_dir)
     else:
-      selection = select(FLAGS.field, FLAGS.values, ps, FLAGS.folds, FLAGS.root, FLAGS.metric)
+      selection = select(FLAGS.field, FLAGS.values, ps, FLAGS.folds, FLAGS.root, FLAGS.metric,
+                         ledger=FLAGS.ledger, split_seed=FLAGS.split_seed)
       if FLAGS.p1_from:
         borrowed = selection.get(f"P{FLAGS.p1_from}", {}).get("chosen")
         selection["P1"] = {"scores": {}, "chosen": borrowed, "from": f"P{FLAGS.p1_from}"}
