@@ -18,6 +18,8 @@ log.  Example:
       --run=CVAE=workdirs/s5/cvae_citeulike_a_p10 --run=CDL=workdirs/s5/cdl_citeulike_a_p10 \
       --title="citeulike-a, P=10" --out=docs/figures/recall_citeulike_a_p10.png
 
+``--ledger=experiments/results/ledger.jsonl`` reads a workdir that is gone
+(another machine's, an earlier session's) from its `experiments.ledger` record.
 ``--results_key=test_cold`` plots the cold-start metrics of runs made with
 ``--set cold_start=true``.
 """
@@ -25,13 +27,14 @@ log.  Example:
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 from absl import app, flags
 
-from experiments import experiment_flags
+from experiments import experiment_flags, ledger
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("kind", "curve", ["curve", "sweep"], "recall@M against M, or against a setting.")
@@ -43,6 +46,8 @@ flags.DEFINE_string("results_key", "test", "Section of results.json: test, or te
 flags.DEFINE_bool("logx", True, "Log-scale x axis for --kind=sweep.")
 flags.DEFINE_string("xlabel", "", "x-axis label for --kind=sweep.")
 flags.DEFINE_string("title", "", "Plot title.")
+flags.DEFINE_string("ledger", None, "An experiments.ledger file: a --run workdir that is gone is "
+                    "read from its record there.")
 experiment_flags.define_out()
 
 
@@ -54,11 +59,22 @@ def parse_run(spec: str) -> tuple[str, list[Path]]:
   return label, [Path(d) for d in dirs.split(",") if d]
 
 
-def load_metrics(workdir: Path, results_key: str = "test") -> dict[str, float]:
-  """The `results_key` section of workdir/results.json, with a clear error if absent."""
+def load_metrics(workdir: Path, results_key: str = "test",
+                 records: dict | None = None) -> dict[str, float]:
+  """The `results_key` section of workdir/results.json, with a clear error if absent.
+
+  With `records` (an `experiments.ledger` file, loaded), a workdir that is gone
+  is read from its ledger record.
+  """
   path = Path(workdir) / "results.json"
+  if not path.exists() and records and os.path.normpath(str(workdir)) in records:
+    record = records[os.path.normpath(str(workdir))]
+    if results_key not in record:
+      raise KeyError(f"{workdir}: its ledger record has no {results_key!r} section")
+    return record[results_key]
   if not path.exists():
-    raise FileNotFoundError(f"{path}: no results.json (is the run finished?)")
+    raise FileNotFoundError(f"{path}: no results.json (is the run finished?)"
+                            + ("" if records is None else "; not in the ledger either"))
   results = json.loads(path.read_text())
   if results_key not in results:
     raise KeyError(f"{path}: no {results_key!r} section (has {sorted(results)}); "
@@ -82,9 +98,10 @@ def cutoffs(metrics: dict[str, float], kind: str) -> list[int]:
 
 
 def mean_std(workdirs: list[Path], kind: str, results_key: str = "test",
-             at: list[int] | None = None) -> tuple[list[int], np.ndarray, np.ndarray]:
+             at: list[int] | None = None, records: dict | None = None
+             ) -> tuple[list[int], np.ndarray, np.ndarray]:
   """(Ms, mean, std over workdirs) of `<kind>@M`; Ms are those every workdir has (or `at`)."""
-  loaded = [load_metrics(w, results_key) for w in workdirs]
+  loaded = [load_metrics(w, results_key, records) for w in workdirs]
   ms = at if at is not None else sorted(set.intersection(*(set(cutoffs(m, kind)) for m in loaded)))
   if not ms:
     raise ValueError(f"{[str(w) for w in workdirs]}: no common {kind}@M metrics")
@@ -107,10 +124,11 @@ def main(argv):
   import matplotlib.pyplot as plt
 
   runs = [parse_run(s) for s in FLAGS.run]
+  records = ledger.load(FLAGS.ledger) if FLAGS.ledger else None
   fig, ax = plt.subplots(figsize=(5.5, 4))
   if FLAGS.kind == "curve":
     for label, dirs in runs:
-      ms, mean, std = mean_std(dirs, FLAGS.metric, FLAGS.results_key)
+      ms, mean, std = mean_std(dirs, FLAGS.metric, FLAGS.results_key, records=records)
       ax.errorbar(ms, mean, yerr=std if len(dirs) > 1 else None, marker="o", capsize=3,
                   label=label)
       print(f"{label} (n={len(dirs)}): " + " ".join(
@@ -123,7 +141,8 @@ def main(argv):
     lines: dict[str, list[tuple[float, float, float]]] = {}
     for label, dirs in runs:
       series, x = sweep_label(label)
-      _, mean, std = mean_std(dirs, FLAGS.metric, FLAGS.results_key, at=[FLAGS.at])
+      _, mean, std = mean_std(dirs, FLAGS.metric, FLAGS.results_key, at=[FLAGS.at],
+                              records=records)
       lines.setdefault(series, []).append((x, mean[0], std[0]))
       name = f"{series} " if series else ""
       print(f"{name}{FLAGS.xlabel or 'x'}={x:g} (n={len(dirs)}): {FLAGS.metric}@{FLAGS.at}="

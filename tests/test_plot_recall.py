@@ -29,6 +29,19 @@ def test_mean_std_over_seeds(tmp_path):
     plot_recall.mean_std([a, b], "recall_cdl", at=[300])
 
 
+def test_a_gone_workdir_is_read_from_the_ledger(tmp_path):
+  a = _write(tmp_path / "a", {"recall_cdl@300": 0.2})
+  gone = tmp_path / "gone"
+  records = {str(gone): {"workdir": str(gone), "test": {"recall_cdl@300": 0.4}}}
+  _, mean, std = plot_recall.mean_std([a, gone], "recall_cdl", at=[300], records=records)
+  np.testing.assert_allclose(mean, [0.3])
+  np.testing.assert_allclose(std, [0.1])
+  with pytest.raises(FileNotFoundError, match="not in the ledger either"):
+    plot_recall.load_metrics(tmp_path / "other", records=records)
+  with pytest.raises(KeyError, match="ledger record has no 'test_cold'"):
+    plot_recall.load_metrics(gone, "test_cold", records=records)
+
+
 def test_errors_name_the_file_and_section(tmp_path):
   with pytest.raises(ValueError, match="LABEL=WORKDIR"):
     plot_recall.parse_run("no-equals-sign")
