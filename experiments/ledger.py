@@ -31,7 +31,9 @@ ledger when its workdir is gone, after checking that the record is that fold
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import fnmatch
 import glob
 import json
@@ -125,6 +127,19 @@ def load(ledger: str) -> dict[str, dict[str, Any]]:
   return records
 
 
+@contextlib.contextmanager
+def _locked(ledger: str):
+  """Holds an exclusive lock beside `ledger` (two pools may record at once)."""
+  path = Path(ledger)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with open(path.with_name(path.name + ".lock"), "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _save(ledger: str, records: dict[str, dict[str, Any]]) -> None:
   path = Path(ledger)
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,6 +174,11 @@ def expand(patterns: list[str]) -> list[str]:
 
 def add(ledger: str, workdirs: list[str], replace: bool = False, log=print) -> dict[str, int]:
   """Records the finished runs among `workdirs`; counts of added/unchanged/replaced/unfinished."""
+  with _locked(ledger):
+    return _add(ledger, workdirs, replace, log)
+
+
+def _add(ledger: str, workdirs: list[str], replace: bool, log) -> dict[str, int]:
   records = load(ledger)
   counts = {"added": 0, "unchanged": 0, "replaced": 0, "unfinished": 0}
   for workdir in workdirs:
@@ -193,16 +213,21 @@ def add_rescored(ledger: str, rescored_file: str, log=print) -> None:
   for key in ("workdir", "test"):
     if key not in out:
       raise ValueError(f"{rescored_file}: no {key!r} (not an experiments.rescore --out file)")
-  records = load(ledger)
   key = os.path.normpath(out["workdir"])
+  entry = {k: out.get(k) for k in ("overrides", "cold_start", "exclude_fold_in", "test")}
+  with _locked(ledger):
+    _attach(ledger, key, entry, rescored_file)
+  log(f"ledger: {key}: rescored {', '.join(sorted(out['test']))} attached")
+
+
+def _attach(ledger: str, key: str, entry: dict, rescored_file: str) -> None:
+  records = load(ledger)
   if key not in records:
     raise ValueError(f"{rescored_file}: its run {key} is not in {ledger}; record it first "
                      f"(--add {key})")
-  entry = {k: out.get(k) for k in ("overrides", "cold_start", "exclude_fold_in", "test")}
   entries = [e for e in records[key].get("rescored", []) if e != entry]
   records[key]["rescored"] = entries + [entry]
   _save(ledger, records)
-  log(f"ledger: {key}: rescored {', '.join(sorted(out['test']))} attached")
 
 
 def metric(record: dict[str, Any], name: str) -> float | None:

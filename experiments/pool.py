@@ -37,6 +37,11 @@ What it does for such a grid:
   eight CRAE runs side by side (with four baseline runs beside them) took
   about 1.6 s per epoch each, against about 21 s on one CPU core.
 
+With ``--ledger=F`` every finished job, and every job skipped as done, is
+recorded in the `experiments.ledger` file F (its workdir's config and
+figures, kept in the repository; a record that would change is refused and
+reported, the pool goes on); "ledger": true/false in its summary entry.
+
 Every finished, failed, skipped or stopped job is appended to
 ``--logs/summary.jsonl`` as {"name", "status", "rc", "seconds"}, with "by"
 ("deadline", "SIGINT" or "SIGTERM") on a job that was stopped or, after a
@@ -54,6 +59,7 @@ import shlex
 import signal
 import contextlib
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -68,6 +74,8 @@ flags.DEFINE_float("deadline_s", 0.0,
                    "Stop after this many seconds (0: no deadline); see the module doc.")
 flags.DEFINE_float("grace_s", 10.0, "Seconds between SIGTERM and SIGKILL at the deadline.")
 flags.DEFINE_bool("pin_cores", False, "Run slot i on CPU core i (Linux).")
+flags.DEFINE_string("ledger", None, "Record every done job's workdir in this experiments.ledger "
+                    "file (e.g. experiments/results/ledger.jsonl); see the module doc.")
 flags.DEFINE_bool("skip_done", True, "Skip jobs whose --workdir already holds results.json.")
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -139,9 +147,19 @@ def _stop_requests():
       signal.signal(sig, handler)
 
 
+def _to_ledger(ledger: str, job: Job, log_dir: Path) -> bool:
+  """Records a done job's workdir with `experiments.ledger` (a process of its own: the pool
+  imports no JAX); its output goes to the job's log.  True when recorded."""
+  with open(log_dir / f"{job.name}.log", "a") as log:
+    out = subprocess.run([sys.executable, "-m", "experiments.ledger", "--add",
+                          f"--ledger={ledger}", job.workdir], stdout=log,
+                         stderr=subprocess.STDOUT, check=False)
+  return out.returncode == 0
+
+
 def run_pool(jobs: list[Job], parallel: int, log_dir: str | Path, deadline_s: float = 0.0,
              grace_s: float = 10.0, pin_cores: bool = False, skip_done: bool = True,
-             poll_s: float = 0.2, echo=print) -> list[dict]:
+             poll_s: float = 0.2, echo=print, ledger: str | None = None) -> list[dict]:
   """Runs ``jobs``; returns one record per job in the order they ended (see module doc)."""
   if parallel < 1:
     raise ValueError(f"parallel must be >= 1, got {parallel}")
@@ -163,6 +181,11 @@ def run_pool(jobs: list[Job], parallel: int, log_dir: str | Path, deadline_s: fl
       entry = {"name": job.name, "status": status, "rc": rc, "seconds": round(seconds, 1)}
       if by is not None:  # What stopped it: "deadline", "SIGINT" or "SIGTERM".
         entry["by"] = by
+      if ledger and status in ("finished", "skipped") and _is_done(job):
+        entry["ledger"] = _to_ledger(ledger, job, log_dir)
+        if not entry["ledger"]:
+          echo(f"[{time.monotonic() - start:7.0f}s] ledger      {job.name}: not recorded "
+               f"(see {log_dir / (job.name + '.log')})")
       records.append(entry)
       with open(log_dir / "summary.jsonl", "a") as f:
         f.write(json.dumps(entry) + "\n")
@@ -247,7 +270,7 @@ def main(argv):
     raise app.UsageError(f"--jobs: no such file {path}")
   jobs = parse_jobs(path.read_text(), str(path))
   records = run_pool(jobs, FLAGS.parallel, FLAGS.logs, FLAGS.deadline_s, FLAGS.grace_s,
-                     FLAGS.pin_cores, FLAGS.skip_done)
+                     FLAGS.pin_cores, FLAGS.skip_done, ledger=FLAGS.ledger)
   counts = collections.Counter(r["status"] for r in records)
   signalled = [r["by"] for r in records if r.get("by") not in (None, "deadline")]
   print("pool:", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),

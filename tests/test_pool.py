@@ -115,3 +115,26 @@ def test_a_signalled_pool_stops_its_jobs_and_exits_128_plus_the_signal(tmp_path,
   assert [(r["name"], r["status"], r.get("by")) for r in summary] == [
       ("long", "stopped", sig.name), ("next", "not-started", sig.name)]
   assert not (logs / "next.log").exists()
+
+
+def test_done_jobs_are_recorded_in_the_ledger(tmp_path):
+  runs, book = tmp_path / "w", tmp_path / "ledger.jsonl"
+
+  def job(name, value):
+    w = runs / name
+    return (f"{name} mkdir -p {w} && echo '{{\"model\": \"m\", \"train_config\": {{\"epochs\": 1}}}}'"
+            f" > {w}/config.json && echo '{{\"test\": {{\"x\": {value}}}}}' > {w}/results.json"
+            f" # --workdir={w}\n")
+
+  text = job("a", 0.5) + f"b exit 1 # --workdir={runs}/b\n"
+  records = _run(tmp_path, text, parallel=1, ledger=str(book))
+  by = {r["name"]: r for r in records}
+  assert by["a"]["ledger"] is True and "ledger" not in by["b"]
+  lines = [json.loads(l) for l in book.read_text().splitlines()]
+  assert [(r["workdir"], r["test"]) for r in lines] == [(str(runs / "a"), {"x": 0.5})]
+  # The run changed under its record: the pool reports it, records nothing, and goes on.
+  (runs / "a" / "results.json").write_text('{"test": {"x": 0.75}}')
+  again = _run(tmp_path, text, parallel=1, ledger=str(book))
+  assert [(r["name"], r["status"], r.get("ledger")) for r in again][:1] == [("a", "skipped", False)]
+  assert "differs from its ledger record" in (tmp_path / "logs" / "a.log").read_text()
+  assert json.loads(book.read_text())["test"] == {"x": 0.5}
