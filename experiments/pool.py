@@ -40,7 +40,9 @@ What it does for such a grid:
 With ``--ledger=F`` every finished job, and every job skipped as done, is
 recorded in the `experiments.ledger` file F (its workdir's config and
 figures, kept in the repository; a record that would change is refused and
-reported, the pool goes on); "ledger": true/false in its summary entry.
+reported, the pool goes on); "ledger": true/false in its summary entry.  A
+job whose workdir is absent but recorded in F (run in an earlier session, on
+a machine whose workdirs are gone) is skipped too, with "by": "ledger".
 
 Every finished, failed, skipped or stopped job is appended to
 ``--logs/summary.jsonl`` as {"name", "status", "rc", "seconds"}, with "by"
@@ -65,6 +67,8 @@ import time
 from pathlib import Path
 
 from absl import app, flags
+
+from experiments import ledger as ledger_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("jobs", None, "File with one 'NAME COMMAND...' job per line.")
@@ -172,6 +176,7 @@ def run_pool(jobs: list[Job], parallel: int, log_dir: str | Path, deadline_s: fl
   env = dict(os.environ)
   if parallel > 1:
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+  recorded = ledger_lib.load(ledger) if ledger else {}
   with _stop_requests() as stop:
     start = time.monotonic()
     deadline = start + deadline_s if deadline_s > 0 else None
@@ -179,7 +184,7 @@ def run_pool(jobs: list[Job], parallel: int, log_dir: str | Path, deadline_s: fl
 
     def record(job, status, rc=None, seconds=0.0, by=None):
       entry = {"name": job.name, "status": status, "rc": rc, "seconds": round(seconds, 1)}
-      if by is not None:  # What stopped it: "deadline", "SIGINT" or "SIGTERM".
+      if by is not None:  # What stopped it: "deadline", "SIGINT" or "SIGTERM"; "ledger": done.
         entry["by"] = by
       if ledger and status in ("finished", "skipped") and _is_done(job):
         entry["ledger"] = _to_ledger(ledger, job, log_dir)
@@ -220,6 +225,9 @@ def run_pool(jobs: list[Job], parallel: int, log_dir: str | Path, deadline_s: fl
         job = queue.pop(0)
         if skip_done and _is_done(job):
           record(job, "skipped")
+          continue
+        if skip_done and job.workdir and os.path.normpath(job.workdir) in recorded:
+          record(job, "skipped", by="ledger")  # Done on another machine; its workdir is gone.
           continue
         if not fits(job, now):
           record(job, "not-started")
@@ -272,7 +280,7 @@ def main(argv):
   records = run_pool(jobs, FLAGS.parallel, FLAGS.logs, FLAGS.deadline_s, FLAGS.grace_s,
                      FLAGS.pin_cores, FLAGS.skip_done, ledger=FLAGS.ledger)
   counts = collections.Counter(r["status"] for r in records)
-  signalled = [r["by"] for r in records if r.get("by") not in (None, "deadline")]
+  signalled = [r["by"] for r in records if r.get("by") in ("SIGINT", "SIGTERM")]
   print("pool:", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
         f"(summary in {Path(FLAGS.logs) / 'summary.jsonl'})")
   if signalled:  # The shell's convention for a process ended by a signal.

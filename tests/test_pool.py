@@ -138,3 +138,10 @@ def test_done_jobs_are_recorded_in_the_ledger(tmp_path):
   assert [(r["name"], r["status"], r.get("ledger")) for r in again][:1] == [("a", "skipped", False)]
   assert "differs from its ledger record" in (tmp_path / "logs" / "a.log").read_text()
   assert json.loads(book.read_text())["test"] == {"x": 0.5}
+  # On a fresh machine (the workdir gone) the recorded job is skipped, not run again.
+  for f in (runs / "a").iterdir():
+    f.unlink()
+  (runs / "a").rmdir()
+  fresh = _run(tmp_path, text, parallel=1, ledger=str(book))
+  assert [(r["name"], r["status"], r.get("by")) for r in fresh][:1] == [("a", "skipped", "ledger")]
+  assert not (runs / "a").exists()
