@@ -66,6 +66,8 @@ def define_flags():
   flags.DEFINE_list("final_seeds", [], "Mode select: split seeds of the final runs.")
   flags.DEFINE_string("final_root", "workdirs/cv-final", "Mode select: their workdirs' folder.")
   flags.DEFINE_integer("p1_from", 0, "Mode select: P = 1 takes the choice of this P (0: none).")
+  flags.DEFINE_string("name_prefix", "", "Starts every job name (e.g. 'crae-'), so that the "
+                      "jobs of several models share one pool file.")
   flags.DEFINE_string("ledger", None, "Mode select: an experiments.ledger file, read for a fold "
                       "whose workdir is gone (e.g. experiments/results/ledger.jsonl).")
 
@@ -86,8 +88,9 @@ def _command(config: str, workdir: Path, protocol: str, seed: int, sets: list[st
 
 
 def fold_jobs(config: str, field: str, values: list[str], ps: list[int], folds: int, seed: int,
-              root: str, sets: list[str] = (), data_dir: str | None = None) -> list[str]:
-  """One ``NAME COMMAND`` line (experiments.pool) per (P, value, fold)."""
+              root: str, sets: list[str] = (), data_dir: str | None = None,
+              prefix: str = "") -> list[str]:
+  """One ``NAME COMMAND`` line (experiments.pool) per (P, value, fold); names start `prefix`."""
   from recjax.data import psplits  # pylint: disable=import-outside-toplevel
   lines = []
   for p in ps:
@@ -96,7 +99,7 @@ def fold_jobs(config: str, field: str, values: list[str], ps: list[int], folds: 
                        f"is not cross-validated (see --p1_from)")
     for value in values:
       for fold in range(1, folds + 1):
-        name = f"cv-P{p}-{field}{value}-f{fold}of{folds}"
+        name = f"{prefix}cv-P{p}-{field}{value}-f{fold}of{folds}"
         workdir = fold_workdir(root, p, field, value, fold, folds)
         lines.append(f"{name} " + _command(config, workdir, psplits.cv_name(p, fold, folds), seed,
                                            [f"{field}={value}", *sets], data_dir))
@@ -180,7 +183,7 @@ def select(field: str, values: list[str], ps: list[int], folds: int, root: str, 
 
 
 def final_jobs(config: str, field: str, selection: dict, seeds: list[int], root: str,
-               sets: list[str] = (), data_dir: str | None = None) -> list[str]:
+               sets: list[str] = (), data_dir: str | None = None, prefix: str = "") -> list[str]:
   """The final runs: random-P<P> at each seed with the chosen value (chosen P only)."""
   lines = []
   for key, entry in selection.items():
@@ -189,7 +192,7 @@ def final_jobs(config: str, field: str, selection: dict, seeds: list[int], root:
     p = int(key[1:])
     for seed in seeds:
       workdir = Path(root) / f"P{p}-{field}={entry['chosen']}-s{seed}"
-      lines.append(f"final-P{p}-s{seed} " + _command(
+      lines.append(f"{prefix}final-P{p}-s{seed} " + _command(
           config, workdir, f"random-P{p}", seed, [f"{field}={entry['chosen']}", *sets], data_dir))
   return lines
 
@@ -204,7 +207,8 @@ def main(argv):
   with errors.one_line_errors({"config": FLAGS.config, "root": FLAGS.root}, False):
     if FLAGS.mode == "jobs":
       lines = fold_jobs(FLAGS.config, FLAGS.field, FLAGS.values, ps, FLAGS.folds,
-                        FLAGS.split_seed, FLAGS.root, FLAGS.set, FLAGS.data_dir)
+                        FLAGS.split_seed, FLAGS.root, FLAGS.set, FLAGS.data_dir,
+                        FLAGS.name_prefix)
     else:
       selection = select(FLAGS.field, FLAGS.values, ps, FLAGS.folds, FLAGS.root, FLAGS.metric,
                          ledger=FLAGS.ledger, split_seed=FLAGS.split_seed)
@@ -218,7 +222,7 @@ def main(argv):
            "split_seed": FLAGS.split_seed, "selection": selection}, indent=2) + "\n")
       lines = final_jobs(FLAGS.config, FLAGS.field, selection,
                          [int(s) for s in FLAGS.final_seeds], FLAGS.final_root, FLAGS.set,
-                         FLAGS.data_dir) if FLAGS.final_seeds else []
+                         FLAGS.data_dir, FLAGS.name_prefix) if FLAGS.final_seeds else []
     if FLAGS.jobs_out and (lines or FLAGS.mode == "jobs"):
       Path(FLAGS.jobs_out).parent.mkdir(parents=True, exist_ok=True)
       Path(FLAGS.jobs_out).write_text("\n".join(lines) + "\n")

@@ -71,5 +71,9 @@ def test_fold_jobs_select_and_final_runs(tmp_path):
   again = cv.select("reg", ["0.01", "1000"], [3], 3, root, "recall_cdl@10", log=logs.append)
   assert again["P3"]["chosen"] is None and again["P3"]["scores"]["1000"]["folds"] == 2
   assert cv.final_jobs(str(config), "reg", again, [1], str(tmp_path / "final")) == []
+  named = cv.fold_jobs(str(config), "reg", ["1"], [2], 2, 1, root, prefix="wmf-")
+  assert [l.split()[0] for l in named] == ["wmf-cv-P2-reg1-f1of2", "wmf-cv-P2-reg1-f2of2"]
+  assert cv.final_jobs(str(config), "reg", chosen, [1], root, prefix="wmf-")[0].startswith(
+      "wmf-final-P3-s1 ")
   with pytest.raises(ValueError, match="P = 1 is not cross-validated"):
     cv.fold_jobs(str(config), "reg", ["1"], [1], 5, 1, root)
