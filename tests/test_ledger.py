@@ -135,3 +135,19 @@ def test_rescored_figures_and_show(tmp_path):
     f.write("{not json\n")
   with pytest.raises(ValueError, match=r"ledger\.jsonl:3: not a ledger record"):
     ledger.load(book)
+
+
+def test_the_repository_ledger_is_well_formed():
+  """The committed ledger parses, and every record says what ran, where, and what it scored."""
+  from pathlib import Path
+  book = Path(__file__).resolve().parent.parent / ledger.DEFAULT_LEDGER
+  if not book.is_file():
+    pytest.skip(f"{book} not present")
+  records = ledger.load(str(book))
+  for key, record in records.items():
+    assert key == record["workdir"]
+    assert record["identity"]["model"] and record["identity"]["data_config.protocol"]
+    assert record["test"] and record["ran_on"]["devices"] and record["recorded"]
+    for name, value in record["test"].items():
+      if name.startswith(("recall", "map", "ndcg", "precision")):
+        assert 0.0 <= value <= 1.0, (key, name, value)
