@@ -46,8 +46,6 @@ flags.DEFINE_string("results_key", "test", "Section of results.json: test, or te
 flags.DEFINE_bool("logx", True, "Log-scale x axis for --kind=sweep.")
 flags.DEFINE_string("xlabel", "", "x-axis label for --kind=sweep.")
 flags.DEFINE_string("title", "", "Plot title.")
-flags.DEFINE_string("ledger", None, "An experiments.ledger file: a --run workdir that is gone is "
-                    "read from its record there.")
 experiment_flags.define_out()
 
 
@@ -124,7 +122,7 @@ def main(argv):
   import matplotlib.pyplot as plt
 
   runs = [parse_run(s) for s in FLAGS.run]
-  records = ledger.load(FLAGS.ledger) if FLAGS.ledger else None
+  records = ledger.load(FLAGS.ledger) if FLAGS.get_flag_value("ledger", None) else None
   fig, ax = plt.subplots(figsize=(5.5, 4))
   if FLAGS.kind == "curve":
     for label, dirs in runs:
@@ -166,4 +164,7 @@ def main(argv):
 
 if __name__ == "__main__":
   from experiments import errors
+  # Defined only when run as a program: experiments.pool defines a --ledger of its own on import.
+  flags.DEFINE_string("ledger", None, "An experiments.ledger file: a --run workdir that is gone "
+                      "is read from its record there.")
   errors.run(main)  # Failures: one "error:" line (experiments/errors.py).
