@@ -11,24 +11,11 @@ import pytest
 from experiments import cross_validate as cv
 from experiments import ledger
 from experiments import train as exp_train
+from test_cross_validate import _files
 
 
 def _config(tmp_path):
-  rng = np.random.default_rng(0)
-  lines = ["user\titem"]
-  for u in range(40):
-    for i in rng.choice(30, size=int(rng.integers(6, 12)), replace=False):
-      lines.append(f"u{u}\ti{i}")
-  data = tmp_path / "clicks.tsv"
-  data.write_text("\n".join(lines) + "\n")
-  config = tmp_path / "wmf_cv.py"
-  config.write_text(
-      "def get_config():\n"
-      f"  return {{'model': 'wmf', 'dataset': {str(data)!r}, 'model_config': {{'dim': 4}},\n"
-      "          'data': {'protocol': 'random-P3', 'split_seed': 1},\n"
-      "          'train': {'epochs': 2, 'eval_every': 2, 'metrics': ('recall_cdl@10',),\n"
-      "                    'select_metric': 'recall_cdl@10'}}\n")
-  return str(config)
+  return str(_files(tmp_path))
 
 
 def _run(config, workdir, sets):
