@@ -9,7 +9,7 @@ outlive the workdirs, with enough of each run to check what a figure is:
   python -m experiments.ledger --add 'workdirs/cv/crae/P3/*/fold*' workdirs/cdl-cv/P3-reg_v=1-s1
   # attach an experiments.rescore output to its run's record
   python -m experiments.ledger --add_rescored=workdirs/rescored/cdl-P3-s1.json
-  # print figures (mean ± std over the matched runs)
+  # print figures (mean ± std over the matched runs, per group of replicates)
   python -m experiments.ledger --show 'workdirs/cdl-cv/P3-*' --metrics=recall_cdl@300,map@500
 
 ``--ledger`` (default ``experiments/results/ledger.jsonl``) has one JSON record
@@ -40,6 +40,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -240,8 +241,49 @@ def metric(record: dict[str, Any], name: str) -> float | None:
   return None
 
 
+# What differs between replicates: their seeds, and the data counts that follow from the draw.
+REPLICATE_FIELDS = ("data_config.split_seed", "train_config.seed", "model_config.seed",
+                    "test_users", "validation_users", "train_nnz", "train_shape")
+_FOLD = re.compile(r"-cv\d+of(\d+)$")
+
+
+def replicate_group(record: dict[str, Any]) -> tuple:
+  """What runs share when they are replicates of one experiment: the identity less its seeds
+  (and the data counts a draw sets) and the fold of a cross-validation protocol
+  (``random-P3-cv2of5`` -> ``random-P3-cv*of5``)."""
+  ident = {k: v for k, v in record.get("identity", {}).items() if k not in REPLICATE_FIELDS}
+  protocol = ident.get("data_config.protocol")
+  if isinstance(protocol, str):
+    ident["data_config.protocol"] = _FOLD.sub(r"-cv*of\1", protocol)
+  return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in ident.items()))
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+  mean = sum(values) / len(values)
+  std = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+         if len(values) > 1 else 0.0)
+  return mean, std
+
+
+def _label(group: dict[str, str], groups: list[dict[str, str]]) -> str:
+  """model, dataset, protocol, then the fields that tell `group` from the others of its model."""
+  same_model = [g for g in groups if g.get("model") == group.get("model")]
+  differing = sorted(k for k in set().union(*same_model)
+                     if len({g.get(k) for g in same_model}) > 1
+                     and k not in ("model", "dataset", "data_config.protocol"))
+  head = [json.loads(group[k]) for k in ("model", "dataset", "data_config.protocol") if k in group]
+  return " ".join(str(h) for h in head) + "".join(
+      f" {k.split('.')[-1]}={json.loads(group[k]) if k in group else '<unset>'}"
+      for k in differing)
+
+
 def show(ledger: str, patterns: list[str], metrics: list[str], log=print) -> list[dict]:
-  """Prints the records whose workdir matches a pattern, then mean ± std per metric."""
+  """Prints the records whose workdir matches a pattern, then mean ± std per metric and group.
+
+  Runs are averaged only with their replicates (`replicate_group`: same experiment but for the
+  seeds and the CV fold); when the matched runs form several groups, each group's figures are
+  printed under the fields that tell the groups apart, so no mean mixes two experiments.
+  """
   records = load(ledger)
   chosen = [r for k, r in sorted(records.items())
             if any(fnmatch.fnmatchcase(k, os.path.normpath(p)) for p in patterns)]
@@ -251,13 +293,17 @@ def show(ledger: str, patterns: list[str], metrics: list[str], log=print) -> lis
     figures = "  ".join(f"{m} {v:.4f}" if (v := metric(r, m)) is not None else f"{m} –"
                         for m in metrics)
     log(f"{r['workdir']}  {figures}  ({r['ran_on'].get('devices')}, {r['recorded'][:10]})")
-  for m in metrics:
-    values = [v for r in chosen if (v := metric(r, m)) is not None]
-    if values:
-      mean = sum(values) / len(values)
-      std = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-             if len(values) > 1 else 0.0)
-      log(f"{m}: {mean:.4f} ± {std:.4f} over {len(values)} of {len(chosen)} runs")
+  groups: dict[tuple, list[dict]] = {}
+  for r in chosen:
+    groups.setdefault(replicate_group(r), []).append(r)
+  for key, runs in groups.items():
+    if len(groups) > 1:
+      log(f"group {_label(dict(key), [dict(g) for g in groups])}:")
+    for m in metrics:
+      values = [v for r in runs if (v := metric(r, m)) is not None]
+      if values:
+        mean, std = _mean_std(values)
+        log(f"{m}: {mean:.4f} ± {std:.4f} over {len(values)} of {len(runs)} runs")
   return chosen
 
 

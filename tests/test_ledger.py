@@ -138,3 +138,21 @@ def test_the_repository_ledger_is_well_formed():
     for name, value in record["test"].items():
       if name.startswith(("recall", "map", "ndcg", "precision")):
         assert 0.0 <= value <= 1.0, (key, name, value)
+
+
+def test_show_averages_replicates_only(tmp_path):
+  """Folds (and seeds) of one setting are averaged together; two settings are never mixed."""
+  root = tmp_path / "cv"
+  _cv_runs(tmp_path, root)
+  book = str(tmp_path / "ledger.jsonl")
+  ledger.add(book, ledger.expand([str(root / "P3" / "*" / "fold*")]), log=lambda s: None)
+  records = ledger.load(book)
+  logs = []
+  ledger.show(book, [str(root / "P3" / "*" / "*")], ["recall_cdl@10"], log=logs.append)
+  for value, reg in (("0.01", 0.01), ("1000", 1000.0)):
+    values = [r["test"]["recall_cdl@10"] for k, r in records.items() if f"reg={value}" in k]
+    assert len(values) == 3
+    i = logs.index(f"group wmf {tmp_path / 'clicks.tsv'} random-P3-cv*of3 reg={reg}:")
+    assert logs[i + 1] == (f"recall_cdl@10: {np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+                           " over 3 of 3 runs")
+  assert sum(line.startswith("group ") for line in logs) == 2
