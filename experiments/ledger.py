@@ -303,7 +303,8 @@ def show(ledger: str, patterns: list[str], metrics: list[str], log=print) -> lis
       values = [v for r in runs if (v := metric(r, m)) is not None]
       if values:
         mean, std = _mean_std(values)
-        log(f"{m}: {mean:.4f} ± {std:.4f} over {len(values)} of {len(runs)} runs")
+        spread = f" ± {std:.4f}" if len(values) > 1 else " (no spread: one run)"
+        log(f"{m}: {mean:.4f}{spread} over {len(values)} of {len(runs)} runs")
   return chosen
 
 

@@ -114,7 +114,7 @@ def test_rescored_figures_and_show(tmp_path):
   values = [records[str(r)]["test"]["recall_cdl@10"] for r in runs]
   mean, std = np.mean(values), np.std(values, ddof=1)
   assert f"recall_cdl@10: {mean:.4f} ± {std:.4f} over 2 of 2 runs" in logs
-  assert "map@5: 0.1250 ± 0.0000 over 1 of 2 runs" in logs
+  assert "map@5: 0.1250 (no spread: one run) over 1 of 2 runs" in logs
   out.write_text(json.dumps({"workdir": str(tmp_path / "elsewhere"), "test": {}}))
   with pytest.raises(ValueError, match="is not in .*record it first"):
     ledger.add_rescored(book, str(out), log=lambda s: None)
