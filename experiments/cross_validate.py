@@ -36,7 +36,6 @@ jobs of the final runs (the chosen value, ``random-P<P>`` with each seed).
 from __future__ import annotations
 
 import json
-import math
 import os
 import shlex
 from pathlib import Path
@@ -44,6 +43,7 @@ from pathlib import Path
 from absl import app, flags
 
 from experiments import errors
+from experiments import ledger as ledger_lib
 
 FLAGS = flags.FLAGS
 
@@ -106,12 +106,6 @@ def fold_jobs(config: str, field: str, values: list[str], ps: list[int], folds: 
   return lines
 
 
-def _mean_std(xs: list[float]) -> tuple[float, float]:
-  mean = sum(xs) / len(xs)
-  std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
-  return mean, std
-
-
 def _same_value(recorded, value: str) -> bool:
   try:
     return float(recorded) == float(value)
@@ -148,8 +142,6 @@ def select(field: str, values: list[str], ps: list[int], folds: int, root: str, 
   `ledger` is given, from its `experiments.ledger` record (checked to be that
   fold: protocol, `split_seed`, value of `field`).
   """
-  from experiments import ledger as ledger_lib  # pylint: disable=import-outside-toplevel
-
   records = ledger_lib.load(ledger) if ledger else {}
   out = {}
   for p in ps:
@@ -171,7 +163,7 @@ def select(field: str, values: list[str], ps: list[int], folds: int, root: str, 
                            f"({', '.join(sorted(test))})")
         got.append(float(test[metric]))
       complete &= len(got) == folds
-      mean, std = _mean_std(got) if got else (float("nan"), float("nan"))
+      mean, std = ledger_lib.mean_std(got) if got else (float("nan"), float("nan"))
       scores[value] = {"mean": mean, "std": std, "folds": len(got), "from_ledger": from_ledger}
       log(f"P={p} {field}={value}: {metric} {mean:.4f} ± {std:.4f} over {len(got)} of {folds} "
           f"folds" + (f" ({from_ledger} from the ledger)" if from_ledger else ""))

@@ -40,7 +40,6 @@ import json
 import math
 import os
 import platform
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -244,21 +243,22 @@ def metric(record: dict[str, Any], name: str) -> float | None:
 # What differs between replicates: their seeds, and the data counts that follow from the draw.
 REPLICATE_FIELDS = ("data_config.split_seed", "train_config.seed", "model_config.seed",
                     "test_users", "validation_users", "train_nnz", "train_shape")
-_FOLD = re.compile(r"-cv\d+of(\d+)$")
 
 
 def replicate_group(record: dict[str, Any]) -> tuple:
   """What runs share when they are replicates of one experiment: the identity less its seeds
   (and the data counts a draw sets) and the fold of a cross-validation protocol
   (``random-P3-cv2of5`` -> ``random-P3-cv*of5``)."""
+  from recjax.data.psplits import CV_RE  # pylint: disable=import-outside-toplevel
+
   ident = {k: v for k, v in record.get("identity", {}).items() if k not in REPLICATE_FIELDS}
-  protocol = ident.get("data_config.protocol")
-  if isinstance(protocol, str):
-    ident["data_config.protocol"] = _FOLD.sub(r"-cv*of\1", protocol)
+  fold = CV_RE.match(str(ident.get("data_config.protocol", "")))
+  if fold:
+    ident["data_config.protocol"] = f"random-P{fold[1]}-cv*of{fold[3]}"
   return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in ident.items()))
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float]:
   mean = sum(values) / len(values)
   std = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
          if len(values) > 1 else 0.0)
@@ -302,7 +302,7 @@ def show(ledger: str, patterns: list[str], metrics: list[str], log=print) -> lis
     for m in metrics:
       values = [v for r in runs if (v := metric(r, m)) is not None]
       if values:
-        mean, std = _mean_std(values)
+        mean, std = mean_std(values)
         spread = f" ± {std:.4f}" if len(values) > 1 else " (no spread: one run)"
         log(f"{m}: {mean:.4f}{spread} over {len(values)} of {len(runs)} runs")
   return chosen
