@@ -29,8 +29,16 @@ and how many folds finished; a P with an unfinished fold is reported and not
 chosen.  ``--ledger=F`` reads a fold whose workdir is gone from its
 `experiments.ledger` record (so that folds run in different sessions, on
 machines whose workdirs did not survive, make one choice); the count of such
-folds is printed.  It writes ``<root>/selection.json`` and, with ``--final_seeds``, the
-jobs of the final runs (the chosen value, ``random-P<P>`` with each seed).
+folds is printed.  ``--race`` lets a P with unfinished folds be chosen when
+the outcome no longer depends on them: among the values with every fold
+finished the best is chosen if each unfinished value is ruled out, i.e. its
+unfinished folds would have to average more than the best single fold score
+of any value at that P for its mean to catch up (a value with no fold is
+never ruled out).  It is a heuristic bound, not a proof (a fold could score
+higher than any seen so far), so the choice, the values raced out and what
+their folds would have needed are printed and saved.  It writes
+``<root>/selection.json`` and, with ``--final_seeds``, the jobs of the final
+runs (the chosen value, ``random-P<P>`` with each seed).
 """
 
 from __future__ import annotations
@@ -68,6 +76,8 @@ def define_flags():
   flags.DEFINE_integer("p1_from", 0, "Mode select: P = 1 takes the choice of this P (0: none).")
   flags.DEFINE_string("name_prefix", "", "Starts every job name (e.g. 'crae-'), so that the "
                       "jobs of several models share one pool file.")
+  flags.DEFINE_bool("race", False, "Mode select: choose a P with unfinished folds when every "
+                    "unfinished value is ruled out by the racing rule (see the module doc).")
   flags.DEFINE_string("ledger", None, "Mode select: an experiments.ledger file, read for a fold "
                       "whose workdir is gone (e.g. experiments/results/ledger.jsonl).")
 
@@ -134,13 +144,43 @@ def _from_ledger(records: dict, workdir: Path, p: int, field: str, value: str, f
   return record["test"]
 
 
+def race(scores: dict, folds: int) -> tuple[str | None, dict]:
+  """The racing rule of ``--race``: (the choice or None, {value: why it is out}).
+
+  `scores` maps each value to {"mean", "folds", "scores"}.  The candidates are
+  the values with all `folds` folds; the best of them is chosen when every
+  unfinished value is ruled out: its unfinished folds would have to average
+  more than the best single fold score of any value at this P for its mean to
+  reach the best candidate's.  A value with no fold is never ruled out.
+  """
+  done = [v for v in scores if scores[v]["folds"] == folds]
+  if not done:
+    return None, {}
+  best = max(done, key=lambda v: scores[v]["mean"])
+  ceiling = max(x for v in scores for x in scores[v]["scores"])
+  out = {}
+  for value, entry in scores.items():
+    if entry["folds"] == folds:
+      continue
+    if not entry["folds"]:
+      return None, {}
+    needed = (folds * scores[best]["mean"] - sum(entry["scores"])) / (folds - entry["folds"])
+    if needed <= ceiling:
+      return None, {}
+    out[value] = {"folds": entry["folds"], "needed": needed, "ceiling": ceiling}
+  return best, out
+
+
 def select(field: str, values: list[str], ps: list[int], folds: int, root: str, metric: str,
-           log=print, ledger: str | None = None, split_seed: int = 1) -> dict:
-  """{"P<p>": {"scores": {value: {"mean", "std", "folds"}}, "chosen": value or None}}.
+           log=print, ledger: str | None = None, split_seed: int = 1,
+           racing: bool = False) -> dict:
+  """{"P<p>": {"scores": {value: {"mean", "std", "folds", ...}}, "chosen": value or None}}.
 
   A fold is read from its workdir's results.json, or, when that is absent and
   `ledger` is given, from its `experiments.ledger` record (checked to be that
-  fold: protocol, `split_seed`, value of `field`).
+  fold: protocol, `split_seed`, value of `field`).  A P with an unfinished fold
+  is not chosen, unless `racing` and `race` rules every unfinished value out
+  (then the entry's "raced" says which, and what their folds would have needed).
   """
   records = ledger_lib.load(ledger) if ledger else {}
   out = {}
@@ -164,13 +204,23 @@ def select(field: str, values: list[str], ps: list[int], folds: int, root: str, 
         got.append(float(test[metric]))
       complete &= len(got) == folds
       mean, std = ledger_lib.mean_std(got) if got else (float("nan"), float("nan"))
-      scores[value] = {"mean": mean, "std": std, "folds": len(got), "from_ledger": from_ledger}
+      scores[value] = {"mean": mean, "std": std, "folds": len(got), "from_ledger": from_ledger,
+                       "scores": got}
       log(f"P={p} {field}={value}: {metric} {mean:.4f} ± {std:.4f} over {len(got)} of {folds} "
           f"folds" + (f" ({from_ledger} from the ledger)" if from_ledger else ""))
-    chosen = max(values, key=lambda v: scores[v]["mean"]) if complete else None
-    log(f"P={p}: " + (f"chosen {field}={chosen}" if complete
-                      else "not chosen (unfinished folds)"))
-    out[f"P{p}"] = {"scores": scores, "chosen": chosen}
+    entry = {"scores": scores, "chosen": None}
+    if complete:
+      entry["chosen"] = max(values, key=lambda v: scores[v]["mean"])
+      log(f"P={p}: chosen {field}={entry['chosen']}")
+    elif racing and (raced := race(scores, folds))[0] is not None:
+      entry["chosen"], entry["raced"] = raced
+      log(f"P={p}: chosen {field}={entry['chosen']} by racing: " + "; ".join(
+          f"{field}={v} ruled out after {r['folds']} of {folds} folds (its other folds would "
+          f"need a mean of {r['needed']:.4f}, above the best fold of any value, "
+          f"{r['ceiling']:.4f})" for v, r in entry["raced"].items()))
+    else:
+      log(f"P={p}: not chosen (unfinished folds)")
+    out[f"P{p}"] = entry
   return out
 
 
@@ -203,7 +253,8 @@ def main(argv):
                         FLAGS.name_prefix)
     else:
       selection = select(FLAGS.field, FLAGS.values, ps, FLAGS.folds, FLAGS.root, FLAGS.metric,
-                         ledger=FLAGS.ledger, split_seed=FLAGS.split_seed)
+                         ledger=FLAGS.ledger, split_seed=FLAGS.split_seed,
+                         racing=FLAGS.race)
       if FLAGS.p1_from:
         borrowed = selection.get(f"P{FLAGS.p1_from}", {}).get("chosen")
         selection["P1"] = {"scores": {}, "chosen": borrowed, "from": f"P{FLAGS.p1_from}"}

@@ -77,3 +77,39 @@ def test_fold_jobs_select_and_final_runs(tmp_path):
       "wmf-final-P3-s1 ")
   with pytest.raises(ValueError, match="P = 1 is not cross-validated"):
     cv.fold_jobs(str(config), "reg", ["1"], [1], 5, 1, root)
+
+
+def _fake_folds(root, p, field, table, folds=5):
+  """results.json of fold runs with the given scores (value -> list), no training."""
+  for value, got in table.items():
+    for fold, x in enumerate(got, 1):
+      w = cv.fold_workdir(root, p, field, value, fold, folds)
+      w.mkdir(parents=True)
+      (w / "results.json").write_text(json.dumps({"test": {"m": x}}))
+
+
+def test_racing_chooses_only_when_unfinished_values_cannot_catch_up(tmp_path):
+  root = str(tmp_path / "cv")
+  # "10" is complete, mean 0.148; the best fold of any value is 0.16.  Hand-worked:
+  # "1" would need (5 * 0.148 - 0.21) / 3 = 0.17667 on its 3 other folds, "100"
+  # (0.74 - 0.375) / 2 = 0.1825: both above 0.16, so both are ruled out.
+  _fake_folds(root, 3, "reg", {"10": [0.14, 0.15, 0.14, 0.15, 0.16], "1": [0.10, 0.11],
+                               "100": [0.13, 0.12, 0.125]})
+  values = ["1", "10", "100"]
+  logs = []
+  strict = cv.select("reg", values, [3], 5, root, "m", log=logs.append)
+  assert strict["P3"]["chosen"] is None and "raced" not in strict["P3"]
+  raced = cv.select("reg", values, [3], 5, root, "m", log=logs.append, racing=True)
+  assert raced["P3"]["chosen"] == "10"
+  assert raced["P3"]["raced"]["1"]["needed"] == pytest.approx(0.17666667)
+  assert raced["P3"]["raced"]["100"]["needed"] == pytest.approx(0.1825)
+  assert raced["P3"]["raced"]["100"]["ceiling"] == pytest.approx(0.16)
+  assert "chosen reg=10 by racing" in logs[-1] and "reg=1 ruled out after 2 of 5" in logs[-1]
+  # A value that could still catch up, (0.74 - 0.305) / 3 = 0.145 <= 0.16, blocks the choice;
+  # so does a value with no fold at all, and so does having no complete value.
+  _fake_folds(root, 2, "reg", {"10": [0.14, 0.15, 0.14, 0.15, 0.16], "1": [0.15, 0.155]})
+  assert cv.select("reg", ["1", "10"], [2], 5, root, "m", log=logs.append,
+                   racing=True)["P2"]["chosen"] is None
+  assert cv.select("reg", ["10", "100", "1000"], [3], 5, root, "m", log=logs.append,
+                   racing=True)["P3"]["chosen"] is None
+  assert cv.race({"a": {"mean": 0.1, "folds": 2, "scores": [0.1, 0.1]}}, 5) == (None, {})
