@@ -20,12 +20,20 @@ log.  Example:
 
 ``--ledger=experiments/results/ledger.jsonl`` reads a workdir that is gone
 (another machine's, an earlier session's) from its `experiments.ledger` record.
+A WORKDIR may be a shell glob (``--run='CRAE:3=workdirs/crae-cv/P3-reg_v=10-s*'``): it
+stands for every finished run it matches on disk (a results.json) or, with
+``--ledger``, in the ledger.  The runs averaged under one label must be replicates
+of one experiment (same identity but for seeds and split draws, as
+``experiments.ledger`` groups them); a label whose runs differ otherwise is refused,
+naming the field.
 ``--results_key=test_cold`` plots the cold-start metrics of runs made with
 ``--set cold_start=true``.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import json
 import os
 import re
@@ -55,6 +63,63 @@ def parse_run(spec: str) -> tuple[str, list[Path]]:
   if not sep or not label or not dirs:
     raise ValueError(f"--run {spec!r}: expected LABEL=WORKDIR[,WORKDIR...]")
   return label, [Path(d) for d in dirs.split(",") if d]
+
+
+def expand_workdirs(dirs: list[Path], records: dict | None = None) -> list[Path]:
+  """Each shell-glob workdir to the finished runs it matches (on disk, or in `records`), sorted.
+
+  A plain path passes through unchanged; a glob that matches nothing, or a run listed twice,
+  is an error.
+  """
+  out: list[Path] = []
+  for d in dirs:
+    pattern = str(d)
+    if not glob.has_magic(pattern):
+      hits = [pattern]
+    else:
+      on_disk = {os.path.normpath(os.path.dirname(p))
+                 for p in glob.glob(os.path.join(pattern, "results.json"))}
+      in_ledger = {k for k in (records or {}) if fnmatch.fnmatchcase(k, os.path.normpath(pattern))}
+      hits = sorted(on_disk | in_ledger)
+      if not hits:
+        raise ValueError(f"{pattern}: matches no finished run on disk"
+                         + ("" if records is None else " or in the ledger"))
+    for h in hits:
+      if Path(h) in out:
+        raise ValueError(f"{h}: listed twice in one --run (each run counts once in a mean)")
+      out.append(Path(h))
+  return out
+
+
+def _identity(workdir: Path, records: dict | None) -> dict | None:
+  """The run's experiment identity (from its config.json, else its ledger record), or None."""
+  config = Path(workdir) / "config.json"
+  if config.is_file():
+    from recjax.train.workdir import experiment_identity  # pylint: disable=import-outside-toplevel
+    return experiment_identity(json.loads(config.read_text()))
+  record = (records or {}).get(os.path.normpath(str(workdir)))
+  return record.get("identity") if record else None
+
+
+def check_replicates(label: str, workdirs: list[Path], records: dict | None = None) -> None:
+  """Refuses to average runs of different experiments under one label.
+
+  Replicates may differ only in what `experiments.ledger.replicate_group` leaves out (seeds,
+  the split draw's counts, the fold of a CV protocol); runs whose identity is unknown (no
+  config.json, no ledger record) are not checked.
+  """
+  known = [(w, ident) for w in workdirs if (ident := _identity(w, records)) is not None]
+  if len(known) < 2:
+    return
+  groups = [dict(ledger.replicate_group({"identity": ident})) for _, ident in known]
+  first_dir, first = known[0][0], groups[0]
+  for (w, _), group in zip(known[1:], groups[1:]):
+    if group != first:
+      field = sorted(k for k in set(first) | set(group) if first.get(k) != group.get(k))[0]
+      raise ValueError(
+          f"--run {label!r}: {w} is not a replicate of {first_dir} ({field}: "
+          f"{first.get(field, '<unset>')} there, {group.get(field, '<unset>')} here); "
+          "give each experiment its own label")
 
 
 def load_metrics(workdir: Path, results_key: str = "test",
@@ -98,7 +163,7 @@ def cutoffs(metrics: dict[str, float], kind: str) -> list[int]:
 def mean_std(workdirs: list[Path], kind: str, results_key: str = "test",
              at: list[int] | None = None, records: dict | None = None
              ) -> tuple[list[int], np.ndarray, np.ndarray]:
-  """(Ms, mean, std over workdirs) of `<kind>@M`; Ms are those every workdir has (or `at`)."""
+  """(Ms, mean, sample std over workdirs) of `<kind>@M`; Ms are those every workdir has (or `at`)."""
   loaded = [load_metrics(w, results_key, records) for w in workdirs]
   ms = at if at is not None else sorted(set.intersection(*(set(cutoffs(m, kind)) for m in loaded)))
   if not ms:
@@ -108,7 +173,9 @@ def mean_std(workdirs: list[Path], kind: str, results_key: str = "test",
     if missing:
       raise KeyError(f"{w}/results.json [{results_key}] lacks {missing}")
   values = np.array([[m[f"{kind}@{k}"] for k in ms] for m in loaded], np.float64)
-  return list(ms), values.mean(axis=0), values.std(axis=0)
+  # The sample std (ddof 1), as experiments.ledger and cross_validate report it; 0 for one run.
+  std = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(len(ms))
+  return list(ms), values.mean(axis=0), std
 
 
 def main(argv):
@@ -121,8 +188,13 @@ def main(argv):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  runs = [parse_run(s) for s in FLAGS.run]
   records = ledger.load(FLAGS.ledger) if FLAGS.get_flag_value("ledger", None) else None
+  runs = []
+  for spec in FLAGS.run:
+    label, dirs = parse_run(spec)
+    dirs = expand_workdirs(dirs, records)
+    check_replicates(label, dirs, records)
+    runs.append((label, dirs))
   fig, ax = plt.subplots(figsize=(5.5, 4))
   if FLAGS.kind == "curve":
     for label, dirs in runs:

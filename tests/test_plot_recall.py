@@ -24,7 +24,8 @@ def test_mean_std_over_seeds(tmp_path):
   ms, mean, std = plot_recall.mean_std([a, b], "recall_cdl")
   assert ms == [50, 100]  # Only the cutoffs both runs have; recall@50 is another kind.
   np.testing.assert_allclose(mean, [0.2, 0.3])
-  np.testing.assert_allclose(std, [0.1, 0.1])  # Population std of two values 0.2 apart.
+  # Sample std (ddof 1, as the ledger's) of two values 0.2 apart: 0.2 / sqrt(2).
+  np.testing.assert_allclose(std, [0.2 / 2 ** 0.5] * 2)
   with pytest.raises(KeyError, match="lacks"):
     plot_recall.mean_std([a, b], "recall_cdl", at=[300])
 
@@ -35,7 +36,7 @@ def test_a_gone_workdir_is_read_from_the_ledger(tmp_path):
   records = {str(gone): {"workdir": str(gone), "test": {"recall_cdl@300": 0.4}}}
   _, mean, std = plot_recall.mean_std([a, gone], "recall_cdl", at=[300], records=records)
   np.testing.assert_allclose(mean, [0.3])
-  np.testing.assert_allclose(std, [0.1])
+  np.testing.assert_allclose(std, [0.2 / 2 ** 0.5])
   with pytest.raises(FileNotFoundError, match="not in the ledger either"):
     plot_recall.load_metrics(tmp_path / "other", records=records)
   with pytest.raises(KeyError, match="ledger record has no 'test_cold'"):
@@ -57,10 +58,12 @@ def test_writes_png_and_prints_the_table(tmp_path):
   pytest.importorskip("matplotlib")
   a = _write(tmp_path / "a", {"recall_cdl@50": 0.1, "recall_cdl@300": 0.25},
              test_cold={"recall_cdl@50": 0.05, "recall_cdl@300": 0.15})
+  b = _write(tmp_path / "b", {"recall_cdl@50": 0.1, "recall_cdl@300": 0.25},
+             test_cold={"recall_cdl@50": 0.05, "recall_cdl@300": 0.15})
   out = tmp_path / "fig.png"
   proc = subprocess.run(
       [sys.executable, "-m", "experiments.plot_recall", "--kind=sweep", f"--run=0.01={a}",
-       f"--run=100={a},{a}", "--results_key=test_cold", "--xlabel=lambda_r", f"--out={out}"],
+       f"--run=100={a},{b}", "--results_key=test_cold", "--xlabel=lambda_r", f"--out={out}"],
       capture_output=True, text=True, check=True)
   assert "lambda_r=100 (n=2): recall_cdl@300=0.1500±0.0000" in proc.stdout
   assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -82,3 +85,46 @@ def test_sweep_series_share_one_plot(tmp_path):
   assert "CRAE P=2 (n=1): recall_cdl@300=0.3000" in proc.stdout
   assert "CDL P=1 (n=1): recall_cdl@300=0.3000" in proc.stdout
   assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_globs_expand_to_finished_runs_on_disk_and_in_the_ledger(tmp_path):
+  s1 = _write(tmp_path / "P3-s1", {"recall_cdl@300": 0.2})
+  s2 = _write(tmp_path / "P3-s2", {"recall_cdl@300": 0.4})
+  (tmp_path / "P3-s3").mkdir()  # Unfinished: no results.json, so the glob skips it.
+  gone = str(tmp_path / "P3-s4")
+  records = {gone: {"workdir": gone, "test": {"recall_cdl@300": 0.6}}}
+  dirs = plot_recall.expand_workdirs([pathlib.Path(f"{tmp_path}/P3-s*")], records)
+  assert dirs == [s1, s2, pathlib.Path(gone)]
+  _, mean, _ = plot_recall.mean_std(dirs, "recall_cdl", at=[300], records=records)
+  np.testing.assert_allclose(mean, [0.4])
+  assert plot_recall.expand_workdirs([pathlib.Path(f"{tmp_path}/P3-s*")]) == [s1, s2]
+  with pytest.raises(ValueError, match="listed twice"):
+    plot_recall.expand_workdirs([s1, pathlib.Path(f"{tmp_path}/P3-s*")])
+  with pytest.raises(ValueError, match="P5-s\\*: matches no finished run on disk or in the ledger"):
+    plot_recall.expand_workdirs([pathlib.Path(f"{tmp_path}/P5-s*")], records)
+
+
+def _config(workdir, reg_v, split_seed):
+  (workdir / "config.json").write_text(json.dumps({
+      "model": "crae", "dataset": "citeulike-a",
+      "model_config": {"reg_v": reg_v, "dim": 50},
+      "data_config": {"protocol": "random-P3", "split_seed": split_seed},
+      "train_config": {"epochs": 80, "seed": 0}, "train_shape": [5, 7], "train_nnz": 9 + split_seed}))
+
+
+def test_one_label_averages_only_replicates(tmp_path):
+  a = _write(tmp_path / "a", {"recall_cdl@300": 0.2})
+  b = _write(tmp_path / "b", {"recall_cdl@300": 0.4})
+  _config(a, reg_v=10.0, split_seed=1)
+  _config(b, reg_v=10.0, split_seed=2)  # Another draw of the same experiment: fine.
+  plot_recall.check_replicates("CRAE:3", [a, b])
+  gone = str(tmp_path / "gone")  # Identity from the ledger when the workdir is gone.
+  records = {gone: {"workdir": gone, "test": {"recall_cdl@300": 0.3}, "identity": {
+      "model": "crae", "dataset": "citeulike-a", "model_config.reg_v": 1.0,
+      "model_config.dim": 50, "data_config.protocol": "random-P3",
+      "data_config.split_seed": 3, "train_config.epochs": 80, "train_config.seed": 0}}}
+  with pytest.raises(ValueError, match=r"not a replicate .*model_config.reg_v: 10.0 there, 1.0 here"):
+    plot_recall.check_replicates("CRAE:3", [a, b, pathlib.Path(gone)], records)
+  _config(b, reg_v=1.0, split_seed=2)
+  with pytest.raises(ValueError, match="model_config.reg_v"):
+    plot_recall.check_replicates("CRAE:3", [a, b])
