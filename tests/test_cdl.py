@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from recjax.data import batching, splits
+from recjax.data import content as content_lib
 from recjax.models import cdl
 from recjax.models.registry import get_model
 from recjax.nn import sdae as sdae_nn
@@ -190,3 +191,13 @@ def test_layerwise_stages_decay_only_the_layers_they_train():
     g = grad(params, factors, batch, jax.random.PRNGKey(epoch), phase(model, epoch))["params"]
     moved = {n for n, leaf in g.items() if max(float(jnp.abs(x).max()) for x in jax.tree.leaves(leaf)) > 0}
     assert moved == names, (epoch, moved)
+
+
+def test_row_max_content_scale_reaches_the_network():
+  train, content = _data()
+  counts = sp.csr_matrix(sp.csr_matrix(content).multiply(np.arange(1, content.shape[1] + 1, dtype=np.float32)[None]))
+  model = cdl.make(cdl.Config(dim=K, hidden=(10,), pretrain_epochs=0, content_scale="row_max"))
+  got = model.prepare(train, counts)["content"]
+  np.testing.assert_array_equal(got.toarray(), content_lib.scale(counts, "row_max").toarray())
+  assert not np.array_equal(got.toarray(), content_lib.scale(counts, "word_max").toarray())
+

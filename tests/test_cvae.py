@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from recjax.data import content as content_lib
 from recjax.models import cvae
 from recjax.models.registry import get_model
 from recjax.nn import cvae as cvae_nn
@@ -254,6 +255,19 @@ def test_config_errors_are_clear():
     model.prepare(train, content[:-1])
   with pytest.raises(ValueError, match=r"\[0, 1\]"):
     _model(content_scale="none").prepare(train, content * 3)
+
+
+def test_every_content_scale_reaches_the_network_as_named():
+  """The network reads the content as `content_scale` names it (data.content.scale's own values
+  are hand-worked in test_content.py); row_max, the CDL author's per-item scaling, is an option."""
+  train, content = _data()
+  counts = sp.csr_matrix(sp.csr_matrix(content).multiply(np.arange(1, content.shape[1] + 1, dtype=np.float32)[None]))
+  for how in ("word_max", "row_max", "binary"):
+    got = _model(content_scale=how).prepare(train, counts)["content"]
+    np.testing.assert_array_equal(got.toarray(), content_lib.scale(counts, how).toarray())
+  rows = _model(content_scale="row_max").prepare(train, counts)["content"]
+  nonempty = np.diff(rows.indptr) > 0
+  np.testing.assert_allclose(rows.max(axis=1).toarray().ravel()[nonempty], 1.0)
 
 
 def _clustered_titles(seed=0, n_clusters=4, per_cluster=40, n_words=80, words_per_item=5):

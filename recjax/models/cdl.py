@@ -64,7 +64,7 @@ from recjax.nn import sdae as sdae_nn
 from recjax.nn import sparse
 from recjax.ops import als, als_core
 
-CONTENT_SCALES = ("word_max", "binary", "none")
+CONTENT_SCALES = ("word_max", "row_max", "binary", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +79,7 @@ class Config(als_core.PriorALSConfig):
   reg_w: float = 1e-4  # λ_w on all weights and biases, in the paper's units (summed over items).
   noise: float = 0.3  # Masking noise level on the network's input.
   dropout: float = 0.1  # Dropout on the non-code hidden layers in training.
-  content_scale: str = "word_max"  # "word_max" (each word / its max count), "binary" or "none".
+  content_scale: str = "word_max"  # "word_max" (paper: each word / its max count over items), "row_max" (each item / its own max count: the CDL author's code), "binary" or "none".
   layerwise_epochs: int = 0  # Epochs per greedy layerwise pretraining stage (one per encoder layer); 0: none.
   pretrain_epochs: int = 10  # Then epochs that train the whole SDAE alone (no λ_v term).
   learning_rate: float = 1e-3  # Adam.

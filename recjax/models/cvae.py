@@ -138,7 +138,7 @@ from recjax.nn import sdae as sdae_nn
 from recjax.nn import sparse
 from recjax.ops import als, als_core
 
-CONTENT_SCALES = ("word_max", "binary", "none")
+CONTENT_SCALES = ("word_max", "row_max", "binary", "none")
 LIKELIHOODS = ("bernoulli", "gaussian")
 OBJECTIVES = ("paper", "authors_code")
 
@@ -155,7 +155,7 @@ class Config(als_core.PriorALSConfig):
   reg_w: float = 1e-4  # λ_w on all network weights and biases, in Eq. 1's units (summed over items).
   likelihood: str = "bernoulli"  # p_θ(x | z): "bernoulli" (content in [0, 1]) or "gaussian".
   gaussian_precision: float = 1.0  # λ_x of the Gaussian likelihood.
-  content_scale: str = "word_max"  # "word_max" (paper: each word / its max count), "binary" or "none".
+  content_scale: str = "word_max"  # "word_max" (paper: each word / its max count over items), "row_max" (each item / its own max count: the CDL author's code), "binary" or "none".
   layerwise_epochs: int = 0  # Epochs per layerwise pretraining stage (one per hidden layer + the latent layer); 0: none.
   layerwise_noise: float = 0.3  # Masking noise of the layerwise denoising autoencoders (authors' code).
   pretrain_epochs: int = 10  # Then epochs that train the whole network as a plain VAE (no λ_v term).
@@ -325,7 +325,7 @@ def make(config: Config) -> Model:
     x = content_lib.scale(item_content, config.content_scale)
     if config.likelihood == "bernoulli" and x.nnz and (x.data.max() > 1 or x.data.min() < 0):
       raise ValueError("cvae: the Bernoulli likelihood needs content in [0, 1]; use "
-                       "content_scale='word_max' or 'binary', or likelihood='gaussian'")
+                       "content_scale='word_max', 'row_max' or 'binary', or likelihood='gaussian'")
     return {**als_core.prepare(train, config, mesh), "content": x, "train": sp.csr_matrix(train)}
 
   def loss(params, factors, batch, key, phase):
