@@ -19,7 +19,9 @@ log.  Example:
       --title="citeulike-a, P=10" --out=docs/figures/recall_citeulike_a_p10.png
 
 ``--ledger=experiments/results/ledger.jsonl`` reads a workdir that is gone
-(another machine's, an earlier session's) from its `experiments.ledger` record.
+(another machine's, an earlier session's) from its `experiments.ledger` record,
+and takes a metric a run's results.json lacks from a rescoring attached to its
+record (``experiments.rescore`` + ``ledger --add_rescored``: CDL's mAP@500).
 A WORKDIR may be a shell glob (``--run='CRAE:3=workdirs/crae-cv/P3-reg_v=10-s*'``): it
 stands for every finished run it matches on disk (a results.json) or, with
 ``--ledger``, in the ledger.  The runs averaged under one label must be replicates
@@ -122,27 +124,49 @@ def check_replicates(label: str, workdirs: list[Path], records: dict | None = No
           "give each experiment its own label")
 
 
+class MissingMetricError(KeyError, ValueError):
+  """A run lacks a section or metric that was asked for: bad input (one ``error:`` line from
+  the binary), and a KeyError for code that looks metrics up."""
+
+  def __str__(self) -> str:
+    return str(self.args[0]) if self.args else ""
+
+
+def _rescored(record: dict | None, results_key: str) -> dict[str, float]:
+  """Metrics an `experiments.rescore` of the run's own state added to its ledger record (those
+  made with overrides or cold-start describe another evaluation and are left out)."""
+  if record is None or results_key != "test":
+    return {}
+  out = {}
+  for entry in record.get("rescored", []):
+    if not entry.get("overrides") and not entry.get("cold_start"):
+      out.update(entry.get("test", {}))
+  return out
+
+
 def load_metrics(workdir: Path, results_key: str = "test",
                  records: dict | None = None) -> dict[str, float]:
   """The `results_key` section of workdir/results.json, with a clear error if absent.
 
   With `records` (an `experiments.ledger` file, loaded), a workdir that is gone
-  is read from its ledger record.
+  is read from its ledger record, and metrics that a rescoring of the run attached to
+  its record (``experiments.ledger --add_rescored``, e.g. mAP@500 for a config that does
+  not compute it) fill in those results.json lacks; the run's own values win.
   """
   path = Path(workdir) / "results.json"
-  if not path.exists() and records and os.path.normpath(str(workdir)) in records:
-    record = records[os.path.normpath(str(workdir))]
+  record = (records or {}).get(os.path.normpath(str(workdir)))
+  if not path.exists() and record is not None:
     if results_key not in record:
-      raise KeyError(f"{workdir}: its ledger record has no {results_key!r} section")
-    return record[results_key]
+      raise MissingMetricError(f"{workdir}: its ledger record has no {results_key!r} section")
+    return {**_rescored(record, results_key), **record[results_key]}
   if not path.exists():
     raise FileNotFoundError(f"{path}: no results.json (is the run finished?)"
                             + ("" if records is None else "; not in the ledger either"))
   results = json.loads(path.read_text())
   if results_key not in results:
-    raise KeyError(f"{path}: no {results_key!r} section (has {sorted(results)}); "
-                   "test_cold needs a run made with --set cold_start=true")
-  return results[results_key]
+    raise MissingMetricError(f"{path}: no {results_key!r} section (has {sorted(results)}); "
+                             "test_cold needs a run made with --set cold_start=true")
+  return {**_rescored(record, results_key), **results[results_key]}
 
 
 def sweep_label(label: str) -> tuple[str, float]:
@@ -171,7 +195,9 @@ def mean_std(workdirs: list[Path], kind: str, results_key: str = "test",
   for w, m in zip(workdirs, loaded):
     missing = [f"{kind}@{k}" for k in ms if f"{kind}@{k}" not in m]
     if missing:
-      raise KeyError(f"{w}/results.json [{results_key}] lacks {missing}")
+      raise MissingMetricError(
+          f"{w}/results.json [{results_key}] lacks {missing}"
+          + ("" if records is None else " (nor has a rescoring in the ledger)"))
   values = np.array([[m[f"{kind}@{k}"] for k in ms] for m in loaded], np.float64)
   # The sample std (ddof 1), as experiments.ledger and cross_validate report it; 0 for one run.
   std = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(len(ms))

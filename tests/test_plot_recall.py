@@ -43,6 +43,28 @@ def test_a_gone_workdir_is_read_from_the_ledger(tmp_path):
     plot_recall.load_metrics(gone, "test_cold", records=records)
 
 
+def test_rescored_metrics_in_the_ledger_fill_in_what_results_lack(tmp_path):
+  a = _write(tmp_path / "a", {"recall_cdl@300": 0.2})
+  gone = tmp_path / "gone"
+  rescore = lambda m, **kw: {"test": {"map@500": m, "recall_cdl@300": 0.9}, **kw}
+  records = {
+      # The run's own recall wins over its rescoring's; mAP comes from the rescoring.
+      str(a): {"test": {"recall_cdl@300": 0.2}, "rescored": [rescore(0.01)]},
+      # Rescorings with overrides or cold-start are another evaluation: never used.
+      str(gone): {"test": {"recall_cdl@300": 0.4},
+                  "rescored": [rescore(0.5, overrides=["k=1"]), rescore(0.5, cold_start=True),
+                               rescore(0.03)]},
+  }
+  assert plot_recall.load_metrics(a, records=records) == {"recall_cdl@300": 0.2, "map@500": 0.01}
+  assert plot_recall.load_metrics(gone, records=records) == {"recall_cdl@300": 0.4,
+                                                             "map@500": 0.03}
+  _, mean, _ = plot_recall.mean_std([a, gone], "map", at=[500], records=records)
+  np.testing.assert_allclose(mean, [0.02])
+  # Without the ledger the same request names the run and what it lacks, as bad input.
+  with pytest.raises(ValueError, match=r"a/results.json \[test\] lacks \['map@500'\]"):
+    plot_recall.mean_std([a, gone], "map", at=[500], records={str(gone): records[str(gone)]})
+
+
 def test_errors_name_the_file_and_section(tmp_path):
   with pytest.raises(ValueError, match="LABEL=WORKDIR"):
     plot_recall.parse_run("no-equals-sign")
