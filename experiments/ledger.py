@@ -230,14 +230,22 @@ def _attach(ledger: str, key: str, entry: dict, rescored_file: str) -> None:
   _save(ledger, records)
 
 
+def rescored_metrics(record: dict[str, Any]) -> dict[str, float]:
+  """Test metrics that rescorings of the run's own state attached to its record (the first
+  rescoring that has a metric gives it); those made with overrides or cold start describe
+  another evaluation and are left out."""
+  out: dict[str, float] = {}
+  for entry in record.get("rescored", []):
+    if not entry.get("overrides") and not entry.get("cold_start"):
+      for name, value in entry["test"].items():
+        out.setdefault(name, value)
+  return out
+
+
 def metric(record: dict[str, Any], name: str) -> float | None:
   """`name` from the run's test metrics, else from a rescoring without overrides (None: absent)."""
-  if name in record.get("test", {}):
-    return float(record["test"][name])
-  for entry in record.get("rescored", []):
-    if not entry.get("overrides") and not entry.get("cold_start") and name in entry["test"]:
-      return float(entry["test"][name])
-  return None
+  value = record.get("test", {}).get(name, rescored_metrics(record).get(name))
+  return None if value is None else float(value)
 
 
 # What differs between replicates: their seeds, and the data counts that follow from the draw.

@@ -133,15 +133,8 @@ class MissingMetricError(KeyError, ValueError):
 
 
 def _rescored(record: dict | None, results_key: str) -> dict[str, float]:
-  """Metrics an `experiments.rescore` of the run's own state added to its ledger record (those
-  made with overrides or cold-start describe another evaluation and are left out)."""
-  if record is None or results_key != "test":
-    return {}
-  out = {}
-  for entry in record.get("rescored", []):
-    if not entry.get("overrides") and not entry.get("cold_start"):
-      out.update(entry.get("test", {}))
-  return out
+  """What rescorings attached to the run's ledger record add (test metrics only)."""
+  return ledger.rescored_metrics(record) if record is not None and results_key == "test" else {}
 
 
 def load_metrics(workdir: Path, results_key: str = "test",
